@@ -63,12 +63,12 @@ type Activation int8
 
 // Fused activations.
 const (
-	ActNone     Activation = 0
-	ActRelu     Activation = 1
+	ActNone      Activation = 0
+	ActRelu      Activation = 1
 	ActReluN1To1 Activation = 2
-	ActRelu6    Activation = 3
-	ActTanh     Activation = 4
-	ActSignBit  Activation = 5
+	ActRelu6     Activation = 3
+	ActTanh      Activation = 4
+	ActSignBit   Activation = 5
 )
 
 // Padding is the schema's Padding enum. The zero value is SAME, as in the schema.
