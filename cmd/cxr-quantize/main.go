@@ -1,0 +1,44 @@
+// Command cxr-quantize is the model pipeline's tool: inspect and run any .tflite model, and
+// train, quantize and evaluate the pneumonia model.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+const usage = `usage: cxr-quantize COMMAND [flags]
+
+commands:
+  inspect MODEL     print a model's graph: ops, tensors, quantization, parameters, MACs, arena
+  run               run a model on raw input files (or the deterministic pattern), print JSON
+`
+
+// errUsage marks a command-line mistake: the message is printed with the usage text.
+var errUsage = errors.New("usage")
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	// Each subcommand lives in its own file as cmdNAME(args []string) error.
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		err = fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+		_ = args
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cxr-quantize: %v\n", err)
+		if errors.Is(err, errUsage) {
+			fmt.Fprint(os.Stderr, usage)
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
