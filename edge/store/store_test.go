@@ -1,0 +1,291 @@
+package store_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cxr-edge/cxr-edge/edge/store"
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+func open(t *testing.T, dir string, opts store.Options) *store.Store {
+	t.Helper()
+	s, err := store.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func result(id, label string) telemetry.Result {
+	return telemetry.Result{ID: id, Label: label, Score: 0.7, Threshold: 0.5, Source: "folder",
+		ReceivedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), ScoredAt: time.Date(2026, 1, 2, 3, 4, 6, 0, time.UTC),
+		Model: telemetry.ModelRef{Name: "cxr", Version: "1", SHA256: "ab"}}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	d := store.Options{}.WithDefaults()
+	if d.MaxAge != 30*24*time.Hour || d.MaxBytes != 2<<30 || d.MaxInputBytes != 256<<20 ||
+		d.OpenTimeout != 2*time.Second || d.Logger == nil {
+		t.Fatalf("defaults %+v differ from the documented ones", d)
+	}
+	set := store.Options{MaxAge: time.Minute, MaxBytes: 5, MaxInputBytes: 6, OpenTimeout: time.Second}.WithDefaults()
+	if set.MaxAge != time.Minute || set.MaxBytes != 5 || set.MaxInputBytes != 6 || set.OpenTimeout != time.Second {
+		t.Fatalf("explicit options overridden: %+v", set)
+	}
+}
+
+func TestSubmitDedupAndData(t *testing.T) {
+	s := open(t, t.TempDir(), store.Options{})
+	img := []byte("fake image bytes")
+	in, dup, err := s.Submit("folder", "a.png", img, time.Unix(100, 0))
+	if err != nil || dup {
+		t.Fatalf("first submit: dup=%v err=%v", dup, err)
+	}
+	if in.ID != store.HashID(img) || in.State != store.StatePending || in.Size != int64(len(img)) || in.Name != "a.png" {
+		t.Fatalf("record %+v", in)
+	}
+	again, dup, err := s.Submit("http", "b.png", img, time.Unix(200, 0))
+	if err != nil || !dup || again.Seq != in.Seq || again.Source != "folder" {
+		t.Fatalf("duplicate submit: %+v dup=%v err=%v", again, dup, err)
+	}
+	got, err := s.Data(in.ID)
+	if err != nil || string(got) != string(img) {
+		t.Fatalf("data %q %v", got, err)
+	}
+	// A corrupted blob is detected, not silently scored.
+	if err := os.WriteFile(s.BlobPath(in.ID), []byte("tampered"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Data(in.ID); !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("tampered blob: %v", err)
+	}
+	st, _ := s.Stats()
+	if st.Inputs != 1 || st.Pending != 1 || st.Bytes != int64(len(img)) {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	s := open(t, t.TempDir(), store.Options{MaxInputBytes: 10})
+	cases := []struct {
+		name   string
+		source string
+		data   []byte
+		want   error
+	}{
+		{"empty", "folder", nil, store.ErrEmpty},
+		{"too large", "folder", make([]byte, 11), store.ErrTooLarge},
+		{"no source", "", []byte("x"), store.ErrInvalid},
+	}
+	for _, c := range cases {
+		if _, _, err := s.Submit(c.source, "n", c.data, time.Time{}); !errors.Is(err, c.want) {
+			t.Errorf("%s: err %v, want %v", c.name, err, c.want)
+		}
+	}
+	if _, err := s.Commit(result("nope", telemetry.LabelNormal)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("commit unknown: %v", err)
+	}
+	in, _, _ := s.Submit("folder", "", []byte("ok"), time.Time{})
+	if _, err := s.Commit(result(in.ID, "maybe")); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("bad label: %v", err)
+	}
+	if _, err := s.Input("missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("input missing: %v", err)
+	}
+	if _, err := s.Result(in.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("result of pending: %v", err)
+	}
+	if st, _ := s.Stats(); st.Inputs != 1 || st.Pending != 1 || st.Outbox != 0 {
+		t.Errorf("bad input changed the store: %+v", st)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, store.Options{})
+	var ids []string
+	for i := range 5 {
+		in, _, err := s.Submit("folder", fmt.Sprint(i), []byte(fmt.Sprintf("image %d", i)), time.Unix(int64(i), 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, in.ID)
+	}
+	pend, err := s.Pending()
+	if err != nil || len(pend) != 5 {
+		t.Fatalf("pending %d %v", len(pend), err)
+	}
+	for i, p := range pend {
+		if p.ID != ids[i] {
+			t.Fatalf("pending not in arrival order at %d", i)
+		}
+	}
+	// Score 3 of them (one unreadable), out of arrival order.
+	for _, i := range []int{2, 0, 4} {
+		label := telemetry.LabelNormal
+		if i == 4 {
+			label = telemetry.LabelUnreadable
+		}
+		if _, err := s.Commit(result(ids[i], label)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Commit(result(ids[2], telemetry.LabelNormal)); !errors.Is(err, store.ErrNotPending) {
+		t.Fatalf("double commit: %v", err)
+	}
+	if in, _ := s.Input(ids[4]); in.State != store.StateFailed {
+		t.Fatalf("unreadable input state %s", in.State)
+	}
+	pend, _ = s.Pending()
+	if len(pend) != 2 || pend[0].ID != ids[1] || pend[1].ID != ids[3] {
+		t.Fatalf("pending after commits: %+v", pend)
+	}
+	ob, err := s.Outbox(2)
+	if err != nil || len(ob) != 2 || ob[0].ResultID != ids[2] || ob[1].ResultID != ids[0] || ob[0].Seq >= ob[1].Seq {
+		t.Fatalf("outbox peek %+v %v", ob, err)
+	}
+	var r telemetry.Result
+	if err := json.Unmarshal(ob[0].Payload, &r); err != nil || r.Schema != telemetry.SchemaResult || r.ID != ids[2] {
+		t.Fatalf("payload %s: %v", ob[0].Payload, err)
+	}
+	if err := s.Ack(ob[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ack(ob[0].Seq); err != nil {
+		t.Fatalf("repeated ack: %v", err)
+	}
+	newest, err := s.Results(2)
+	if err != nil || len(newest) != 2 || newest[0].ID != ids[4] || newest[1].ID != ids[0] {
+		t.Fatalf("newest results %+v %v", newest, err)
+	}
+	st, _ := s.Stats()
+	if st != (store.Stats{Inputs: 5, Pending: 2, Outbox: 2, Bytes: st.Bytes}) {
+		t.Fatalf("stats %+v", st)
+	}
+	// Reopen: everything survives.
+	s.Close()
+	s2 := open(t, dir, store.Options{})
+	ob, _ = s2.Outbox(0)
+	if len(ob) != 2 || ob[0].ResultID != ids[0] {
+		t.Fatalf("outbox after reopen %+v", ob)
+	}
+	if in, _ := s2.Input(ids[2]); !in.Acked || in.State != store.StateDone {
+		t.Fatalf("acked input after reopen %+v", in)
+	}
+}
+
+func TestSecondOpenIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir, store.Options{})
+	start := time.Now()
+	_, err := store.Open(dir, store.Options{OpenTimeout: 100 * time.Millisecond})
+	if !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("second open: %v", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("OpenTimeout ignored")
+	}
+}
+
+func TestOrphanBlobsRemovedOnOpen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _, _ := s.Submit("folder", "", []byte("kept"), time.Time{})
+	s.Close()
+	orphanID := store.HashID([]byte("orphan"))
+	orphan := filepath.Join(dir, "blobs", orphanID[:2], orphanID)
+	tmp := filepath.Join(dir, "blobs", orphanID+".123.tmp")
+	for _, p := range []string{orphan, tmp} {
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, []byte("orphan"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2 := open(t, dir, store.Options{})
+	for _, p := range []string{orphan, tmp} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s survived Open: %v", p, err)
+		}
+	}
+	if _, err := s2.Data(in.ID); err != nil {
+		t.Errorf("recorded blob removed: %v", err)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	const size = 1000
+	s := open(t, t.TempDir(), store.Options{MaxAge: time.Hour, MaxBytes: 3 * size})
+	var ids []string
+	var seqs []uint64
+	for i := range 6 {
+		data := make([]byte, size)
+		data[0] = byte(i)
+		in, _, err := s.Submit("folder", "", data, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, err := s.Commit(result(in.ID, telemetry.LabelPneumonia))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, seqs = append(ids, in.ID), append(seqs, seq)
+	}
+	now := time.Now()
+	// Nothing acked: over the size bound, yet nothing may go.
+	ps, err := s.Prune(now.Add(48 * time.Hour))
+	if err != nil || ps.Removed != 0 {
+		t.Fatalf("pruned unacked results: %+v %v", ps, err)
+	}
+	// Ack 0,1,2,4 (3 and 5 stay unacked). Size 6000 > 3000 → remove oldest acked until ≤ 3000.
+	for _, i := range []int{0, 1, 2, 4} {
+		if err := s.Ack(seqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps, err = s.Prune(now)
+	if err != nil || ps.Removed != 3 || ps.Bytes != 3*size {
+		t.Fatalf("size prune: %+v %v", ps, err)
+	}
+	for i, id := range ids {
+		_, err := s.Input(id)
+		gone := errors.Is(err, store.ErrNotFound)
+		if want := i <= 2; gone != want {
+			t.Errorf("input %d gone=%v want %v", i, gone, want)
+		}
+		if _, err := os.Stat(s.BlobPath(id)); errors.Is(err, os.ErrNotExist) != (i <= 2) {
+			t.Errorf("blob %d: %v", i, err)
+		}
+	}
+	// Age: after MaxAge the remaining acked one (4) goes; the unacked 3 and 5 stay.
+	ps, err = s.Prune(now.Add(2 * time.Hour))
+	if err != nil || ps.Removed != 1 {
+		t.Fatalf("age prune: %+v %v", ps, err)
+	}
+	if _, err := s.Input(ids[4]); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("aged acked input kept")
+	}
+	for _, i := range []int{3, 5} {
+		if _, err := s.Result(ids[i]); err != nil {
+			t.Errorf("unacked result %d deleted: %v", i, err)
+		}
+	}
+	st, _ := s.Stats()
+	if st.Inputs != 2 || st.Outbox != 2 || st.Bytes != 2*size {
+		t.Fatalf("stats after prune %+v", st)
+	}
+	// A pruned image arriving again is a new input.
+	data := make([]byte, size)
+	if _, dup, err := s.Submit("folder", "", data, time.Time{}); err != nil || dup {
+		t.Fatalf("resubmit pruned: dup=%v %v", dup, err)
+	}
+}
