@@ -1,0 +1,6 @@
+// Package device holds the cxr-edge daemon's configuration and the pipeline that wires intake,
+// store, decoding, the engine, the decision, the indicator and the publisher together.
+//
+// The pipeline is written against small interfaces defined here (Scorer, Store, Publisher,
+// Indicator), so each part can be replaced or tested on its own.
+package device
