@@ -1,0 +1,62 @@
+//go:build amd64 && !purego
+
+package engine
+
+import "golang.org/x/sys/cpu"
+
+// gemmPanelAVX2 computes out[r*ldo+c] = Σ_{kk<4·groups} a[r*lda+kk]·W[c][kk] for r < rows,
+// c < 8, from one packed panel w. Int8 values are sign extended to int16 and multiplied
+// pairwise with VPMADDWD, which cannot overflow (2·128·128 < 2³¹).
+//
+//go:noescape
+func gemmPanelAVX2(w *int8, groups int, a *int8, lda int, rows int, out *int32, ldo int)
+
+// gemmPanelVNNI is gemmPanelAVX2 with VPDPBUSD (AVX-512 VNNI on 256-bit registers). It
+// multiplies unsigned by signed bytes, so it feeds a+128 (a XOR 0x80) and subtracts corr
+// (128·Σ W[c]) from each sum; int32 arithmetic wraps, so the result is exact. VPDPBUSD does
+// not saturate.
+//
+//go:noescape
+func gemmPanelVNNI(w *int8, groups int, a *int8, lda int, rows int, out *int32, ldo int, corr *int32)
+
+func (k gemmKernel) available() bool {
+	switch k {
+	case kernGo:
+		return true
+	case kernAVX2:
+		return cpu.X86.HasAVX2
+	case kernVNNI:
+		return cpu.X86.HasAVX2 && cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VL
+	}
+	return false
+}
+
+func bestKernel() gemmKernel {
+	for _, k := range []gemmKernel{kernVNNI, kernAVX2} {
+		if k.available() {
+			return k
+		}
+	}
+	return kernGo
+}
+
+// panelAsm runs the complete groups of one panel with kern's SIMD kernel; it reports false
+// when kern has none, and the caller then runs panelGo. The caller has checked that a holds
+// rows*lda values and out (rows-1)*ldo+8.
+func panelAsm(kern gemmKernel, out []int32, ldo int, a []int8, lda, rows int, pw []int8, groups int, corr []int32) bool {
+	if groups == 0 {
+		for r := 0; r < rows; r++ {
+			clear(out[r*ldo : r*ldo+panelN])
+		}
+		return true
+	}
+	switch kern {
+	case kernAVX2:
+		gemmPanelAVX2(&pw[0], groups, &a[0], lda, rows, &out[0], ldo)
+		return true
+	case kernVNNI:
+		gemmPanelVNNI(&pw[0], groups, &a[0], lda, rows, &out[0], ldo, &corr[0])
+		return true
+	}
+	return false
+}

@@ -1,0 +1,235 @@
+#include "textflag.h"
+
+// Register use (both kernels): SI packed panel, CX groups, DI activations (row tile), R8 lda,
+// R13 3*lda, R9 rows left, R10 out (row tile), R11 ldo in bytes; AX, BX, R14 walk one tile's
+// weights and activation rows, DX counts groups.
+
+// func gemmPanelAVX2(w *int8, groups int, a *int8, lda int, rows int, out *int32, ldo int)
+TEXT ·gemmPanelAVX2(SB), NOSPLIT, $0-56
+	MOVQ w+0(FP), SI
+	MOVQ groups+8(FP), CX
+	MOVQ a+16(FP), DI
+	MOVQ lda+24(FP), R8
+	MOVQ rows+32(FP), R9
+	MOVQ out+40(FP), R10
+	MOVQ ldo+48(FP), R11
+	SHLQ $2, R11
+	LEAQ (R8)(R8*2), R13
+
+avx2_rows4:
+	// Tiles of 4 rows: Y(2r) holds channels 0-3 and Y(2r+1) channels 4-7 of row r, as pairs
+	// of partial sums (k0+k1, k2+k3) folded by VPHADDD at the end.
+	CMPQ R9, $4
+	JLT  avx2_rows1
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+	MOVQ  SI, AX
+	MOVQ  DI, BX
+	MOVQ  CX, DX
+
+avx2_loop4:
+	VPMOVSXBW (AX), Y8
+	VPMOVSXBW 16(AX), Y9
+	VPBROADCASTD (BX), X10
+	VPMOVSXBW    X10, Y10
+	VPMADDWD     Y8, Y10, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y9, Y10, Y11
+	VPADDD       Y11, Y1, Y1
+	VPBROADCASTD (BX)(R8*1), X10
+	VPMOVSXBW    X10, Y10
+	VPMADDWD     Y8, Y10, Y11
+	VPADDD       Y11, Y2, Y2
+	VPMADDWD     Y9, Y10, Y11
+	VPADDD       Y11, Y3, Y3
+	VPBROADCASTD (BX)(R8*2), X10
+	VPMOVSXBW    X10, Y10
+	VPMADDWD     Y8, Y10, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDWD     Y9, Y10, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD (BX)(R13*1), X10
+	VPMOVSXBW    X10, Y10
+	VPMADDWD     Y8, Y10, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDWD     Y9, Y10, Y11
+	VPADDD       Y11, Y7, Y7
+	ADDQ $32, AX
+	ADDQ $4, BX
+	DECQ DX
+	JNZ  avx2_loop4
+
+	LEAQ (R11)(R11*2), R12
+	VPHADDD Y1, Y0, Y0
+	VPERMQ  $0xD8, Y0, Y0
+	VMOVDQU Y0, (R10)
+	VPHADDD Y3, Y2, Y2
+	VPERMQ  $0xD8, Y2, Y2
+	VMOVDQU Y2, (R10)(R11*1)
+	VPHADDD Y5, Y4, Y4
+	VPERMQ  $0xD8, Y4, Y4
+	VMOVDQU Y4, (R10)(R11*2)
+	VPHADDD Y7, Y6, Y6
+	VPERMQ  $0xD8, Y6, Y6
+	VMOVDQU Y6, (R10)(R12*1)
+	LEAQ (DI)(R8*4), DI
+	LEAQ (R10)(R11*4), R10
+	SUBQ $4, R9
+	JMP  avx2_rows4
+
+avx2_rows1:
+	TESTQ R9, R9
+	JZ    avx2_done
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	MOVQ  SI, AX
+	MOVQ  DI, BX
+	MOVQ  CX, DX
+
+avx2_loop1:
+	VPMOVSXBW (AX), Y8
+	VPMOVSXBW 16(AX), Y9
+	VPBROADCASTD (BX), X10
+	VPMOVSXBW    X10, Y10
+	VPMADDWD     Y8, Y10, Y11
+	VPADDD       Y11, Y0, Y0
+	VPMADDWD     Y9, Y10, Y11
+	VPADDD       Y11, Y1, Y1
+	ADDQ $32, AX
+	ADDQ $4, BX
+	DECQ DX
+	JNZ  avx2_loop1
+	VPHADDD Y1, Y0, Y0
+	VPERMQ  $0xD8, Y0, Y0
+	VMOVDQU Y0, (R10)
+	ADDQ R8, DI
+	ADDQ R11, R10
+	DECQ R9
+	JMP  avx2_rows1
+
+avx2_done:
+	VZEROUPPER
+	RET
+
+// func gemmPanelVNNI(w *int8, groups int, a *int8, lda int, rows int, out *int32, ldo int, corr *int32)
+TEXT ·gemmPanelVNNI(SB), NOSPLIT, $0-64
+	MOVQ w+0(FP), SI
+	MOVQ groups+8(FP), CX
+	MOVQ a+16(FP), DI
+	MOVQ lda+24(FP), R8
+	MOVQ rows+32(FP), R9
+	MOVQ out+40(FP), R10
+	MOVQ ldo+48(FP), R11
+	MOVQ corr+56(FP), AX
+	VMOVDQU (AX), Y14
+	SHLQ $2, R11
+	LEAQ (R8)(R8*2), R13
+	MOVL $0x80808080, AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+
+vnni_rows8:
+	// Tiles of 8 rows, one accumulator (8 channels) per row.
+	CMPQ R9, $8
+	JLT  vnni_rows1
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+	MOVQ  SI, AX
+	MOVQ  DI, BX
+	LEAQ  (DI)(R8*4), R14
+	MOVQ  CX, DX
+
+vnni_loop8:
+	VMOVDQU (AX), Y8
+	VPBROADCASTD (BX), Y9
+	VPXOR        Y15, Y9, Y9
+	VPDPBUSD     Y8, Y9, Y0
+	VPBROADCASTD (BX)(R8*1), Y9
+	VPXOR        Y15, Y9, Y9
+	VPDPBUSD     Y8, Y9, Y1
+	VPBROADCASTD (BX)(R8*2), Y9
+	VPXOR        Y15, Y9, Y9
+	VPDPBUSD     Y8, Y9, Y2
+	VPBROADCASTD (BX)(R13*1), Y9
+	VPXOR        Y15, Y9, Y9
+	VPDPBUSD     Y8, Y9, Y3
+	VPBROADCASTD (R14), Y9
+	VPXOR        Y15, Y9, Y9
+	VPDPBUSD     Y8, Y9, Y4
+	VPBROADCASTD (R14)(R8*1), Y9
+	VPXOR        Y15, Y9, Y9
+	VPDPBUSD     Y8, Y9, Y5
+	VPBROADCASTD (R14)(R8*2), Y9
+	VPXOR        Y15, Y9, Y9
+	VPDPBUSD     Y8, Y9, Y6
+	VPBROADCASTD (R14)(R13*1), Y9
+	VPXOR        Y15, Y9, Y9
+	VPDPBUSD     Y8, Y9, Y7
+	ADDQ $32, AX
+	ADDQ $4, BX
+	ADDQ $4, R14
+	DECQ DX
+	JNZ  vnni_loop8
+
+	LEAQ (R11)(R11*2), R12
+	VPSUBD  Y14, Y0, Y0
+	VMOVDQU Y0, (R10)
+	VPSUBD  Y14, Y1, Y1
+	VMOVDQU Y1, (R10)(R11*1)
+	VPSUBD  Y14, Y2, Y2
+	VMOVDQU Y2, (R10)(R11*2)
+	VPSUBD  Y14, Y3, Y3
+	VMOVDQU Y3, (R10)(R12*1)
+	LEAQ (R10)(R11*4), R10
+	VPSUBD  Y14, Y4, Y4
+	VMOVDQU Y4, (R10)
+	VPSUBD  Y14, Y5, Y5
+	VMOVDQU Y5, (R10)(R11*1)
+	VPSUBD  Y14, Y6, Y6
+	VMOVDQU Y6, (R10)(R11*2)
+	VPSUBD  Y14, Y7, Y7
+	VMOVDQU Y7, (R10)(R12*1)
+	LEAQ (R10)(R11*4), R10
+	LEAQ (DI)(R8*8), DI
+	SUBQ $8, R9
+	JMP  vnni_rows8
+
+vnni_rows1:
+	TESTQ R9, R9
+	JZ    vnni_done
+	VPXOR Y0, Y0, Y0
+	MOVQ  SI, AX
+	MOVQ  DI, BX
+	MOVQ  CX, DX
+
+vnni_loop1:
+	VMOVDQU (AX), Y8
+	VPBROADCASTD (BX), Y9
+	VPXOR        Y15, Y9, Y9
+	VPDPBUSD     Y8, Y9, Y0
+	ADDQ $32, AX
+	ADDQ $4, BX
+	DECQ DX
+	JNZ  vnni_loop1
+	VPSUBD  Y14, Y0, Y0
+	VMOVDQU Y0, (R10)
+	ADDQ R8, DI
+	ADDQ R11, R10
+	DECQ R9
+	JMP  vnni_rows1
+
+vnni_done:
+	VZEROUPPER
+	RET
