@@ -141,6 +141,9 @@ type Operator struct {
 	Options       Options
 	CustomOptions []byte
 	Intermediates []int32
+	// MutatingVariableInputs flags the inputs a stateful op (RNN, LSTM) writes to; nil when
+	// absent, as in every CNN.
+	MutatingVariableInputs []bool
 }
 
 // Buffer holds constant tensor data.
