@@ -137,7 +137,7 @@ func (p *parser) readHeader(pos int, explicit bool) (header, error) {
 func (p *parser) countElement(pos int) error {
 	p.elements++
 	if p.elements > p.opts.MaxElements {
-		return fmt.Errorf("%w: more than %d elements (at offset %d)", ErrLimit, p.opts.MaxElements, pos)
+		return fmt.Errorf("%w: more than MaxElements %d elements (at offset %d)", ErrLimit, p.opts.MaxElements, pos)
 	}
 	return nil
 }
@@ -161,7 +161,7 @@ func (p *parser) dataset(pos, end int, explicit bool, depth int, inItem bool) (i
 			return 0, fmt.Errorf("%w: unexpected %v at offset %d outside a sequence", ErrMalformed, h.tag, pos)
 		}
 		if depth == 0 && h.tag == tagPixelData {
-			return p.pixelData(h, pos, explicit)
+			return p.pixelData(h)
 		}
 		if h.length == undefinedLength {
 			// An undefined length means a sequence (SQ, or UN/OB/OW holding one). Per CP-246 an
@@ -194,7 +194,7 @@ func (p *parser) dataset(pos, end int, explicit bool, depth int, inItem bool) (i
 // offset after its sequence delimitation item.
 func (p *parser) sequence(pos int, explicit bool, depth int) (int, error) {
 	if depth > p.opts.MaxDepth {
-		return 0, fmt.Errorf("%w: sequences nested deeper than %d (at offset %d)", ErrLimit, p.opts.MaxDepth, pos)
+		return 0, fmt.Errorf("%w: sequences nested deeper than MaxDepth %d (at offset %d)", ErrLimit, p.opts.MaxDepth, pos)
 	}
 	for {
 		if err := p.countElement(pos); err != nil {
@@ -227,7 +227,7 @@ func (p *parser) sequence(pos int, explicit bool, depth int) (int, error) {
 
 // pixelData records the top-level pixel data element and returns the end of the parse: nothing
 // after it (only padding and signatures may follow) is needed.
-func (p *parser) pixelData(h header, pos int, explicit bool) (int, error) {
+func (p *parser) pixelData(h header) (int, error) {
 	a := p.a
 	a.pixelDataSeen = true
 	if h.length != undefinedLength {
@@ -240,7 +240,7 @@ func (p *parser) pixelData(h header, pos int, explicit bool) (int, error) {
 	// Encapsulated: an item holding the basic offset table, then one item per fragment, then a
 	// sequence delimitation (PS3.5 A.4).
 	a.encapsulated = true
-	pos = h.value
+	pos := h.value
 	first := true
 	for {
 		if err := p.countElement(pos); err != nil {
