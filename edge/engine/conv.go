@@ -1,0 +1,746 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/cxr-edge/cxr-edge/edge/tflite"
+)
+
+// window describes a 2-D sliding window over an NHWC tensor.
+type window struct {
+	batch, inH, inW, inC int
+	outH, outW           int
+	fH, fW               int
+	strideH, strideW     int
+	dilH, dilW           int
+	padTop, padLeft      int
+	padding              tflite.Padding
+	depthMult, outC      int
+}
+
+func convOut(in, f, stride, dil int, pad tflite.Padding) (out, before int) {
+	eff := (f-1)*dil + 1
+	if pad == tflite.PaddingValid {
+		out = (in - eff + stride) / stride
+	} else {
+		out = (in + stride - 1) / stride
+	}
+	total := (out-1)*stride + eff - in
+	if total < 0 {
+		total = 0
+	}
+	return out, total / 2
+}
+
+// setup checks strides and dilations and computes the output size and padding.
+func (w *window) setup(in []int) error {
+	if len(in) != 4 {
+		return fmt.Errorf("%w: input rank %d, expected 4 (NHWC)", ErrInvalidModel, len(in))
+	}
+	w.batch, w.inH, w.inW, w.inC = in[0], in[1], in[2], in[3]
+	if w.dilH == 0 {
+		w.dilH = 1
+	}
+	if w.dilW == 0 {
+		w.dilW = 1
+	}
+	if w.strideH <= 0 || w.strideW <= 0 || w.dilH < 0 || w.dilW < 0 || w.fH <= 0 || w.fW <= 0 {
+		return fmt.Errorf("%w: stride %dx%d, dilation %dx%d, filter %dx%d", ErrInvalidModel, w.strideH, w.strideW, w.dilH, w.dilW, w.fH, w.fW)
+	}
+	if w.padding != tflite.PaddingSame && w.padding != tflite.PaddingValid {
+		return fmt.Errorf("%w: padding %d", ErrUnsupported, w.padding)
+	}
+	w.outH, w.padTop = convOut(w.inH, w.fH, w.strideH, w.dilH, w.padding)
+	w.outW, w.padLeft = convOut(w.inW, w.fW, w.strideW, w.dilW, w.padding)
+	if w.outH <= 0 || w.outW <= 0 {
+		return fmt.Errorf("%w: window %dx%d does not fit input %dx%d", ErrInvalidModel, w.fH, w.fW, w.inH, w.inW)
+	}
+	return nil
+}
+
+func (w *window) outShape(c int) []int { return []int{w.batch, w.outH, w.outW, c} }
+
+// channelScales returns per-channel filter scales (broadcasting a per-tensor scale).
+func channelScales(f *tensorMeta, n int) ([]float64, error) {
+	s := f.info.Scale
+	out := make([]float64, n)
+	switch len(s) {
+	case 1:
+		for i := range out {
+			out[i] = float64(s[0])
+		}
+	case n:
+		for i := range out {
+			out[i] = float64(s[i])
+		}
+	default:
+		return nil, fmt.Errorf("%w: filter has %d scales for %d channels", ErrInvalidModel, len(s), n)
+	}
+	return out, nil
+}
+
+// constBias reads an optional int32 bias of n values (zeros when absent).
+func constBiasI32(b *tensorMeta, n int) ([]int32, error) {
+	out := make([]int32, n)
+	if b == nil {
+		return out, nil
+	}
+	if b.konst == nil || b.info.Type != tflite.Int32 || b.n != n {
+		return nil, fmt.Errorf("%w: bias must be a constant int32 tensor of %d values (%s %v)", ErrUnsupported, n, typeName(b.info.Type), b.info.Shape)
+	}
+	copy(out, asI32(b.konst))
+	return out, nil
+}
+
+func constBiasF32(b *tensorMeta, n int) ([]float32, error) {
+	out := make([]float32, n)
+	if b == nil {
+		return out, nil
+	}
+	if b.konst == nil || b.info.Type != tflite.Float32 || b.n != n {
+		return nil, fmt.Errorf("%w: bias must be a constant float32 tensor of %d values", ErrUnsupported, n)
+	}
+	copy(out, asF32(b.konst))
+	return out, nil
+}
+
+// constWeightsF32 returns float weights, dequantizing int8 weights (hybrid models) once at
+// load with the scales along dimension qdim.
+func constWeightsF32(f *tensorMeta) ([]float32, error) {
+	if f.konst == nil {
+		return nil, fmt.Errorf("%w: weights %q are not constant", ErrUnsupported, f.info.Name)
+	}
+	switch f.info.Type {
+	case tflite.Float32:
+		return asF32(f.konst), nil
+	case tflite.Int8, tflite.Uint8:
+		if err := needQuant(f); err != nil {
+			return nil, err
+		}
+		qd := f.info.QuantizedDimension
+		if qd < 0 || qd >= len(f.info.Shape) {
+			return nil, fmt.Errorf("%w: weights quantized dimension %d", ErrInvalidModel, qd)
+		}
+		inner := 1
+		for _, d := range f.info.Shape[qd+1:] {
+			inner *= d
+		}
+		nch := f.info.Shape[qd]
+		if len(f.info.Scale) != 1 && len(f.info.Scale) != nch {
+			return nil, fmt.Errorf("%w: weights have %d scales for %d channels", ErrInvalidModel, len(f.info.Scale), nch)
+		}
+		out := make([]float32, f.n)
+		for i := range out {
+			c := 0
+			if len(f.info.Scale) > 1 {
+				c = (i / inner) % nch
+			}
+			var q int32
+			if f.info.Type == tflite.Int8 {
+				q = int32(int8(f.konst[i]))
+			} else {
+				q = int32(f.konst[i])
+			}
+			out[i] = float32(float64(f.info.Scale[c]) * float64(q-int32(f.info.ZeroPoint[c])))
+		}
+		return out, nil
+	}
+	return nil, unsupportedType("weights", f)
+}
+
+// ---------------------------------------------------------------- quantized CONV_2D
+
+const convTile = 32 // output pixels per im2col tile
+
+// qconv is CONV_2D on 8-bit tensors: im2col tiles fed to the shared int8 GEMM kernel.
+// uint8 tensors are shifted into int8 by flipping the sign bit (q−128), with zero points
+// shifted alike, which leaves every (q − zero point) product unchanged.
+type qconv struct {
+	w         window
+	in, out   int
+	flip      byte // 0x80 for uint8 input, 0 for int8
+	k, n      int  // im2col row length, output channels
+	wts       *packedInt8
+	inZp      int32 // in the int8 domain
+	fzp       int32 // filter zero point in the int8 domain (0 for symmetric int8)
+	fold      []int32
+	mult      []requant
+	outZp     int32
+	lo, hi    int32
+	pointwise bool
+}
+
+func prepConv(l *loader) (kernel, error) {
+	in, it, out, ot, err := l.io()
+	if err != nil {
+		return nil, err
+	}
+	_, ft, err := l.input(1)
+	if err != nil {
+		return nil, err
+	}
+	_, bt := l.optInput(2)
+	o, _ := l.op.Options.(*tflite.Conv2DOptions)
+	if o == nil {
+		return nil, fmt.Errorf("%w: missing Conv2DOptions", ErrInvalidModel)
+	}
+	if len(ft.info.Shape) != 4 {
+		return nil, shapeErr("filter", ft.info.Shape, []int{-1, -1, -1, -1})
+	}
+	oc, kh, kw, ic := ft.info.Shape[0], ft.info.Shape[1], ft.info.Shape[2], ft.info.Shape[3]
+	w := window{fH: kh, fW: kw, strideH: int(o.StrideH), strideW: int(o.StrideW), dilH: int(o.DilationH), dilW: int(o.DilationW), padding: o.Padding}
+	if err := w.setup(it.info.Shape); err != nil {
+		return nil, err
+	}
+	if w.inC != ic {
+		return nil, fmt.Errorf("%w: input has %d channels, filter %d (grouped convolution)", ErrUnsupported, w.inC, ic)
+	}
+	if want := w.outShape(oc); !sameShape(ot.info.Shape, want) {
+		return nil, shapeErr("output", ot.info.Shape, want)
+	}
+	if it.info.Type == tflite.Float32 {
+		return prepConvF32(l, w, in, out, ft, bt, o.Activation, ot)
+	}
+	if !isQ8(it.info.Type) || ot.info.Type != it.info.Type || ft.info.Type != it.info.Type {
+		return nil, fmt.Errorf("%w: CONV_2D with %s input, %s filter, %s output", ErrUnsupported, typeName(it.info.Type), typeName(ft.info.Type), typeName(ot.info.Type))
+	}
+	if ft.konst == nil {
+		return nil, fmt.Errorf("%w: non-constant filter", ErrUnsupported)
+	}
+	if err := needQuant(it, ft, ot); err != nil {
+		return nil, err
+	}
+	k := &qconv{w: w, in: in, out: out, k: kh * kw * ic, n: oc}
+	k.pointwise = kh == 1 && kw == 1 && w.strideH == 1 && w.strideW == 1 && w.padTop == 0 && w.padLeft == 0 && it.info.Type == tflite.Int8
+	if err := k.prepQ(l, it, ft, bt, ot, o.Activation); err != nil {
+		return nil, err
+	}
+	l.m.scratch.grow(convTile*k.k, convTile*k.n, 0)
+	return k, nil
+}
+
+// prepQ computes the packed weights, folded per-channel constants and multipliers shared
+// by CONV_2D and FULLY_CONNECTED.
+func (k *qconv) prepQ(l *loader, it, ft, bt, ot *tensorMeta, act tflite.Activation) error {
+	n, kk := k.n, k.k
+	if it.info.Type == tflite.Uint8 {
+		k.flip = 0x80
+	}
+	k.inZp = it.zp() - int32(k.flip)
+	fscales, err := channelScales(ft, n)
+	if err != nil {
+		return err
+	}
+	for _, z := range ft.info.ZeroPoint {
+		if z != ft.info.ZeroPoint[0] {
+			return fmt.Errorf("%w: per-channel filter zero points", ErrUnsupported)
+		}
+	}
+	k.fzp = int32(ft.info.ZeroPoint[0]) - int32(k.flip)
+	bias, err := constBiasI32(bt, n)
+	if err != nil {
+		return err
+	}
+	w := make([]int8, n*kk)
+	for i, b := range ft.konst[:n*kk] {
+		w[i] = int8(b ^ k.flip)
+	}
+	k.wts = packInt8(w, n, kk)
+	k.fold = make([]int32, n)
+	k.mult = make([]requant, n)
+	inScale, outScale := float64(it.scale()), float64(ot.scale())
+	for c := range n {
+		var sw int32
+		for _, v := range w[c*kk : c*kk+kk] {
+			sw += int32(v)
+		}
+		// Σ(a−za)(w−zw) = Σaw − zw·Σa − za·Σw + K·za·zw; the Σa term is per pixel.
+		k.fold[c] = bias[c] - k.inZp*sw + int32(kk)*k.inZp*k.fzp
+		k.mult[c] = newRequant(inScale * fscales[c] / outScale)
+	}
+	k.outZp = ot.zp()
+	qmin, qmax := qrange(ot.info.Type)
+	var ok bool
+	k.lo, k.hi, ok = actRange(int8(act), ot.scale(), k.outZp, qmin, qmax)
+	if !ok {
+		return fmt.Errorf("%w: fused activation %d", ErrUnsupported, act)
+	}
+	return nil
+}
+
+func (k *qconv) eval(ip *Interpreter) {
+	ip.parallel(k, k.w.batch*k.w.outH*k.w.outW, 4)
+}
+
+func (k *qconv) rows(ip *Interpreter, wk, lo, hi int) {
+	src := ip.u8(k.in)
+	dst := ip.u8(k.out)
+	s := &ip.scratch[wk]
+	w := &k.w
+	for p0 := lo; p0 < hi; p0 += convTile {
+		p1 := min(hi, p0+convTile)
+		m := p1 - p0
+		var a []int8
+		if k.pointwise {
+			a = asI8(src[p0*k.k : p1*k.k])
+		} else {
+			a = s.i8[:m*k.k]
+			k.im2col(a, src, p0, p1)
+		}
+		acc := s.i32[:m*k.n]
+		k.wts.gemm(acc, a, m)
+		for r := range m {
+			row := acc[r*k.n : r*k.n+k.n]
+			var corr int32
+			if k.fzp != 0 {
+				var sa int32
+				for _, v := range a[r*k.k : r*k.k+k.k] {
+					sa += int32(v)
+				}
+				corr = -k.fzp * sa
+			}
+			o := dst[(p0+r)*k.n : (p0+r)*k.n+k.n]
+			for c, v := range row {
+				q := k.mult[c].apply(v+k.fold[c]+corr) + k.outZp
+				o[c] = byte(clamp32(q, k.lo, k.hi))
+			}
+		}
+	}
+	_ = w
+}
+
+// im2col writes the receptive fields of output pixels [p0,p1) as rows of a, padding with
+// the input zero point so padded taps contribute nothing after the zero-point fold.
+func (k *qconv) im2col(a []int8, src []byte, p0, p1 int) {
+	w := &k.w
+	pad := int8(k.inZp)
+	ic := w.inC
+	for p := p0; p < p1; p++ {
+		ox := p % w.outW
+		oy := (p / w.outW) % w.outH
+		b := p / (w.outW * w.outH)
+		row := a[(p-p0)*k.k : (p-p0+1)*k.k]
+		j := 0
+		for fy := range w.fH {
+			iy := oy*w.strideH - w.padTop + fy*w.dilH
+			for fx := range w.fW {
+				ix := ox*w.strideW - w.padLeft + fx*w.dilW
+				seg := row[j : j+ic]
+				j += ic
+				if iy < 0 || iy >= w.inH || ix < 0 || ix >= w.inW {
+					for c := range seg {
+						seg[c] = pad
+					}
+					continue
+				}
+				base := ((b*w.inH+iy)*w.inW + ix) * ic
+				in := src[base : base+ic]
+				if k.flip == 0 {
+					copy(seg, asI8(in))
+				} else {
+					for c, v := range in {
+						seg[c] = int8(v ^ k.flip)
+					}
+				}
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------- float CONV_2D
+
+type fconv struct {
+	w       window
+	in, out int
+	oc      int
+	wts     []float32 // [oc][kh][kw][ic]
+	bias    []float32
+	lo, hi  float32
+}
+
+func prepConvF32(l *loader, w window, in, out int, ft, bt *tensorMeta, act tflite.Activation, ot *tensorMeta) (kernel, error) {
+	if ot.info.Type != tflite.Float32 {
+		return nil, unsupportedType("CONV_2D float input with output", ot)
+	}
+	wts, err := constWeightsF32(ft)
+	if err != nil {
+		return nil, err
+	}
+	oc := ft.info.Shape[0]
+	bias, err := constBiasF32(bt, oc)
+	if err != nil {
+		return nil, err
+	}
+	lo, hi, ok := actRangeFloat(int8(act))
+	if !ok {
+		return nil, fmt.Errorf("%w: fused activation %d", ErrUnsupported, act)
+	}
+	return &fconv{w: w, in: in, out: out, oc: oc, wts: wts, bias: bias, lo: lo, hi: hi}, nil
+}
+
+func (k *fconv) eval(ip *Interpreter) { ip.parallel(k, k.w.batch*k.w.outH, 1) }
+
+func (k *fconv) rows(ip *Interpreter, _, lo, hi int) {
+	src, dst := ip.f32(k.in), ip.f32(k.out)
+	w := &k.w
+	kk := w.fH * w.fW * w.inC
+	for r := lo; r < hi; r++ {
+		b, oy := r/w.outH, r%w.outH
+		for ox := range w.outW {
+			o := dst[((b*w.outH+oy)*w.outW+ox)*k.oc:][:k.oc]
+			for c := range k.oc {
+				f := k.wts[c*kk : c*kk+kk]
+				sum := float32(0)
+				for fy := range w.fH {
+					iy := oy*w.strideH - w.padTop + fy*w.dilH
+					if iy < 0 || iy >= w.inH {
+						continue
+					}
+					for fx := range w.fW {
+						ix := ox*w.strideW - w.padLeft + fx*w.dilW
+						if ix < 0 || ix >= w.inW {
+							continue
+						}
+						in := src[((b*w.inH+iy)*w.inW+ix)*w.inC:][:w.inC]
+						fw := f[(fy*w.fW+fx)*w.inC:][:w.inC]
+						for i, v := range in {
+							sum += v * fw[i]
+						}
+					}
+				}
+				o[c] = clampF(sum+k.bias[c], k.lo, k.hi)
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------- DEPTHWISE_CONV_2D
+
+type qdw struct {
+	w       window
+	in, out int
+	flip    byte
+	wts     []int32 // [kh][kw][oc], filter value minus its zero point
+	bias    []int32
+	mult    []requant
+	inZp    int32 // original domain
+	outZp   int32
+	lo, hi  int32
+	u8      bool
+}
+
+func prepDepthwise(l *loader) (kernel, error) {
+	in, it, out, ot, err := l.io()
+	if err != nil {
+		return nil, err
+	}
+	_, ft, err := l.input(1)
+	if err != nil {
+		return nil, err
+	}
+	_, bt := l.optInput(2)
+	o, _ := l.op.Options.(*tflite.DepthwiseConv2DOptions)
+	if o == nil {
+		return nil, fmt.Errorf("%w: missing DepthwiseConv2DOptions", ErrInvalidModel)
+	}
+	if len(ft.info.Shape) != 4 || ft.info.Shape[0] != 1 {
+		return nil, shapeErr("filter", ft.info.Shape, []int{1, -1, -1, -1})
+	}
+	kh, kw, oc := ft.info.Shape[1], ft.info.Shape[2], ft.info.Shape[3]
+	w := window{fH: kh, fW: kw, strideH: int(o.StrideH), strideW: int(o.StrideW), dilH: int(o.DilationH), dilW: int(o.DilationW), padding: o.Padding}
+	if err := w.setup(it.info.Shape); err != nil {
+		return nil, err
+	}
+	if w.inC == 0 || oc%w.inC != 0 {
+		return nil, fmt.Errorf("%w: filter has %d channels for %d input channels", ErrInvalidModel, oc, w.inC)
+	}
+	w.depthMult, w.outC = oc/w.inC, oc
+	if o.DepthMultiplier != 0 && int(o.DepthMultiplier) != w.depthMult {
+		return nil, fmt.Errorf("%w: depth_multiplier %d but filter implies %d", ErrInvalidModel, o.DepthMultiplier, w.depthMult)
+	}
+	if want := w.outShape(oc); !sameShape(ot.info.Shape, want) {
+		return nil, shapeErr("output", ot.info.Shape, want)
+	}
+	if it.info.Type == tflite.Float32 {
+		if ot.info.Type != tflite.Float32 {
+			return nil, unsupportedType("DEPTHWISE_CONV_2D float input with output", ot)
+		}
+		wts, err := constWeightsF32(ft)
+		if err != nil {
+			return nil, err
+		}
+		bias, err := constBiasF32(bt, oc)
+		if err != nil {
+			return nil, err
+		}
+		lo, hi, ok := actRangeFloat(int8(o.Activation))
+		if !ok {
+			return nil, fmt.Errorf("%w: fused activation %d", ErrUnsupported, o.Activation)
+		}
+		return &fdw{w: w, in: in, out: out, wts: wts, bias: bias, lo: lo, hi: hi}, nil
+	}
+	if !isQ8(it.info.Type) || ot.info.Type != it.info.Type || ft.info.Type != it.info.Type || ft.konst == nil {
+		return nil, fmt.Errorf("%w: DEPTHWISE_CONV_2D with %s input, %s filter, %s output", ErrUnsupported, typeName(it.info.Type), typeName(ft.info.Type), typeName(ot.info.Type))
+	}
+	if err := needQuant(it, ft, ot); err != nil {
+		return nil, err
+	}
+	k := &qdw{w: w, in: in, out: out, u8: it.info.Type == tflite.Uint8}
+	fscales, err := channelScales(ft, oc)
+	if err != nil {
+		return nil, err
+	}
+	k.bias, err = constBiasI32(bt, oc)
+	if err != nil {
+		return nil, err
+	}
+	k.wts = make([]int32, ft.n)
+	for i, b := range ft.konst {
+		c := i % oc
+		zp := int32(ft.info.ZeroPoint[0])
+		if len(ft.info.ZeroPoint) == oc {
+			zp = int32(ft.info.ZeroPoint[c])
+		}
+		if k.u8 {
+			k.wts[i] = int32(b) - zp
+		} else {
+			k.wts[i] = int32(int8(b)) - zp
+		}
+	}
+	k.mult = make([]requant, oc)
+	for c := range oc {
+		k.mult[c] = newRequant(float64(it.scale()) * fscales[c] / float64(ot.scale()))
+	}
+	k.inZp, k.outZp = it.zp(), ot.zp()
+	qmin, qmax := qrange(ot.info.Type)
+	var ok bool
+	k.lo, k.hi, ok = actRange(int8(o.Activation), ot.scale(), k.outZp, qmin, qmax)
+	if !ok {
+		return nil, fmt.Errorf("%w: fused activation %d", ErrUnsupported, o.Activation)
+	}
+	l.m.scratch.grow(0, oc, 0)
+	return k, nil
+}
+
+func (k *qdw) eval(ip *Interpreter) { ip.parallel(k, k.w.batch*k.w.outH, 1) }
+
+func (k *qdw) rows(ip *Interpreter, wk, lo, hi int) {
+	src, dst := ip.u8(k.in), ip.u8(k.out)
+	w := &k.w
+	oc, ic, dm := w.outC, w.inC, w.depthMult
+	acc := ip.scratch[wk].i32[:oc]
+	for r := lo; r < hi; r++ {
+		b, oy := r/w.outH, r%w.outH
+		for ox := range w.outW {
+			clear(acc)
+			for fy := range w.fH {
+				iy := oy*w.strideH - w.padTop + fy*w.dilH
+				if iy < 0 || iy >= w.inH {
+					continue
+				}
+				for fx := range w.fW {
+					ix := ox*w.strideW - w.padLeft + fx*w.dilW
+					if ix < 0 || ix >= w.inW {
+						continue
+					}
+					in := src[((b*w.inH+iy)*w.inW+ix)*ic:][:ic]
+					f := k.wts[(fy*w.fW+fx)*oc:][:oc]
+					if dm == 1 {
+						if k.u8 {
+							for c, v := range in {
+								acc[c] += (int32(v) - k.inZp) * f[c]
+							}
+						} else {
+							for c, v := range in {
+								acc[c] += (int32(int8(v)) - k.inZp) * f[c]
+							}
+						}
+						continue
+					}
+					for c, v := range in {
+						x := int32(int8(v))
+						if k.u8 {
+							x = int32(v)
+						}
+						x -= k.inZp
+						for m := range dm {
+							acc[c*dm+m] += x * f[c*dm+m]
+						}
+					}
+				}
+			}
+			o := dst[((b*w.outH+oy)*w.outW+ox)*oc:][:oc]
+			for c, v := range acc {
+				q := k.mult[c].apply(v+k.bias[c]) + k.outZp
+				o[c] = byte(clamp32(q, k.lo, k.hi))
+			}
+		}
+	}
+}
+
+type fdw struct {
+	w       window
+	in, out int
+	wts     []float32
+	bias    []float32
+	lo, hi  float32
+}
+
+func (k *fdw) eval(ip *Interpreter) { ip.parallel(k, k.w.batch*k.w.outH, 1) }
+
+func (k *fdw) rows(ip *Interpreter, _, lo, hi int) {
+	src, dst := ip.f32(k.in), ip.f32(k.out)
+	w := &k.w
+	oc, ic, dm := w.outC, w.inC, w.depthMult
+	for r := lo; r < hi; r++ {
+		b, oy := r/w.outH, r%w.outH
+		for ox := range w.outW {
+			o := dst[((b*w.outH+oy)*w.outW+ox)*oc:][:oc]
+			for c := range ic {
+				for m := range dm {
+					oc1 := c*dm + m
+					sum := float32(0)
+					for fy := range w.fH {
+						iy := oy*w.strideH - w.padTop + fy*w.dilH
+						if iy < 0 || iy >= w.inH {
+							continue
+						}
+						for fx := range w.fW {
+							ix := ox*w.strideW - w.padLeft + fx*w.dilW
+							if ix < 0 || ix >= w.inW {
+								continue
+							}
+							sum += src[((b*w.inH+iy)*w.inW+ix)*ic+c] * k.wts[(fy*w.fW+fx)*oc+oc1]
+						}
+					}
+					o[oc1] = clampF(sum+k.bias[oc1], k.lo, k.hi)
+				}
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------- FULLY_CONNECTED
+
+type qfc struct {
+	qconv
+	batch int
+}
+
+func prepFC(l *loader) (kernel, error) {
+	in, it, out, ot, err := l.io()
+	if err != nil {
+		return nil, err
+	}
+	_, ft, err := l.input(1)
+	if err != nil {
+		return nil, err
+	}
+	_, bt := l.optInput(2)
+	o, _ := l.op.Options.(*tflite.FullyConnectedOptions)
+	if o == nil {
+		o = &tflite.FullyConnectedOptions{}
+	}
+	if o.WeightsFormat != 0 {
+		return nil, fmt.Errorf("%w: shuffled weights format", ErrUnsupported)
+	}
+	if len(ft.info.Shape) != 2 {
+		return nil, shapeErr("weights", ft.info.Shape, []int{-1, -1})
+	}
+	n, kk := ft.info.Shape[0], ft.info.Shape[1]
+	if kk == 0 || it.n%kk != 0 {
+		return nil, fmt.Errorf("%w: input of %d values is not a multiple of %d", ErrInvalidModel, it.n, kk)
+	}
+	batch := it.n / kk
+	if ot.n != batch*n {
+		return nil, fmt.Errorf("%w: output shape %v, expected %d×%d values", ErrInvalidModel, ot.info.Shape, batch, n)
+	}
+	if it.info.Type == tflite.Float32 {
+		if ot.info.Type != tflite.Float32 {
+			return nil, unsupportedType("FULLY_CONNECTED float input with output", ot)
+		}
+		wts, err := constWeightsF32(ft)
+		if err != nil {
+			return nil, err
+		}
+		bias, err := constBiasF32(bt, n)
+		if err != nil {
+			return nil, err
+		}
+		lo, hi, ok := actRangeFloat(int8(o.Activation))
+		if !ok {
+			return nil, fmt.Errorf("%w: fused activation %d", ErrUnsupported, o.Activation)
+		}
+		return &ffc{in: in, out: out, n: n, k: kk, batch: batch, wts: wts, bias: bias, lo: lo, hi: hi}, nil
+	}
+	if !isQ8(it.info.Type) || ot.info.Type != it.info.Type || ft.info.Type != it.info.Type || ft.konst == nil {
+		return nil, fmt.Errorf("%w: FULLY_CONNECTED with %s input, %s weights, %s output", ErrUnsupported, typeName(it.info.Type), typeName(ft.info.Type), typeName(ot.info.Type))
+	}
+	if err := needQuant(it, ft, ot); err != nil {
+		return nil, err
+	}
+	k := &qfc{qconv: qconv{in: in, out: out, k: kk, n: n}, batch: batch}
+	if err := k.prepQ(l, it, ft, bt, ot, o.Activation); err != nil {
+		return nil, err
+	}
+	l.m.scratch.grow(convTile*kk, convTile*n, 0)
+	return k, nil
+}
+
+func (k *qfc) eval(ip *Interpreter) {
+	src, dst := ip.u8(k.in), ip.u8(k.out)
+	s := &ip.scratch[0]
+	for p0 := 0; p0 < k.batch; p0 += convTile {
+		p1 := min(k.batch, p0+convTile)
+		m := p1 - p0
+		var a []int8
+		if k.flip == 0 {
+			a = asI8(src[p0*k.k : p1*k.k])
+		} else {
+			a = s.i8[:m*k.k]
+			for i, v := range src[p0*k.k : p1*k.k] {
+				a[i] = int8(v ^ k.flip)
+			}
+		}
+		acc := s.i32[:m*k.n]
+		k.wts.gemm(acc, a, m)
+		for r := range m {
+			var corr int32
+			if k.fzp != 0 {
+				var sa int32
+				for _, v := range a[r*k.k : r*k.k+k.k] {
+					sa += int32(v)
+				}
+				corr = -k.fzp * sa
+			}
+			o := dst[(p0+r)*k.n : (p0+r)*k.n+k.n]
+			for c, v := range acc[r*k.n : r*k.n+k.n] {
+				q := k.mult[c].apply(v+k.fold[c]+corr) + k.outZp
+				o[c] = byte(clamp32(q, k.lo, k.hi))
+			}
+		}
+	}
+}
+
+type ffc struct {
+	in, out     int
+	n, k, batch int
+	wts, bias   []float32
+	lo, hi      float32
+}
+
+func (k *ffc) eval(ip *Interpreter) { ip.parallel(k, k.batch*k.n, 64) }
+
+func (k *ffc) rows(ip *Interpreter, _, lo, hi int) {
+	src, dst := ip.f32(k.in), ip.f32(k.out)
+	for r := lo; r < hi; r++ {
+		b, c := r/k.n, r%k.n
+		a := src[b*k.k : b*k.k+k.k]
+		w := k.wts[c*k.k : c*k.k+k.k]
+		sum := float32(0)
+		for i, v := range a {
+			sum += v * w[i]
+		}
+		dst[r] = clampF(sum+k.bias[c], k.lo, k.hi)
+	}
+}

@@ -1,0 +1,143 @@
+package engine
+
+import "math"
+
+// Fixed-point helpers with the semantics of TFLite's reference kernels
+// (quantization_util.cc and the gemmlowp primitives they use). The interpreter must round
+// exactly like TFLite, so these follow its definitions rather than plain float maths.
+
+// quantizeMultiplier splits a real multiplier m into a Q31 mantissa and a power-of-two
+// exponent, m ≈ q·2^(shift−31), rounding half away from zero like TfLiteRound.
+func quantizeMultiplier(m float64) (q int32, shift int) {
+	if m == 0 {
+		return 0, 0
+	}
+	frac, exp := math.Frexp(m)
+	qf := int64(math.Round(frac * (1 << 31)))
+	if qf == 1<<31 {
+		qf /= 2
+		exp++
+	}
+	if exp < -31 {
+		return 0, 0
+	}
+	if exp > 30 {
+		return math.MaxInt32, 30
+	}
+	return int32(qf), exp
+}
+
+// srdhm is gemmlowp's SaturatingRoundingDoublingHighMul.
+func srdhm(a, b int32) int32 {
+	if a == b && a == math.MinInt32 {
+		return math.MaxInt32
+	}
+	ab := int64(a) * int64(b)
+	nudge := int64(1 << 30)
+	if ab < 0 {
+		nudge = 1 - (1 << 30)
+	}
+	return int32((ab + nudge) / (1 << 31))
+}
+
+// rdbpot is gemmlowp's RoundingDivideByPOT: x/2^exp rounded to nearest, ties away from zero.
+func rdbpot(x int32, exp int) int32 {
+	if exp <= 0 {
+		return x
+	}
+	mask := int32(1)<<exp - 1
+	rem := x & mask
+	threshold := mask >> 1
+	if x < 0 {
+		threshold++
+	}
+	r := x >> exp
+	if rem > threshold {
+		r++
+	}
+	return r
+}
+
+// mulQ is TFLite's MultiplyByQuantizedMultiplier.
+func mulQ(x, q int32, shift int) int32 {
+	left, right := 0, 0
+	if shift > 0 {
+		left = shift
+	} else {
+		right = -shift
+	}
+	return rdbpot(srdhm(x*(int32(1)<<left), q), right)
+}
+
+// requant is a prepared real multiplier.
+type requant struct {
+	q     int32
+	shift int
+}
+
+func newRequant(m float64) requant {
+	q, s := quantizeMultiplier(m)
+	return requant{q, s}
+}
+
+func (r requant) apply(x int32) int32 { return mulQ(x, r.q, r.shift) }
+
+// tfRound rounds half away from zero, like TfLiteRound/std::round.
+func tfRound32(f float32) float32 { return float32(math.Round(float64(f))) }
+
+// actRange returns the clamp bounds of a fused activation on a quantized output
+// (CalculateActivationRangeQuantized).
+func actRange(act int8, scale float32, zp int32, qmin, qmax int32) (lo, hi int32, ok bool) {
+	quant := func(f float32) int32 { return zp + int32(tfRound32(f/scale)) }
+	lo, hi = qmin, qmax
+	switch act {
+	case 0:
+	case 1: // RELU
+		lo = max(qmin, quant(0))
+	case 2: // RELU_N1_TO_1
+		lo = max(qmin, quant(-1))
+		hi = min(qmax, quant(1))
+	case 3: // RELU6
+		lo = max(qmin, quant(0))
+		hi = min(qmax, quant(6))
+	default:
+		return 0, 0, false
+	}
+	return lo, hi, true
+}
+
+// actRangeFloat returns the clamp bounds of a fused activation on a float output.
+func actRangeFloat(act int8) (lo, hi float32, ok bool) {
+	inf := float32(math.Inf(1))
+	switch act {
+	case 0:
+		return -inf, inf, true
+	case 1:
+		return 0, inf, true
+	case 2:
+		return -1, 1, true
+	case 3:
+		return 0, 6, true
+	}
+	return 0, 0, false
+}
+
+func clamp32(x, lo, hi int32) int32 {
+	if x < lo {
+		return lo
+	}
+	if x > hi {
+		return hi
+	}
+	return x
+}
+
+func clampF(x, lo, hi float32) float32 {
+	if x < lo {
+		return lo
+	}
+	if x > hi {
+		return hi
+	}
+	return x
+}
