@@ -1,0 +1,319 @@
+package fleet
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+// Bucket layout of fleet.db:
+//
+//	devices    "site/id"            → deviceState JSON
+//	health     "site/id" (bucket)   → ts (8-byte big-endian unix ns) → HealthPoint JSON
+//	results    seq (8-byte BE)      → ResultRecord JSON, in arrival order
+//	result_ids "site/id/resultID"   → seq, to count a redelivered result once
+var (
+	bktDevices   = []byte("devices")
+	bktHealth    = []byte("health")
+	bktResults   = []byte("results")
+	bktResultIDs = []byte("result_ids")
+)
+
+// store is the bbolt database of one dashboard.
+type store struct {
+	db *bolt.DB
+}
+
+func openStore(dir string) (*store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store.dir %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "fleet.db")
+	// The timeout turns "another dashboard holds this store" into an error instead of a hang.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bktDevices, bktHealth, bktResults, bktResultIDs} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init %s: %w", path, err)
+	}
+	return &store{db: db}, nil
+}
+
+func (s *store) close() error { return s.db.Close() }
+
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+func tsKey(t time.Time) []byte { return u64(uint64(t.UnixNano())) }
+
+func keyTS(k []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Uint64(k))).UTC() }
+
+// loadDevices reads every persisted device.
+func (s *store) loadDevices() ([]*deviceState, error) {
+	var out []*deviceState
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktDevices).ForEach(func(k, v []byte) error {
+			d := new(deviceState)
+			if err := json.Unmarshal(v, d); err != nil {
+				return fmt.Errorf("device %s: %w", k, err)
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func putDevice(tx *bolt.Tx, d *deviceState) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bktDevices).Put([]byte(deviceKey(d.Site, d.ID)), b)
+}
+
+// HealthPoint is one stored health report, the data of the history charts.
+type HealthPoint struct {
+	TS        time.Time `json:"ts"`
+	TempC     *float64  `json:"temp_c,omitempty"`
+	Throttled *bool     `json:"throttled,omitempty"`
+	DiskFree  uint64    `json:"disk_free"`
+	Queue     int       `json:"queue"`
+	Outbox    int       `json:"outbox"`
+	Failed    uint64    `json:"failed"`
+	CPUPct    float64   `json:"cpu_pct"`
+	InferP50  float64   `json:"infer_ms_p50"`
+	InferP95  float64   `json:"infer_ms_p95"`
+}
+
+func pointOf(h *telemetry.Health, ts time.Time) HealthPoint {
+	return HealthPoint{TS: ts, TempC: h.TempC, Throttled: h.Throttled, DiskFree: h.DiskFree, Queue: h.Queue,
+		Outbox: h.Outbox, Failed: h.Failed, CPUPct: h.CPUPct, InferP50: h.InferMsP50, InferP95: h.InferMsP95}
+}
+
+// addHealth stores p unless a point of the device lies closer than minGap to it. History is
+// keyed by ts, so reports arriving out of order still land in their place.
+func addHealth(tx *bolt.Tx, site, id string, p HealthPoint, minGap time.Duration) (bool, error) {
+	b, err := tx.Bucket(bktHealth).CreateBucketIfNotExists([]byte(deviceKey(site, id)))
+	if err != nil {
+		return false, err
+	}
+	key := tsKey(p.TS)
+	c := b.Cursor()
+	k, _ := c.Seek(key)
+	if k != nil && keyTS(k).Sub(p.TS) < max(minGap, 1) {
+		return false, nil // same ts, or a stored point just after it
+	}
+	var prev []byte
+	if k == nil {
+		prev, _ = c.Last()
+	} else {
+		prev, _ = c.Prev()
+	}
+	if prev != nil && p.TS.Sub(keyTS(prev)) < minGap {
+		return false, nil
+	}
+	v, err := json.Marshal(p)
+	if err != nil {
+		return false, err
+	}
+	return true, b.Put(key, v)
+}
+
+// history returns a device's points with ts ≥ from, oldest first, at most limit (the newest).
+func (s *store) history(site, id string, from time.Time, limit int) ([]HealthPoint, error) {
+	var out []HealthPoint
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktHealth).Bucket([]byte(deviceKey(site, id)))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			if keyTS(k).Before(from) {
+				break
+			}
+			var p HealthPoint
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("health point %s: %w", deviceKey(site, id), err)
+			}
+			out = append(out, p)
+		}
+		return nil
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, err
+}
+
+// ResultRecord is one result as the dashboard keeps it: no study hash, no image, no reason
+// text, nothing that could identify a patient.
+type ResultRecord struct {
+	Site      string             `json:"site"`
+	Device    string             `json:"device"`
+	ID        string             `json:"id"`
+	Label     string             `json:"label"`
+	Score     float64            `json:"score"`
+	Threshold float64            `json:"threshold"`
+	ScoredAt  time.Time          `json:"scored_at"`
+	Arrived   time.Time          `json:"arrived"`
+	Source    string             `json:"source,omitempty"`
+	Model     telemetry.ModelRef `json:"model"`
+	TotalMs   float64            `json:"total_ms"`
+}
+
+func recordOf(site, device string, r *telemetry.Result, arrived time.Time) ResultRecord {
+	return ResultRecord{Site: site, Device: device, ID: r.ID, Label: r.Label, Score: r.Score,
+		Threshold: r.Threshold, ScoredAt: r.ScoredAt, Arrived: arrived, Source: r.Source,
+		Model: r.Model, TotalMs: r.TimingsMs.Total}
+}
+
+// errDuplicate marks a result id already stored for the device.
+var errDuplicate = errors.New("duplicate result")
+
+func addResult(tx *bolt.Tx, rec ResultRecord) error {
+	ids := tx.Bucket(bktResultIDs)
+	idKey := []byte(rec.Site + "/" + rec.Device + "/" + rec.ID)
+	if ids.Get(idKey) != nil {
+		return errDuplicate
+	}
+	b := tx.Bucket(bktResults)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(u64(seq), v); err != nil {
+		return err
+	}
+	return ids.Put(idKey, u64(seq))
+}
+
+// ResultQuery filters the result feed; empty fields match everything.
+type ResultQuery struct {
+	Site, Device, Label string
+	Limit               int
+}
+
+// maxScan bounds the records one query reads, so a filter that matches little stays cheap.
+const maxScan = 500000
+
+// results returns matching results, newest first.
+func (s *store) results(q ResultQuery) ([]ResultRecord, error) {
+	out := []ResultRecord{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bktResults).Cursor()
+		n := 0
+		for k, v := c.Last(); k != nil && len(out) < q.Limit && n < maxScan; k, v = c.Prev() {
+			n++
+			var r ResultRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("result %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			if (q.Site == "" || q.Site == r.Site) && (q.Device == "" || q.Device == r.Device) && (q.Label == "" || q.Label == r.Label) {
+				out = append(out, r)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// pruneStats says what one prune removed.
+type pruneStats struct{ Results, Health int }
+
+// prune deletes results and health points beyond the retention limits. It works in small
+// transactions so the processor is never blocked for long.
+func (s *store) prune(now time.Time, r Retention) (pruneStats, error) {
+	var ps pruneStats
+	// Results: oldest first, by age, then by count.
+	for {
+		n := 0
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bktResults)
+			excess := b.Stats().KeyN - r.ResultsMaxCount
+			c := b.Cursor()
+			for k, v := c.First(); k != nil && n < 1000; k, v = c.Next() {
+				var rec ResultRecord
+				old := json.Unmarshal(v, &rec) != nil || now.Sub(rec.Arrived) > r.ResultsMaxAge
+				if !old && n >= excess {
+					break
+				}
+				_ = tx.Bucket(bktResultIDs).Delete([]byte(rec.Site + "/" + rec.Device + "/" + rec.ID))
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		ps.Results += n
+		if err != nil {
+			return ps, err
+		}
+		if n < 1000 {
+			break
+		}
+	}
+	// Health: per device, by age and by count.
+	var devs [][]byte
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktHealth).ForEach(func(k, _ []byte) error {
+			devs = append(devs, append([]byte(nil), k...))
+			return nil
+		})
+	}); err != nil {
+		return ps, err
+	}
+	cutoff := now.Add(-r.HealthMaxAge)
+	for _, dk := range devs {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bktHealth).Bucket(dk)
+			if b == nil {
+				return nil
+			}
+			excess := b.Stats().KeyN - r.HealthMaxPoints
+			c := b.Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				if excess <= 0 && !keyTS(k).Before(cutoff) {
+					break
+				}
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				excess--
+				ps.Health++
+			}
+			return nil
+		})
+		if err != nil {
+			return ps, err
+		}
+	}
+	return ps, nil
+}
