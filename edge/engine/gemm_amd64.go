@@ -60,3 +60,17 @@ func panelAsm(kern gemmKernel, out []int32, ldo int, a []int8, lda, rows int, pw
 	}
 	return false
 }
+
+// requantAVX2 handles 8 channels per step of requantChannels.row and returns how many it did
+// (a multiple of 8). p points at {add, zp, lo, hi}.
+//
+//go:noescape
+func requantAVX2(dst *byte, acc *int32, n int, bias, mult, lshift, rshift, rmask, rhalf *int32, p *[4]int32) int
+
+func requantAsm(r *requantChannels, dst []byte, acc []int32, add int32) int {
+	if r.n < 8 || !cpu.X86.HasAVX2 {
+		return 0
+	}
+	p := [4]int32{add, r.zp, r.lo, r.hi}
+	return requantAVX2(&dst[0], &acc[0], r.n, &r.bias[0], &r.mult[0], &r.lshift[0], &r.rshift[0], &r.rmask[0], &r.rhalf[0], &p)
+}

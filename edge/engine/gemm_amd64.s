@@ -233,3 +233,82 @@ vnni_loop1:
 vnni_done:
 	VZEROUPPER
 	RET
+
+// Byte 0 of each dword of a 128-bit lane into the lane's first 4 bytes.
+DATA requantShuf<>+0(SB)/8, $0x808080800c080400
+DATA requantShuf<>+8(SB)/8, $0x8080808080808080
+DATA requantShuf<>+16(SB)/8, $0x808080800c080400
+DATA requantShuf<>+24(SB)/8, $0x8080808080808080
+GLOBL requantShuf<>(SB), RODATA|NOPTR, $32
+
+// Dwords 0 and 4: the two lanes' 4 bytes side by side.
+DATA requantPerm<>+0(SB)/8, $0x0000000400000000
+DATA requantPerm<>+8(SB)/8, $0
+DATA requantPerm<>+16(SB)/8, $0
+DATA requantPerm<>+24(SB)/8, $0
+GLOBL requantPerm<>(SB), RODATA|NOPTR, $32
+
+// func requantAVX2(dst *byte, acc *int32, n int, bias, mult, lshift, rshift, rmask, rhalf *int32, p *[4]int32) int
+TEXT ·requantAVX2(SB), NOSPLIT, $0-88
+	MOVQ dst+0(FP), DI
+	MOVQ acc+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ bias+24(FP), R8
+	MOVQ mult+32(FP), R9
+	MOVQ lshift+40(FP), R10
+	MOVQ rshift+48(FP), R11
+	MOVQ rmask+56(FP), R12
+	MOVQ rhalf+64(FP), R13
+	MOVQ p+72(FP), AX
+	VPBROADCASTD 0(AX), Y10  // add
+	VPBROADCASTD 4(AX), Y11  // zp
+	VPBROADCASTD 8(AX), Y12  // lo
+	VPBROADCASTD 12(AX), Y13 // hi
+	MOVQ $0x40000000, AX
+	VMOVQ AX, X9
+	VPBROADCASTQ X9, Y9      // 2^30 in each qword: the rounding of srdhm
+	VMOVDQU requantShuf<>(SB), Y14
+	VMOVDQU requantPerm<>(SB), Y15
+	XORQ BX, BX              // channel index
+	ANDQ $-8, CX
+
+requant_loop:
+	CMPQ BX, CX
+	JGE  requant_done
+	VMOVDQU  (SI)(BX*4), Y0
+	VPADDD   (R8)(BX*4), Y0, Y0
+	VPADDD   Y10, Y0, Y0
+	VMOVDQU  (R10)(BX*4), Y5
+	VPSLLVD  Y5, Y0, Y0       // x << lshift, wrapping like int32 multiplication
+	VMOVDQU  (R9)(BX*4), Y1
+	VPMULDQ  Y1, Y0, Y2       // even lanes: x·q as int64
+	VPADDQ   Y9, Y2, Y2
+	VPSRLQ   $31, Y2, Y2      // low dword = (x·q + 2^30) >> 31
+	VPSRLQ   $32, Y0, Y3
+	VPSRLQ   $32, Y1, Y4
+	VPMULDQ  Y4, Y3, Y3       // odd lanes
+	VPADDQ   Y9, Y3, Y3
+	VPSLLQ   $1, Y3, Y3       // high dword = (x·q + 2^30) >> 31
+	VPBLENDD $0xAA, Y3, Y2, Y2
+	// RoundingDivideByPOT: v>>rshift, +1 when the remainder exceeds half (ties away from 0).
+	VPAND    (R12)(BX*4), Y2, Y6   // remainder
+	VPSRAD   $31, Y2, Y7           // −1 where v < 0
+	VMOVDQU  (R13)(BX*4), Y8
+	VPSUBD   Y7, Y8, Y8            // threshold = half + (v < 0)
+	VMOVDQU  (R11)(BX*4), Y5
+	VPSRAVD  Y5, Y2, Y2
+	VPCMPGTD Y8, Y6, Y6            // −1 where remainder > threshold
+	VPSUBD   Y6, Y2, Y2
+	VPADDD   Y11, Y2, Y2
+	VPMAXSD  Y12, Y2, Y2
+	VPMINSD  Y13, Y2, Y2
+	VPSHUFB  Y14, Y2, Y2
+	VPERMD   Y2, Y15, Y2
+	VMOVQ    X2, (DI)(BX*1)
+	ADDQ     $8, BX
+	JMP      requant_loop
+
+requant_done:
+	VZEROUPPER
+	MOVQ BX, ret+80(FP)
+	RET

@@ -1,0 +1,69 @@
+package engine
+
+// Requantisation of int32 sums to 8-bit outputs, TFLite's MultiplyByQuantizedMultiplier per
+// channel, in a layout a SIMD kernel can stream: after the GEMM (and depthwise) kernels this
+// per-element step is what dominates when it runs one scalar call per value.
+
+// requantChannels holds, per output channel c, the folded bias and the Q31 multiplier with
+// its shift split into left and right parts, plus the output zero point and clamp range.
+type requantChannels struct {
+	n          int
+	bias, mult []int32
+	lshift     []int32 // max(shift, 0)
+	rshift     []int32 // max(-shift, 0)
+	rmask      []int32 // 1<<rshift − 1
+	rhalf      []int32 // rmask >> 1
+	zp, lo, hi int32   // lo, hi within one byte's range (int8 or uint8)
+}
+
+// newRequantChannels prepares bias[c] and the multipliers (q[c], shift[c]) of
+// quantizeMultiplier; outputs are clamp(mulQ(acc+bias[c]+add, q[c], shift[c]) + zp, lo, hi).
+func newRequantChannels(bias, q []int32, shift []int, zp, lo, hi int32) *requantChannels {
+	n := len(q)
+	r := &requantChannels{
+		n: n, bias: make([]int32, n), mult: make([]int32, n),
+		lshift: make([]int32, n), rshift: make([]int32, n), rmask: make([]int32, n), rhalf: make([]int32, n),
+		zp: zp, lo: lo, hi: hi,
+	}
+	copy(r.bias, bias)
+	copy(r.mult, q)
+	for c, s := range shift[:n] {
+		if s > 0 {
+			r.lshift[c] = int32(s)
+		} else {
+			r.rshift[c] = int32(-s)
+		}
+		r.rmask[c] = int32(1)<<r.rshift[c] - 1
+		r.rhalf[c] = r.rmask[c] >> 1
+	}
+	return r
+}
+
+// row writes dst[c] = byte(clamp(mulQ(acc[c]+bias[c]+add) + zp, lo, hi)) for the n channels;
+// add is a per-row term (the filter zero point times the row's activation sum, usually 0).
+func (r *requantChannels) row(dst []byte, acc []int32, add int32) {
+	n := r.n
+	dst, acc = dst[:n], acc[:n]
+	c := requantAsm(r, dst, acc, add)
+	for ; c < n; c++ {
+		dst[c] = byte(r.one(c, acc[c]+add))
+	}
+}
+
+// one is the scalar definition (also the tail after the SIMD kernel): TFLite's reference
+// SaturatingRoundingDoublingHighMul and RoundingDivideByPOT. Because the multiplier is
+// positive, the two roundings of srdhm reduce to (x·q + 2^30) >> 31 (see the test).
+func (r *requantChannels) one(c int, x int32) int32 {
+	x = (x + r.bias[c]) << uint(r.lshift[c])
+	v := int32((int64(x)*int64(r.mult[c]) + 1<<30) >> 31)
+	rem := v & r.rmask[c]
+	thr := r.rhalf[c]
+	if v < 0 {
+		thr++
+	}
+	v >>= uint(r.rshift[c])
+	if rem > thr {
+		v++
+	}
+	return min(max(v+r.zp, r.lo), r.hi)
+}

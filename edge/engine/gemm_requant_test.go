@@ -1,0 +1,121 @@
+package engine
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// refMulQ is TFLite's MultiplyByQuantizedMultiplier written out from gemmlowp's definitions
+// (SaturatingRoundingDoublingHighMul with its int64 division, RoundingDivideByPOT).
+func refMulQ(x, q int32, shift int) int32 {
+	left, right := max(shift, 0), max(-shift, 0)
+	a := x * (int32(1) << left)
+	var s int32
+	if a == math.MinInt32 && q == math.MinInt32 {
+		s = math.MaxInt32
+	} else {
+		ab := int64(a) * int64(q)
+		nudge := int64(1 << 30)
+		if ab < 0 {
+			nudge = 1 - (1 << 30)
+		}
+		s = int32((ab + nudge) / (1 << 31))
+	}
+	mask := int32(1)<<right - 1
+	rem := s & mask
+	thr := mask >> 1
+	if s < 0 {
+		thr++
+	}
+	r := s >> right
+	if rem > thr {
+		r++
+	}
+	return r
+}
+
+func TestRequantRowMatchesTFLite(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	xs := func() int32 {
+		switch r.IntN(6) {
+		case 0:
+			return []int32{math.MinInt32, math.MaxInt32, 0, -1, 1, 1 << 30, -1 << 30}[r.IntN(7)]
+		case 1:
+			return int32(r.Uint32())
+		default: // realistic sums
+			return int32(r.IntN(1<<21) - 1<<20)
+		}
+	}
+	ranges := [][3]int32{{-128, 127, -5}, {0, 255, 131}, {-128, -1, -128}, {-120, 90, 3}, {0, 6, 0}}
+	for _, n := range []int{1, 7, 8, 9, 16, 17, 33, 96, 1000} {
+		for _, rg := range ranges {
+			bias, q, shift := make([]int32, n), make([]int32, n), make([]int, n)
+			for c := range n {
+				bias[c] = int32(r.IntN(1<<16) - 1<<15)
+				switch r.IntN(4) {
+				case 0:
+					q[c] = []int32{0, 1, math.MaxInt32, 1 << 30}[r.IntN(4)]
+				default:
+					q[c] = int32(1<<30 + r.IntN(1<<30))
+				}
+				shift[c] = r.IntN(62) - 31 // -31..30
+				if r.IntN(2) == 0 {
+					shift[c] = r.IntN(16) - 12 // the usual range
+				}
+			}
+			rq := newRequantChannels(bias, q, shift, rg[2], rg[0], rg[1])
+			acc := make([]int32, n)
+			dst := make([]byte, n+1)
+			for range 20 {
+				for c := range acc {
+					acc[c] = xs()
+				}
+				add := int32(0)
+				if r.IntN(3) == 0 {
+					add = int32(r.IntN(2001) - 1000)
+				}
+				dst[n] = 0xee
+				rq.row(dst, acc, add)
+				for c := range n {
+					want := refMulQ(acc[c]+bias[c]+add, q[c], shift[c]) + rg[2]
+					want = min(max(want, rg[0]), rg[1])
+					if dst[c] != byte(want) {
+						t.Fatalf("n=%d c=%d x=%d bias=%d add=%d q=%d shift=%d: got %d, want %d (byte %d)",
+							n, c, acc[c], bias[c], add, q[c], shift[c], dst[c], want, byte(want))
+					}
+				}
+				if dst[n] != 0xee {
+					t.Fatalf("n=%d: row wrote past n", n)
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkRequantRow(b *testing.B) {
+	r := rand.New(rand.NewPCG(13, 14))
+	n := 144
+	bias, q, shift := make([]int32, n), make([]int32, n), make([]int, n)
+	acc := make([]int32, n)
+	for c := range n {
+		bias[c], q[c], shift[c] = int32(r.IntN(1000)), int32(1<<30+r.IntN(1<<30)), -8-r.IntN(3)
+		acc[c] = int32(r.IntN(1<<20) - 1<<19)
+	}
+	rq := newRequantChannels(bias, q, shift, -3, -128, 127)
+	dst := make([]byte, n)
+	b.Run("scalar", func(b *testing.B) {
+		for b.Loop() {
+			for c := range n {
+				dst[c] = byte(min(max(refMulQ(acc[c]+bias[c], q[c], shift[c])-3, -128), 127))
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/value")
+	})
+	b.Run("row", func(b *testing.B) {
+		for b.Loop() {
+			rq.row(dst, acc, 0)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/value")
+	})
+}
