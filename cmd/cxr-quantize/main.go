@@ -13,6 +13,8 @@ const usage = `usage: cxr-quantize COMMAND [flags]
 commands:
   inspect MODEL     print a model's graph: ops, tensors, quantization, parameters, MACs, arena
   run               run a model on raw input files (or the deterministic pattern), print JSON
+  bench             time the reference models in the Go engine and LiteRT.js, print a Markdown table
+                    [--models DIR] [--runs N] [--threads N] [--litert DIR] [--only a.tflite,b.tflite]
 `
 
 // errUsage marks a command-line mistake: the message is printed with the usage text.
@@ -26,6 +28,8 @@ func main() {
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	// Each subcommand lives in its own file as cmdNAME(args []string) error.
+	case "bench":
+		err = cmdBench(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

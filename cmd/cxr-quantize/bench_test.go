@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParseBench(t *testing.T) {
+	t.Setenv("CXR_SHARED", "/data/shared")
+	t.Setenv("CXR_LITERT_DIR", "/opt/litert")
+	o, err := parseBench(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Runs != 20 || o.Threads != 0 || o.Models != filepath.Join("/data/shared", "models") || o.LiteRT != "/opt/litert" || !slices.Equal(o.Only, benchModels) {
+		t.Fatalf("defaults: %+v", o)
+	}
+	o, err = parseBench([]string{"--runs", "3", "--threads", "1", "--models", "m", "--litert", "l", "--only", "a.tflite,b.tflite"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Runs != 3 || o.Threads != 1 || o.Models != "m" || o.LiteRT != "l" || !slices.Equal(o.Only, []string{"a.tflite", "b.tflite"}) {
+		t.Fatalf("flags: %+v", o)
+	}
+	for _, args := range [][]string{{"--runs", "0"}, {"--threads", "-1"}, {"extra"}, {"--nope"}} {
+		if _, err := parseBench(args, io.Discard); !errors.Is(err, errUsage) {
+			t.Errorf("%q: err = %v, want a usage error", args, err)
+		}
+	}
+}
+
+func TestBenchMissingOracleAndModel(t *testing.T) {
+	_, err := runBench(context.Background(), benchOptions{Models: t.TempDir(), Only: benchModels, Runs: 1, LiteRT: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "LiteRT.js oracle not found") {
+		t.Fatalf("missing oracle: err = %v", err)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Fatalf("error spans lines: %q", err)
+	}
+}
+
+func TestWriteBenchTable(t *testing.T) {
+	var b bytes.Buffer
+	writeBenchTable(&b, benchOptions{Runs: 7, Threads: 1}, []benchRow{{Model: "vww_96_int8", GoMs: 1.5, LiteRTMs: 0.5}})
+	out := b.String()
+	for _, want := range []string{"GOMAXPROCS=", "engine threads=1", "median of 7 runs", "| model | Go ms | LiteRT.js ms | Go/LiteRT |", "| vww_96_int8 | 1.50 | 0.50 | 3.00 |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 3}} {
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
