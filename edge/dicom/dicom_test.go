@@ -197,6 +197,22 @@ func TestBitLayoutAndRescale(t *testing.T) {
 	}
 }
 
+// LINEAR_EXACT (PS3.3 C.11.2.1.3.2) with center 100, width 50: x ≤ 75 → 0, x > 125 → 65535,
+// x = 100 → 0.5·65535 = 32767.5 → 32768, x = 85 → (−15/50 + 0.5)·65535 = 13107.
+func TestLinearExactPoints(t *testing.T) {
+	var px []byte
+	for _, v := range []uint16{75, 76, 85, 100, 125, 126} {
+		px = le16(px, v)
+	}
+	spec := imageSpec{w: 6, h: 1, bitsAlloc: 16, bitsStore: 16, highBit: 15, photometric: "MONOCHROME2", pixels: px,
+		extra: []el{str(0x00281050, "DS", "100"), str(0x00281051, "DS", "50"), str(0x00281056, "CS", "LINEAR_EXACT")}}
+	got := gray16(t, mustDecode(t, encodeFile(layout{explicit: true}, spec.elems())).Gray)
+	// x = 76 → (−24/50 + 0.5)·65535 = 1310.7 → 1311; x = 125 → (25/50 + 0.5)·65535 = 65535.
+	if want := []uint16{0, 1311, 13107, 32768, 65535, 65535}; !slices.Equal(got, want) {
+		t.Fatalf("LINEAR_EXACT output %v, want %v", got, want)
+	}
+}
+
 func TestSigmoidIsMonotoneAndCentred(t *testing.T) {
 	spec := imageSpec{w: 3, h: 1, bitsAlloc: 16, bitsStore: 16, highBit: 15, photometric: "MONOCHROME2",
 		pixels: le16(le16(le16(nil, 100), 500), 900),
@@ -261,8 +277,10 @@ func TestStructureIsSkippedProperly(t *testing.T) {
 		raw(0x00091012, "OB", []byte{1, 2, 3, 4, 5}), // private OB
 		seq(0x00081140, true, deep),                  // nested, mixed undefined/defined lengths
 		seq(0x00400275, false, []el{seq(0x00400008, true, []el{str(0x00080100, "SH", "X")})}),
-		seq(0x00880200, true, icon), // icon image sequence
-		{tag: 0x00291020, vr: "UN", undefined: true, items: [][]el{{str(0x00291021, "LO", "SIEMENS")}}}, // CP-246
+		// icon image sequence
+		seq(0x00880200, true, icon),
+		// private UN sequence of undefined length, implicit VR inside (CP-246)
+		{tag: 0x00291020, vr: "UN", undefined: true, items: [][]el{{str(0x00291021, "LO", "SIEMENS")}}},
 	}
 	for _, explicit := range []bool{true, false} {
 		data := encodeFile(layout{explicit: explicit, preamble: true, meta: true}, spec.elems())
