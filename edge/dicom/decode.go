@@ -119,7 +119,8 @@ func IsDICOM(data []byte) bool {
 	return plausibleStart(data, 0)
 }
 
-// DecodeReader reads at most opts.MaxFileSize bytes from r and decodes them with Decode.
+// DecodeReader reads at most opts.MaxFileSize bytes from r and decodes them with Decode. A
+// failing reader gives its own error (wrapped), not one of the sentinels.
 func DecodeReader(r io.Reader, opts Options) (*Image, error) {
 	opts = opts.withDefaults()
 	data, err := io.ReadAll(io.LimitReader(r, opts.MaxFileSize+1))
@@ -271,9 +272,8 @@ func (f *frame) word(i int) uint32 {
 }
 
 func decodeNative(a *attrs, in *Info) (image.Image, error) {
-	n := in.Rows * in.Columns
-	bytesPer := a.bitsAllocated / 8
-	need := int64(n) * int64(a.samples) * int64(bytesPer)
+	// In int64: Rows×Columns may not fit a 32-bit int when MaxPixels is raised on armv7.
+	need := int64(in.Rows) * int64(in.Columns) * int64(a.samples) * int64(a.bitsAllocated/8)
 	if int64(len(a.pixels)) < need {
 		return nil, fmt.Errorf("%w: pixel data holds %d bytes, a %d×%d×%d image of %d-bit samples needs %d",
 			ErrMalformed, len(a.pixels), in.Columns, in.Rows, a.samples, a.bitsAllocated, need)
