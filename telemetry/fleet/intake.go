@@ -268,14 +268,15 @@ func (s *Service) connectMQTT(ctx context.Context) (mqtt.Client, error) {
 		}
 	}
 	co.SetOnConnectHandler(func(c mqtt.Client) {
-		s.connected.Store(true)
 		s.log.Info("mqtt connected", "broker", m.Broker, "client_id", m.ClientID, "topic", topic)
 		// Subscribing on every connect also covers a broker that lost the session.
 		t := c.Subscribe(topic, 1, handler)
 		go func() {
-			if t.WaitTimeout(10*time.Second) && t.Error() != nil {
+			if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
 				s.log.Error("mqtt subscribe failed", "topic", topic, "err", t.Error())
+				return
 			}
+			s.connected.Store(c.IsConnected())
 		}()
 	})
 	co.SetConnectionLostHandler(func(_ mqtt.Client, err error) {

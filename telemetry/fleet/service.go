@@ -98,7 +98,7 @@ func (s *Service) Healthy() bool {
 	return s.opts.Now().Sub(time.Unix(0, s.beat.Load())) < 10*time.Second
 }
 
-// Connected reports whether the MQTT connection is up.
+// Connected reports whether the dashboard is connected and its subscription acknowledged.
 func (s *Service) Connected() bool { return s.connected.Load() }
 
 func (s *Service) process(ctx context.Context) {

@@ -1,0 +1,185 @@
+package fleet
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+func TestDecode(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	ok := map[string]string{
+		"status": `{"schema":"cxr-edge/status/v1","state":"online","ts":"2026-05-01T12:00:00Z","version":"1.0","model":{"name":"m","sha256":"ab"}}`,
+		"health": `{"schema":"cxr-edge/health/v1","ts":"2026-05-01T12:00:00Z","disk_free":5,"temp_c":null,"future_field":1}`,
+		"result": `{"schema":"cxr-edge/result/v1","id":"r1","scored_at":"2026-05-01T12:00:00Z","label":"normal","score":0.1,"threshold":0.4}`,
+	}
+	_ = now
+	tests := []struct {
+		name, topic, payload string
+		want                 error // nil: accepted
+		kind                 string
+	}{
+		{"status", "cxr/s1/d1/status", ok["status"], nil, kindStatus},
+		{"health with unknown added field", "cxr/s1/d1/health", ok["health"], nil, kindHealth},
+		{"result", "cxr/s1/d1/result", ok["result"], nil, kindResult},
+		{"wrong prefix", "other/s1/d1/status", ok["status"], ErrBadTopic, kindUnknown},
+		{"bad site id", "cxr/s 1/d1/status", ok["status"], ErrBadTopic, kindUnknown},
+		{"no leaf", "cxr/s1/d1", ok["status"], ErrBadTopic, kindUnknown},
+		{"unknown leaf", "cxr/s1/d1/secrets", ok["status"], ErrBadTopic, kindUnknown},
+		{"command is ignored", "cxr/s1/d1/cmd/reload", `{}`, errIgnored, kindUnknown},
+		{"command reply is ignored", "cxr/s1/d1/cmd/reload/reply", `{}`, errIgnored, kindUnknown},
+		{"not JSON", "cxr/s1/d1/health", `{"schema":`, ErrMalformed, kindHealth},
+		{"JSON array", "cxr/s1/d1/health", `[1,2]`, ErrMalformed, kindHealth},
+		{"schema v2", "cxr/s1/d1/health", strings.Replace(ok["health"], "/v1", "/v2", 1), ErrUnknownSchema, kindHealth},
+		{"schema of another topic", "cxr/s1/d1/health", ok["status"], ErrUnknownSchema, kindHealth},
+		{"no schema", "cxr/s1/d1/status", `{"state":"online"}`, ErrUnknownSchema, kindStatus},
+		{"bad state", "cxr/s1/d1/status", strings.Replace(ok["status"], `"online"`, `"sleeping"`, 1), ErrInvalid, kindStatus},
+		{"zero ts", "cxr/s1/d1/status", `{"schema":"cxr-edge/status/v1","state":"online"}`, ErrInvalid, kindStatus},
+		{"wrong field type", "cxr/s1/d1/health", `{"schema":"cxr-edge/health/v1","ts":"2026-05-01T12:00:00Z","queue":"many"}`, ErrInvalid, kindHealth},
+		{"negative outbox", "cxr/s1/d1/health", `{"schema":"cxr-edge/health/v1","ts":"2026-05-01T12:00:00Z","outbox":-1}`, ErrInvalid, kindHealth},
+		{"result without id", "cxr/s1/d1/result", strings.Replace(ok["result"], `"id":"r1",`, "", 1), ErrInvalid, kindResult},
+		{"result bad label", "cxr/s1/d1/result", strings.Replace(ok["result"], `"normal"`, `"covid"`, 1), ErrInvalid, kindResult},
+		{"oversized", "cxr/s1/d1/health", `{"schema":"cxr-edge/health/v1","pad":"` + strings.Repeat("x", 70<<10) + `"}`, ErrOversized, kindUnknown},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := decode("cxr", tc.topic, []byte(tc.payload), 64<<10)
+			if tc.want == nil && err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("decode error = %v, want %v", err, tc.want)
+			}
+			if d.kind != tc.kind {
+				t.Errorf("kind = %q, want %q", d.kind, tc.kind)
+			}
+		})
+	}
+}
+
+// TestRobustIntake feeds bad and tricky messages through a real broker and checks that each
+// is counted under its reason, and that state stays right.
+func TestRobustIntake(t *testing.T) {
+	b := broker(t)
+	r := start(t, testOptions(t, b.URL()))
+	p := publisher(t, b.URL(), "pub-robust")
+	tp, _ := telemetry.NewTopics("cxr", "clinic", "dev1")
+	now := time.Now().UTC().Truncate(time.Millisecond)
+
+	publish(t, p, tp.Status(), false, telemetry.Status{Schema: telemetry.SchemaStatus, State: telemetry.StateOnline, TS: now, Model: testModel})
+	// Out of order: newer health first, then an older one.
+	publish(t, p, tp.Health(), false, healthAt(now.Add(2*time.Second), 50, 0))
+	publish(t, p, tp.Health(), false, healthAt(now.Add(time.Second), 60, 0))
+	// The same result three times (at-least-once delivery).
+	for range 3 {
+		publish(t, p, tp.Result(), false, resultMsg("r-1", telemetry.LabelPneumonia, 0.9, now))
+	}
+	publish(t, p, tp.Result(), false, resultMsg("r-2", telemetry.LabelNormal, 0.1, now.Add(time.Second)))
+	// Garbage of every kind.
+	publish(t, p, tp.Health(), false, `{"schema": "cxr-edge/health/v1", "ts": `)
+	publish(t, p, tp.Health(), false, `{"schema":"cxr-edge/health/v9","ts":"2026-01-01T00:00:00Z"}`)
+	publish(t, p, "cxr/clinic/dev1/unexpected", false, `{}`)
+	publish(t, p, "cxr/bad site/dev1/status", false, `{}`)
+	publish(t, p, tp.Health(), false, strings.Repeat("A", 100<<10))
+	publish(t, p, tp.Result(), false, `{"schema":"cxr-edge/result/v1","id":"x","label":"maybe","scored_at":"2026-01-01T00:00:00Z"}`)
+	publish(t, p, tp.Command("reload"), false, `{"id":"c1"}`)
+	// A marker message last: when it is processed, everything before it is.
+	publish(t, p, tp.Result(), false, resultMsg("marker", telemetry.LabelNormal, 0.2, now.Add(3*time.Second)))
+	waitFor(t, 10*time.Second, "marker result", func() bool { return r.count("result/accepted") == 3 })
+
+	st := r.snapshotStats()
+	want := map[string]uint64{
+		"status/accepted": 1, "health/accepted": 2, "result/accepted": 3, "result/duplicate": 2,
+		"health/malformed": 1, "health/unknown_schema": 1, "unknown/bad_topic": 2, "unknown/oversized": 1,
+		"result/invalid": 1, "unknown/ignored": 1,
+	}
+	for k, n := range want {
+		if st.Messages[k] != n {
+			t.Errorf("messages[%s] = %d, want %d (all: %v)", k, st.Messages[k], n, st.Messages)
+		}
+	}
+	if st.Rejected["malformed"] != 1 || st.Rejected["oversized"] != 1 || st.Rejected["bad_topic"] != 2 {
+		t.Errorf("rejected = %v", st.Rejected)
+	}
+	d, ok := r.state.Device("clinic", "dev1")
+	if !ok {
+		t.Fatal("device missing")
+	}
+	if d.Health == nil || *d.Health.TempC != 50 || !d.Health.TS.Equal(now.Add(2*time.Second)) {
+		t.Errorf("live health = %+v, want the newest report (50 °C)", d.Health)
+	}
+	if d.Results != 3 {
+		t.Errorf("device results = %d, want 3 (duplicates counted once)", d.Results)
+	}
+	hist, err := r.store.history("clinic", "dev1", now.Add(-time.Hour), 100)
+	if err != nil || len(hist) != 2 || !hist[0].TS.Before(hist[1].TS) {
+		t.Errorf("history = %v, %v; want both reports in ts order", hist, err)
+	}
+	res, err := r.store.results(ResultQuery{Limit: 10})
+	if err != nil || len(res) != 3 || res[0].ID != "marker" {
+		t.Errorf("results = %v, %v; want 3, newest first", res, err)
+	}
+	for _, rec := range res {
+		if strings.Contains(rec.ID, "k:3f9a") {
+			t.Error("study hash stored")
+		}
+	}
+}
+
+// TestRetainedOldStatusDoesNotOverride: a stale retained status, delivered on subscribe,
+// must not replace the newer status the dashboard already stored.
+func TestRetainedOldStatusDoesNotOverride(t *testing.T) {
+	b := broker(t)
+	o := testOptions(t, b.URL())
+	r := start(t, o)
+	p := publisher(t, b.URL(), "pub-retained")
+	tp, _ := telemetry.NewTopics("cxr", "clinic", "dev2")
+	now := time.Now().UTC()
+	publish(t, p, tp.Status(), false, telemetry.Status{Schema: telemetry.SchemaStatus, State: telemetry.StateOnline, TS: now})
+	waitFor(t, 5*time.Second, "online", func() bool { d, _ := r.state.Device("clinic", "dev2"); return d.State == telemetry.StateOnline })
+	r.stop()
+
+	// While the dashboard is away, an old offline status (an hour old) becomes the retained one.
+	publish(t, p, tp.Status(), true, telemetry.Status{Schema: telemetry.SchemaStatus, State: telemetry.StateOffline, TS: now.Add(-time.Hour)})
+	o.MQTT.ClientID += "-2" // a new session, so the retained message is what it receives
+	r2 := start(t, o)
+	waitFor(t, 5*time.Second, "stale status counted", func() bool { return r2.count("status/stale") == 1 })
+	if d, _ := r2.state.Device("clinic", "dev2"); d.State != telemetry.StateOnline {
+		t.Fatalf("state = %s, want online (the retained status is older)", d.State)
+	}
+}
+
+// TestRestartKeepsHistory: a restart with the same store.dir keeps devices, history and
+// results, and messages published while the dashboard was down arrive through its
+// persistent session.
+func TestRestartKeepsHistory(t *testing.T) {
+	b := broker(t)
+	o := testOptions(t, b.URL())
+	r := start(t, o)
+	dev := connectDevice(t, b.URL(), "clinic", "dev3")
+	now := time.Now()
+	dev.health(now.Add(-2*time.Second), 41, 0)
+	dev.health(now.Add(-time.Second), 42, 0)
+	dev.result("before-1", telemetry.LabelNormal, 0.1)
+	waitFor(t, 5*time.Second, "first messages", func() bool { return r.count("result/accepted") == 1 && r.count("health/accepted") == 2 })
+	r.stop()
+
+	dev.result("while-down", telemetry.LabelPneumonia, 0.8)
+	r2 := start(t, o)
+	waitFor(t, 10*time.Second, "queued result", func() bool { return r2.count("result/accepted") == 1 })
+	d, ok := r2.state.Device("clinic", "dev3")
+	if !ok || d.State != telemetry.StateOnline || d.Results != 2 || d.Model.SHA256 != testModel.SHA256 {
+		t.Fatalf("device after restart = %+v", d)
+	}
+	hist, err := r2.store.history("clinic", "dev3", now.Add(-time.Hour), 100)
+	if err != nil || len(hist) != 2 {
+		t.Fatalf("history after restart: %d points, %v; want 2", len(hist), err)
+	}
+	res, err := r2.store.results(ResultQuery{Device: "dev3", Limit: 10})
+	if err != nil || len(res) != 2 || res[0].ID != "while-down" || res[1].ID != "before-1" {
+		t.Fatalf("results after restart = %+v, %v", res, err)
+	}
+}
