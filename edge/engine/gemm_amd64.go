@@ -74,3 +74,21 @@ func requantAsm(r *requantChannels, dst []byte, acc []int32, add int32) int {
 	p := [4]int32{add, r.zp, r.lo, r.hi}
 	return requantAVX2(&dst[0], &acc[0], r.n, &r.bias[0], &r.mult[0], &r.lshift[0], &r.rshift[0], &r.rmask[0], &r.rhalf[0], &p)
 }
+
+// dwPixelS8AVX2 and dwPixelU8AVX2 run dwPixel for the first n&^7 channels (returned).
+//
+//go:noescape
+func dwPixelS8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32) int
+
+//go:noescape
+func dwPixelU8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32) int
+
+func dwPixelAsm(acc []int32, src []byte, soff, woff []int, f []int32, n int, zp int32, u8 bool) int {
+	if n < 8 || len(soff) == 0 || !cpu.X86.HasAVX2 {
+		return 0
+	}
+	if u8 {
+		return dwPixelU8AVX2(&acc[0], &src[0], &soff[0], &woff[0], len(soff), &f[0], n, zp)
+	}
+	return dwPixelS8AVX2(&acc[0], &src[0], &soff[0], &woff[0], len(soff), &f[0], n, zp)
+}

@@ -312,3 +312,89 @@ requant_done:
 	VZEROUPPER
 	MOVQ BX, ret+80(FP)
 	RET
+
+// func dwPixelS8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32) int
+TEXT ·dwPixelS8AVX2(SB), NOSPLIT, $0-72
+	MOVQ acc+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ soff+16(FP), R8
+	MOVQ woff+24(FP), R9
+	MOVQ ntaps+32(FP), R10
+	MOVQ f+40(FP), R11
+	MOVQ n+48(FP), CX
+	MOVL zp+56(FP), AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	ANDQ $-8, CX
+	XORQ BX, BX
+
+dwPixelS8AVX2_chan:
+	CMPQ BX, CX
+	JGE  dwPixelS8AVX2_done
+	VPXOR Y0, Y0, Y0
+	XORQ  R12, R12
+
+dwPixelS8AVX2_tap:
+	MOVQ    (R8)(R12*8), R13
+	ADDQ    BX, R13
+	VPMOVSXBD   (SI)(R13*1), Y1
+	VPSUBD  Y15, Y1, Y1
+	MOVQ    (R9)(R12*8), R14
+	ADDQ    BX, R14
+	VPMULLD (R11)(R14*4), Y1, Y1
+	VPADDD  Y1, Y0, Y0
+	INCQ    R12
+	CMPQ    R12, R10
+	JLT     dwPixelS8AVX2_tap
+
+	VMOVDQU Y0, (DI)(BX*4)
+	ADDQ    $8, BX
+	JMP     dwPixelS8AVX2_chan
+
+dwPixelS8AVX2_done:
+	VZEROUPPER
+	MOVQ BX, ret+64(FP)
+	RET
+
+// func dwPixelU8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32) int
+TEXT ·dwPixelU8AVX2(SB), NOSPLIT, $0-72
+	MOVQ acc+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ soff+16(FP), R8
+	MOVQ woff+24(FP), R9
+	MOVQ ntaps+32(FP), R10
+	MOVQ f+40(FP), R11
+	MOVQ n+48(FP), CX
+	MOVL zp+56(FP), AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	ANDQ $-8, CX
+	XORQ BX, BX
+
+dwPixelU8AVX2_chan:
+	CMPQ BX, CX
+	JGE  dwPixelU8AVX2_done
+	VPXOR Y0, Y0, Y0
+	XORQ  R12, R12
+
+dwPixelU8AVX2_tap:
+	MOVQ    (R8)(R12*8), R13
+	ADDQ    BX, R13
+	VPMOVZXBD   (SI)(R13*1), Y1
+	VPSUBD  Y15, Y1, Y1
+	MOVQ    (R9)(R12*8), R14
+	ADDQ    BX, R14
+	VPMULLD (R11)(R14*4), Y1, Y1
+	VPADDD  Y1, Y0, Y0
+	INCQ    R12
+	CMPQ    R12, R10
+	JLT     dwPixelU8AVX2_tap
+
+	VMOVDQU Y0, (DI)(BX*4)
+	ADDQ    $8, BX
+	JMP     dwPixelU8AVX2_chan
+
+dwPixelU8AVX2_done:
+	VZEROUPPER
+	MOVQ BX, ret+64(FP)
+	RET
