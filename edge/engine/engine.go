@@ -39,6 +39,9 @@ type Options struct {
 	// KeepTensors names intermediate tensors that stay readable through
 	// Interpreter.Tensor after Invoke. They get arena space of their own.
 	KeepTensors []string
+	// Rounding is how integer kernels rescale accumulators; the zero value RoundSingle
+	// matches LiteRT bit for bit, RoundDouble matches tflite-micro.
+	Rounding Rounding
 }
 
 // TensorInfo describes a tensor of the model.
@@ -156,7 +159,10 @@ func Load(m *tflite.Model, opts Options) (model *Model, err error) {
 	if opts.Threads < 0 {
 		return nil, fmt.Errorf("engine: Options.Threads %d is negative", opts.Threads)
 	}
-	l := &loader{src: m, sg: &m.Subgraphs[0], m: &Model{threads: opts.Threads}}
+	if opts.Rounding != RoundSingle && opts.Rounding != RoundDouble {
+		return nil, fmt.Errorf("engine: Options.Rounding %d is unknown", opts.Rounding)
+	}
+	l := &loader{src: m, sg: &m.Subgraphs[0], m: &Model{threads: opts.Threads}, rounding: opts.Rounding}
 	if l.m.threads == 0 {
 		l.m.threads = runtime.GOMAXPROCS(0)
 	}

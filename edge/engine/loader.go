@@ -14,8 +14,9 @@ type loader struct {
 	sg  *tflite.Subgraph
 	m   *Model
 	// per operator being prepared
-	op    *tflite.Operator
-	opIdx int
+	op       *tflite.Operator
+	opIdx    int
+	rounding Rounding
 }
 
 func elemSize(t tflite.TensorType) int {
@@ -112,6 +113,7 @@ var opNames = map[tflite.BuiltinOp]string{
 	tflite.OpSoftmax: "SOFTMAX", tflite.OpCustom: "CUSTOM", tflite.OpPad: "PAD", tflite.OpTranspose: "TRANSPOSE",
 	tflite.OpMean: "MEAN", tflite.OpSub: "SUB", tflite.OpSqueeze: "SQUEEZE", tflite.OpPadV2: "PADV2",
 	tflite.OpLeakyRelu: "LEAKY_RELU", tflite.OpQuantize: "QUANTIZE", tflite.OpHardSwish: "HARD_SWISH",
+	opSplit: "SPLIT",
 }
 
 func opName(op tflite.BuiltinOp) string {
@@ -163,6 +165,8 @@ func prepFor(op tflite.BuiltinOp) prepFunc {
 		return prepQuantize
 	case tflite.OpDequantize:
 		return prepDequantize
+	case opSplit:
+		return prepSplit
 	}
 	return nil
 }
@@ -304,6 +308,11 @@ func (l *loader) plan(keep []string) error {
 	}
 	l.m.arenaSize = align16(size)
 	return nil
+}
+
+func (l *loader) newRequant(m float64) requant {
+	q, s := quantizeMultiplier(m)
+	return requant{q: q, shift: s, double: l.rounding == RoundDouble}
 }
 
 func align16(n int) int { return (n + 15) &^ 15 }

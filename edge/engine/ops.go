@@ -138,19 +138,17 @@ func (k *pool2d) rows(ip *Interpreter, _, lo, hi int) {
 // ---------------------------------------------------------------- MEAN
 
 type mean struct {
-	in, out  int
-	typ      tflite.TensorType
-	shape    [6]int // input shape, left-padded with 1s
-	ostride  [6]int // output stride per input dim (0 on reduced dims)
-	count    int32
-	nOut     int
-	inZp     int32
-	outZp    int32
-	mult     requant
-	qmin     int32
-	qmax     int32
-	sameQ    bool
-	fallback bool
+	in, out int
+	typ     tflite.TensorType
+	shape   [6]int // input shape, left-padded with 1s
+	ostride [6]int // output stride per input dim (0 on reduced dims)
+	count   int32
+	nOut    int
+	inZp    int32
+	outZp   int32
+	fscale  float32 // input scale / (output scale × count)
+	qmin    int32
+	qmax    int32
 }
 
 func prepMean(l *loader) (kernel, error) {
@@ -212,7 +210,7 @@ func prepMean(l *loader) (kernel, error) {
 			return nil, err
 		}
 		k.inZp, k.outZp = it.zp(), ot.zp()
-		k.mult = newRequant(float64(it.scale()) / float64(ot.scale()))
+		k.fscale = float32(float64(it.scale()) / (float64(ot.scale()) * float64(k.count)))
 		k.qmin, k.qmax = qrange(ot.info.Type)
 		l.m.scratch.grow(0, nOut, 0)
 	default:
@@ -266,16 +264,12 @@ func (k *mean) eval(ip *Interpreter) {
 		}
 		return
 	}
+	// LiteRT (XNNPACK) rescales the mean in float32, adds the output zero point and rounds
+	// half to even; the fixed-point reference kernel differs from it by one on ties.
 	dst := ip.u8(k.out)
-	n := k.count
 	for o, v := range accI {
-		v = k.mult.apply(v)
-		if v > 0 {
-			v = (v + n/2) / n
-		} else {
-			v = (v - n/2) / n
-		}
-		dst[o] = byte(clamp32(v+k.outZp, k.qmin, k.qmax))
+		r := int32(math.RoundToEven(float64(float32(v)*k.fscale + float32(k.outZp))))
+		dst[o] = byte(clamp32(r, k.qmin, k.qmax))
 	}
 }
 
@@ -415,13 +409,13 @@ func prepBinary(l *loader, kind binKind) (kernel, error) {
 		k.offA, k.offB, k.offOut = -at.zp(), -bt.zp(), ot.zp()
 		sa, sb, so := float64(at.scale()), float64(bt.scale()), float64(ot.scale())
 		if kind == binMul {
-			k.mOut = newRequant(sa * sb / so)
+			k.mOut = l.newRequant(sa * sb / so)
 		} else {
 			k.leftShift = 20
 			twiceMax := 2 * max(sa, sb)
-			k.mA = newRequant(sa / twiceMax)
-			k.mB = newRequant(sb / twiceMax)
-			k.mOut = newRequant(twiceMax / (float64(int(1)<<k.leftShift) * so))
+			k.mA = l.newRequant(sa / twiceMax)
+			k.mB = l.newRequant(sb / twiceMax)
+			k.mOut = l.newRequant(twiceMax / (float64(int(1)<<k.leftShift) * so))
 		}
 		qmin, qmax := qrange(ot.info.Type)
 		k.lo, k.hi, ok = actRange(int8(act), ot.scale(), ot.zp(), qmin, qmax)
@@ -896,7 +890,7 @@ func prepRelu(l *loader) (kernel, error) {
 		top = 6
 	}
 	return prepUnary(l, func(x float32) float32 { return min(max(x, 0), top) }, func(it, ot *tensorMeta) (func(int32) int32, error) {
-		m := newRequant(float64(it.scale()) / float64(ot.scale()))
+		m := l.newRequant(float64(it.scale()) / float64(ot.scale()))
 		act := int8(tflite.ActRelu)
 		if top == 6 {
 			act = int8(tflite.ActRelu6)
@@ -920,8 +914,8 @@ func prepLeakyRelu(l *loader) (kernel, error) {
 		}
 		return x
 	}, func(it, ot *tensorMeta) (func(int32) int32, error) {
-		mi := newRequant(float64(it.scale()) / float64(ot.scale()))
-		ma := newRequant(float64(it.scale()) * float64(alpha) / float64(ot.scale()))
+		mi := l.newRequant(float64(it.scale()) / float64(ot.scale()))
+		ma := l.newRequant(float64(it.scale()) * float64(alpha) / float64(ot.scale()))
 		iz, oz := it.zp(), ot.zp()
 		return func(q int32) int32 {
 			x := q - iz
@@ -1062,7 +1056,7 @@ func prepQuantize(l *loader) (kernel, error) {
 		if err := needQuant(it); err != nil {
 			return nil, err
 		}
-		m := newRequant(float64(it.scale()) / float64(ot.scale()))
+		m := l.newRequant(float64(it.scale()) / float64(ot.scale()))
 		iz, oz := it.zp(), ot.zp()
 		k := &lut8{in: in, out: out}
 		for b := range 256 {
@@ -1113,4 +1107,87 @@ func prepDequantize(l *loader) (kernel, error) {
 		k.t[b] = float32(s * float64(q-z))
 	}
 	return k, nil
+}
+
+// ---------------------------------------------------------------- SPLIT
+
+// opSplit is SPLIT, which the legacy uint8 split/concat test model uses.
+const opSplit tflite.BuiltinOp = 49
+
+type split struct {
+	in    int
+	outer int
+	outs  []int
+	inner []int // bytes per outer step, per output
+}
+
+func prepSplit(l *loader) (kernel, error) {
+	_, at, err := l.input(0)
+	if err != nil {
+		return nil, err
+	}
+	in, it, err := l.input(1)
+	if err != nil {
+		return nil, err
+	}
+	ax, err := constInts(at)
+	if err != nil {
+		return nil, err
+	}
+	rank := len(it.info.Shape)
+	if len(ax) != 1 {
+		return nil, fmt.Errorf("%w: axis tensor has %d values", ErrInvalidModel, len(ax))
+	}
+	axis := ax[0]
+	if axis < 0 {
+		axis += rank
+	}
+	if axis < 0 || axis >= rank {
+		return nil, fmt.Errorf("%w: axis %d for rank %d", ErrInvalidModel, ax[0], rank)
+	}
+	es := elemSize(it.info.Type)
+	if es == 0 {
+		return nil, unsupportedType("input", it)
+	}
+	k := &split{in: in, outer: 1}
+	for _, d := range it.info.Shape[:axis] {
+		k.outer *= d
+	}
+	sum := 0
+	for j := range l.op.Outputs {
+		o, ot, err := l.output(j)
+		if err != nil {
+			return nil, err
+		}
+		if ot.info.Type != it.info.Type || len(ot.info.Shape) != rank {
+			return nil, fmt.Errorf("%w: output %d is %s %v for input %s %v", ErrInvalidModel, j, typeName(ot.info.Type), ot.info.Shape, typeName(it.info.Type), it.info.Shape)
+		}
+		for d := range rank {
+			if d != axis && ot.info.Shape[d] != it.info.Shape[d] {
+				return nil, shapeErr("output", ot.info.Shape, it.info.Shape)
+			}
+		}
+		if isQ8(it.info.Type) && (it.scale() != ot.scale() || it.zp() != ot.zp()) {
+			return nil, fmt.Errorf("%w: output %d quantization differs from the input's", ErrUnsupported, j)
+		}
+		sum += ot.info.Shape[axis]
+		k.outs = append(k.outs, o)
+		k.inner = append(k.inner, ot.n/max(1, k.outer)*es)
+	}
+	if sum != it.info.Shape[axis] {
+		return nil, fmt.Errorf("%w: outputs give %d along axis %d, input has %d", ErrInvalidModel, sum, axis, it.info.Shape[axis])
+	}
+	return k, nil
+}
+
+func (k *split) eval(ip *Interpreter) {
+	src := ip.t[k.in].b
+	p := 0
+	for i := range k.outer {
+		for j, o := range k.outs {
+			n := k.inner[j]
+			copy(ip.t[o].b[i*n:(i+1)*n], src[p:p+n])
+			p += n
+		}
+	}
 }

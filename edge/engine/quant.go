@@ -1,6 +1,9 @@
 package engine
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // Fixed-point helpers with the semantics of TFLite's reference kernels
 // (quantization_util.cc and the gemmlowp primitives they use). The interpreter must round
@@ -69,18 +72,50 @@ func mulQ(x, q int32, shift int) int32 {
 	return rdbpot(srdhm(x*(int32(1)<<left), q), right)
 }
 
+// mulQSingle is MultiplyByQuantizedMultiplier as TFLite builds it with
+// TFLITE_SINGLE_ROUNDING: one rounding of x·q·2^(shift−31), ties towards +∞.
+func mulQSingle(x, q int32, shift int) int32 {
+	ts := uint(31 - shift)
+	r := (int64(x)*int64(q) + int64(1)<<(ts-1)) >> ts
+	return int32(min(max(r, math.MinInt32), math.MaxInt32))
+}
+
+// Rounding selects how integer kernels round when they rescale an int32 accumulator.
+type Rounding int
+
+const (
+	// RoundSingle rounds once (TFLite built with TFLITE_SINGLE_ROUNDING). It is the default
+	// because LiteRT (XNNPACK) gives the same bytes on every conformance model.
+	RoundSingle Rounding = iota
+	// RoundDouble is gemmlowp's SaturatingRoundingDoublingHighMul followed by
+	// RoundingDivideByPOT, the default of TFLite's reference kernels and of tflite-micro.
+	// It differs from RoundSingle by ±1 in a few percent of requantised values.
+	RoundDouble
+)
+
+func (r Rounding) String() string {
+	switch r {
+	case RoundSingle:
+		return "single"
+	case RoundDouble:
+		return "double"
+	}
+	return fmt.Sprintf("Rounding(%d)", int(r))
+}
+
 // requant is a prepared real multiplier.
 type requant struct {
-	q     int32
-	shift int
+	q      int32
+	shift  int
+	double bool
 }
 
-func newRequant(m float64) requant {
-	q, s := quantizeMultiplier(m)
-	return requant{q, s}
+func (r requant) apply(x int32) int32 {
+	if r.double {
+		return mulQ(x, r.q, r.shift)
+	}
+	return mulQSingle(x, r.q, r.shift)
 }
-
-func (r requant) apply(x int32) int32 { return mulQ(x, r.q, r.shift) }
 
 // tfRound rounds half away from zero, like TfLiteRound/std::round.
 func tfRound32(f float32) float32 { return float32(math.Round(float64(f))) }

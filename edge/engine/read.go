@@ -1,13 +1,6 @@
 package engine
 
-import (
-	"fmt"
+import "github.com/cxr-edge/cxr-edge/edge/tflite"
 
-	"github.com/cxr-edge/cxr-edge/edge/tflite"
-)
-
-// readModel decodes a flatbuffer; it is tflite.Read once the format package provides it.
-func readModel(data []byte) (*tflite.Model, error) {
-	_ = data
-	return nil, fmt.Errorf("%w: reading .tflite bytes needs tflite.Read", ErrUnsupported)
-}
+// readModel decodes and validates a .tflite flatbuffer.
+func readModel(data []byte) (*tflite.Model, error) { return tflite.Read(data) }
