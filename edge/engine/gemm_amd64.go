@@ -67,11 +67,19 @@ func panelAsm(kern gemmKernel, out []int32, ldo int, a []int8, lda, rows int, pw
 //go:noescape
 func requantAVX2(dst *byte, acc *int32, n int, bias, mult, lshift, rshift, rmask, rhalf *int32, p *[4]int32) int
 
+// requantSingleAVX2 is requantAVX2 with TFLITE_SINGLE_ROUNDING, for shifts <= 0.
+//
+//go:noescape
+func requantSingleAVX2(dst *byte, acc *int32, n int, bias, mult, ts, tsm1 *int32, p *[4]int32) int
+
 func requantAsm(r *requantChannels, dst []byte, acc []int32, add int32) int {
-	if r.n < 8 || !cpu.X86.HasAVX2 {
+	if r.n < 8 || !r.simd || !cpu.X86.HasAVX2 {
 		return 0
 	}
 	p := [4]int32{add, r.zp, r.lo, r.hi}
+	if !r.double {
+		return requantSingleAVX2(&dst[0], &acc[0], r.n, &r.bias[0], &r.mult[0], &r.ts[0], &r.tsm1[0], &p)
+	}
 	return requantAVX2(&dst[0], &acc[0], r.n, &r.bias[0], &r.mult[0], &r.lshift[0], &r.rshift[0], &r.rmask[0], &r.rhalf[0], &p)
 }
 

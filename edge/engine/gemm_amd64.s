@@ -398,3 +398,80 @@ dwPixelU8AVX2_done:
 	VZEROUPPER
 	MOVQ BX, ret+64(FP)
 	RET
+
+// func requantSingleAVX2(dst *byte, acc *int32, n int, bias, mult, ts, tsm1 *int32, p *[4]int32) int
+TEXT ·requantSingleAVX2(SB), NOSPLIT, $0-72
+	MOVQ dst+0(FP), DI
+	MOVQ acc+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ bias+24(FP), R8
+	MOVQ mult+32(FP), R9
+	MOVQ ts+40(FP), R10
+	MOVQ tsm1+48(FP), R11
+	MOVQ p+56(FP), AX
+	VPBROADCASTD 0(AX), Y10  // add
+	VPBROADCASTD 4(AX), Y11  // zp
+	VPBROADCASTD 8(AX), Y12  // lo
+	VPBROADCASTD 12(AX), Y13 // hi
+	MOVQ $1, AX
+	VMOVQ AX, X9
+	VPBROADCASTQ X9, Y9      // 1 in each qword
+	MOVQ $0xffffffff, AX
+	VMOVQ AX, X8
+	VPBROADCASTQ X8, Y8      // low-dword mask of each qword
+	VMOVDQU requantShuf<>(SB), Y14
+	VMOVDQU requantPerm<>(SB), Y15
+	XORQ BX, BX
+	ANDQ $-8, CX
+
+single_loop:
+	CMPQ BX, CX
+	JGE  single_done
+	VMOVDQU (SI)(BX*4), Y0
+	VPADDD  (R8)(BX*4), Y0, Y0
+	VPADDD  Y10, Y0, Y0
+	VMOVDQU (R9)(BX*4), Y1
+	VMOVDQU (R10)(BX*4), Y5 // ts
+	VMOVDQU (R11)(BX*4), Y6 // ts−1
+
+	// Even lanes: t = x·q + 1<<(ts−1); arithmetic t >> ts as (t^s >> ts)^s, s = sign of t.
+	VPMULDQ Y1, Y0, Y2
+	VPAND   Y8, Y6, Y7
+	VPSLLVQ Y7, Y9, Y7
+	VPADDQ  Y7, Y2, Y2
+	VPXOR   Y7, Y7, Y7
+	VPCMPGTQ Y2, Y7, Y7
+	VPXOR   Y7, Y2, Y2
+	VPAND   Y8, Y5, Y4
+	VPSRLVQ Y4, Y2, Y2
+	VPXOR   Y7, Y2, Y2       // result in the low dword
+
+	// Odd lanes, moved down to the even positions.
+	VPSRLQ  $32, Y0, Y3
+	VPSRLQ  $32, Y1, Y4
+	VPMULDQ Y4, Y3, Y3
+	VPSRLQ  $32, Y6, Y7
+	VPSLLVQ Y7, Y9, Y7
+	VPADDQ  Y7, Y3, Y3
+	VPXOR   Y7, Y7, Y7
+	VPCMPGTQ Y3, Y7, Y7
+	VPXOR   Y7, Y3, Y3
+	VPSRLQ  $32, Y5, Y4
+	VPSRLVQ Y4, Y3, Y3
+	VPXOR   Y7, Y3, Y3
+	VPSLLQ  $32, Y3, Y3
+	VPBLENDD $0xAA, Y3, Y2, Y2
+
+	VPADDD   Y11, Y2, Y2
+	VPMAXSD  Y12, Y2, Y2
+	VPMINSD  Y13, Y2, Y2
+	VPSHUFB  Y14, Y2, Y2
+	VPERMD   Y2, Y15, Y2
+	VMOVQ    X2, (DI)(BX*1)
+	ADDQ     $8, BX
+	JMP      single_loop
+
+single_done:
+	VZEROUPPER
+	MOVQ BX, ret+64(FP)
+	RET

@@ -1,28 +1,35 @@
 package engine
 
+import "math"
+
 // Requantisation of int32 sums to 8-bit outputs, TFLite's MultiplyByQuantizedMultiplier per
 // channel, in a layout a SIMD kernel can stream: after the GEMM (and depthwise) kernels this
 // per-element step is what dominates when it runs one scalar call per value.
 
 // requantChannels holds, per output channel c, the folded bias and the Q31 multiplier with
-// its shift split into left and right parts, plus the output zero point and clamp range.
+// its shift in the forms the kernels use, plus the output zero point and clamp range.
 type requantChannels struct {
 	n          int
+	double     bool // gemmlowp's two roundings (RoundDouble), else TFLITE_SINGLE_ROUNDING
+	simd       bool // false when a single-rounding shift > 0 could overflow int32: scalar only
 	bias, mult []int32
-	lshift     []int32 // max(shift, 0)
-	rshift     []int32 // max(-shift, 0)
-	rmask      []int32 // 1<<rshift − 1
-	rhalf      []int32 // rmask >> 1
+	lshift     []int32 // double: max(shift, 0)
+	rshift     []int32 // double: max(-shift, 0)
+	rmask      []int32 // double: 1<<rshift − 1
+	rhalf      []int32 // double: rmask >> 1
+	ts, tsm1   []int32 // single: 31 − shift and 30 − shift
 	zp, lo, hi int32   // lo, hi within one byte's range (int8 or uint8)
 }
 
 // newRequantChannels prepares bias[c] and the multipliers (q[c], shift[c]) of
-// quantizeMultiplier; outputs are clamp(mulQ(acc+bias[c]+add, q[c], shift[c]) + zp, lo, hi).
-func newRequantChannels(bias, q []int32, shift []int, zp, lo, hi int32) *requantChannels {
+// quantizeMultiplier; outputs are clamp(mulQ(acc+bias[c]+add, q[c], shift[c]) + zp, lo, hi)
+// with mulQ rounding twice (double) or once, as the engine's Rounding option says.
+func newRequantChannels(bias, q []int32, shift []int, zp, lo, hi int32, double bool) *requantChannels {
 	n := len(q)
 	r := &requantChannels{
-		n: n, bias: make([]int32, n), mult: make([]int32, n),
+		n: n, double: double, simd: true, bias: make([]int32, n), mult: make([]int32, n),
 		lshift: make([]int32, n), rshift: make([]int32, n), rmask: make([]int32, n), rhalf: make([]int32, n),
+		ts: make([]int32, n), tsm1: make([]int32, n),
 		zp: zp, lo: lo, hi: hi,
 	}
 	copy(r.bias, bias)
@@ -35,6 +42,12 @@ func newRequantChannels(bias, q []int32, shift []int, zp, lo, hi int32) *requant
 		}
 		r.rmask[c] = int32(1)<<r.rshift[c] - 1
 		r.rhalf[c] = r.rmask[c] >> 1
+		r.ts[c], r.tsm1[c] = int32(31-s), int32(30-s)
+		if !double && s > 0 {
+			// x·q·2^(s−31) may then leave int32, which TFLite saturates; the SIMD kernel
+			// does not, and real models' multipliers are < 1 (s <= 0) anyway.
+			r.simd = false
+		}
 	}
 	return r
 }
@@ -50,11 +63,20 @@ func (r *requantChannels) row(dst []byte, acc []int32, add int32) {
 	}
 }
 
-// one is the scalar definition (also the tail after the SIMD kernel): TFLite's reference
-// SaturatingRoundingDoublingHighMul and RoundingDivideByPOT. Because the multiplier is
-// positive, the two roundings of srdhm reduce to (x·q + 2^30) >> 31 (see the test).
+// one is the scalar definition (also the tail after the SIMD kernel).
 func (r *requantChannels) one(c int, x int32) int32 {
-	x = (x + r.bias[c]) << uint(r.lshift[c])
+	x += r.bias[c]
+	if !r.double {
+		// TFLITE_SINGLE_ROUNDING: one rounding of x·q·2^(shift−31), ties towards +∞,
+		// saturated to int32.
+		ts := uint(r.ts[c])
+		v := (int64(x)*int64(r.mult[c]) + int64(1)<<(ts-1)) >> ts
+		return min(max(int32(min(max(v, math.MinInt32), math.MaxInt32))+r.zp, r.lo), r.hi)
+	}
+	// TFLite's reference SaturatingRoundingDoublingHighMul and RoundingDivideByPOT. Except
+	// for q = MinInt32, which quantizeMultiplier never makes, the two roundings of the
+	// former reduce to (x·q + 2^30) >> 31 (the test checks against the definition).
+	x <<= uint(r.lshift[c])
 	v := int32((int64(x)*int64(r.mult[c]) + 1<<30) >> 31)
 	rem := v & r.rmask[c]
 	thr := r.rhalf[c]

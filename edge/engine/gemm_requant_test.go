@@ -35,7 +35,22 @@ func refMulQ(x, q int32, shift int) int32 {
 	return r
 }
 
+// refMulQSingle is MultiplyByQuantizedMultiplier built with TFLITE_SINGLE_ROUNDING.
+func refMulQSingle(x, q int32, shift int) int32 {
+	ts := uint(31 - shift)
+	v := (int64(x)*int64(q) + int64(1)<<(ts-1)) >> ts
+	return int32(min(max(v, math.MinInt32), math.MaxInt32))
+}
+
 func TestRequantRowMatchesTFLite(t *testing.T) {
+	for _, double := range []bool{true, false} {
+		t.Run(map[bool]string{true: "double", false: "single"}[double], func(t *testing.T) {
+			testRequantRow(t, double)
+		})
+	}
+}
+
+func testRequantRow(t *testing.T, double bool) {
 	r := rand.New(rand.NewPCG(11, 12))
 	xs := func() int32 {
 		switch r.IntN(6) {
@@ -63,8 +78,14 @@ func TestRequantRowMatchesTFLite(t *testing.T) {
 				if r.IntN(2) == 0 {
 					shift[c] = r.IntN(16) - 12 // the usual range
 				}
+				if !double && n > 9 && shift[c] > 0 {
+					shift[c] = -shift[c] // keep these rows on the SIMD path (shift <= 0)
+				}
 			}
-			rq := newRequantChannels(bias, q, shift, rg[2], rg[0], rg[1])
+			rq := newRequantChannels(bias, q, shift, rg[2], rg[0], rg[1], double)
+			if !double && n > 9 && !rq.simd {
+				t.Fatal("single rounding with shifts <= 0 left the SIMD path")
+			}
 			acc := make([]int32, n)
 			dst := make([]byte, n+1)
 			for range 20 {
@@ -79,6 +100,9 @@ func TestRequantRowMatchesTFLite(t *testing.T) {
 				rq.row(dst, acc, add)
 				for c := range n {
 					want := refMulQ(acc[c]+bias[c]+add, q[c], shift[c]) + rg[2]
+					if !double {
+						want = refMulQSingle(acc[c]+bias[c]+add, q[c], shift[c]) + rg[2]
+					}
 					want = min(max(want, rg[0]), rg[1])
 					if dst[c] != byte(want) {
 						t.Fatalf("n=%d c=%d x=%d bias=%d add=%d q=%d shift=%d: got %d, want %d (byte %d)",
@@ -102,7 +126,7 @@ func BenchmarkRequantRow(b *testing.B) {
 		bias[c], q[c], shift[c] = int32(r.IntN(1000)), int32(1<<30+r.IntN(1<<30)), -8-r.IntN(3)
 		acc[c] = int32(r.IntN(1<<20) - 1<<19)
 	}
-	rq := newRequantChannels(bias, q, shift, -3, -128, 127)
+	rq := newRequantChannels(bias, q, shift, -3, -128, 127, true)
 	dst := make([]byte, n)
 	b.Run("scalar", func(b *testing.B) {
 		for b.Loop() {
