@@ -78,15 +78,16 @@ const (
 	WindowNone        = "none"    // 8-bit or colour data passed through unchanged
 )
 
-// Info describes the decoded image. The UIDs identify the study on this device only; send
-// KeyedHash(key, uid) off the device instead.
+// Info describes the decoded image. The instance, study and series UIDs identify the study on
+// this device only: they are left out of JSON so that an Info published by mistake cannot carry
+// them, and anything sent off the device uses KeyedHash(key, uid) instead.
 type Info struct {
 	TransferSyntax            string  `json:"transfer_syntax"`
 	TransferSyntaxName        string  `json:"transfer_syntax_name"`
 	SOPClassUID               string  `json:"sop_class_uid,omitempty"`
-	SOPInstanceUID            string  `json:"sop_instance_uid,omitempty"`
-	StudyInstanceUID          string  `json:"study_instance_uid,omitempty"`
-	SeriesInstanceUID         string  `json:"series_instance_uid,omitempty"`
+	SOPInstanceUID            string  `json:"-"`
+	StudyInstanceUID          string  `json:"-"`
+	SeriesInstanceUID         string  `json:"-"`
 	Modality                  string  `json:"modality,omitempty"`
 	BodyPartExamined          string  `json:"body_part_examined,omitempty"`
 	ViewPosition              string  `json:"view_position,omitempty"`

@@ -537,6 +537,15 @@ func TestPrivacyByConstruction(t *testing.T) {
 	if !strings.Contains(dump, "1.2.826.0.1.3680043.2.1125.2") {
 		t.Error("the dump should contain the study UID (proves the dump covers Info)")
 	}
+	// The UIDs stay on the device: JSON (what gets published) leaves them out.
+	for _, uid := range []string{"1.2.826.0.1.3680043.2.1125.1.1", "1.2.826.0.1.3680043.2.1125.2", "1.2.826.0.1.3680043.2.1125.3"} {
+		if strings.Contains(string(js), uid) {
+			t.Errorf("JSON carries UID %s: %s", uid, js)
+		}
+	}
+	if !strings.Contains(string(js), `"modality":"CR"`) {
+		t.Errorf("JSON lacks the technical attributes: %s", js)
+	}
 }
 
 // Cutting a file anywhere gives an error (never a panic, never a half image).

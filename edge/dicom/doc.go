@@ -13,8 +13,10 @@
 // attributes (image geometry, pixel encoding, VOI window, modality, body part, view position and
 // the study/series/instance UIDs). Patient name, id, birth date, all other dates and every other
 // attribute are skipped unread, so they cannot appear in the returned value. The decoded pixels
-// are always copied; the result never aliases the input buffer. The UIDs in Info are for use on
-// the device only; anything that leaves the device must carry KeyedHash(key, uid) instead.
+// are always copied; the result never aliases the input buffer. Error messages quote no element
+// values other than those of the kept attributes. The UIDs in Info are for use on the device
+// only (they are not marshalled to JSON); anything that leaves the device must carry
+// KeyedHash(key, uid) instead.
 //
 // # Supported encodings
 //
@@ -41,6 +43,7 @@
 // no usable window the window spans the minimum to the maximum rescaled value of the frame
 // (dcmtk's "min-max window"). The one exception is plain 8-bit data (8 bits stored, unsigned,
 // identity rescale, no window): it is returned unchanged as image.Gray, exactly as a JPEG viewer
-// would show it, so a JPEG wrapped in DICOM yields the same pixels as the JPEG itself.
+// would show it, so a JPEG wrapped in DICOM yields the same pixels as the JPEG itself. Colour
+// data are always passed through as luma; a window applies to grey data only (PS3.3 C.11.2).
 // MONOCHROME1 is inverted last, so bright always means dense, as in MONOCHROME2.
 package dicom
