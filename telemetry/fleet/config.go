@@ -86,6 +86,10 @@ func LoadConfig(v *viper.Viper) (Config, error) {
 	o.MQTT.KeepAlive = r.duration("mqtt.keepalive", time.Second, 24*time.Hour)
 	c.HTTPListen = r.str("http.listen")
 	o.StoreDir = r.str("store.dir")
+	if o.StoreDir == "" {
+		// systemd's StateDirectory= exports the directory it created for the service.
+		o.StoreDir = os.Getenv("STATE_DIRECTORY")
+	}
 	o.MaxPayload = r.integer("intake.max_payload_kb", 1, 256<<10) << 10
 	o.Retention.ResultsMaxAge = r.duration("retention.results_max_age", time.Hour, 100*365*24*time.Hour)
 	o.Retention.ResultsMaxCount = r.integer("retention.results_max_count", 100, 1<<30)
