@@ -134,7 +134,6 @@ type StoreConfig struct {
 type MQTTConfig struct {
 	Broker         string        `mapstructure:"broker" yaml:"broker"`
 	Username       string        `mapstructure:"username" yaml:"username"`
-	Password       string        `mapstructure:"password" yaml:"password"`
 	PasswordFile   string        `mapstructure:"password_file" yaml:"password_file"`
 	CAFile         string        `mapstructure:"ca_file" yaml:"ca_file"`
 	CertFile       string        `mapstructure:"cert_file" yaml:"cert_file"`
@@ -195,7 +194,6 @@ var defaults = []struct {
 	{"store.max_bytes", "512MiB"},
 	{"mqtt.broker", ""},
 	{"mqtt.username", ""},
-	{"mqtt.password", ""},
 	{"mqtt.password_file", ""},
 	{"mqtt.ca_file", ""},
 	{"mqtt.cert_file", ""},
@@ -524,9 +522,6 @@ func (c *Config) Validate() error {
 			return bad("mqtt.broker", strconv.Quote(b), "want tcp://host:port, ssl://host:port (or mqtt, mqtts, ws, wss), or empty for none")
 		}
 	}
-	if c.MQTT.Password != "" && c.MQTT.PasswordFile != "" {
-		return bad("mqtt.password_file", strconv.Quote(c.MQTT.PasswordFile), "set mqtt.password or mqtt.password_file, not both")
-	}
 	for _, f := range []struct{ key, path string }{
 		{"mqtt.password_file", c.MQTT.PasswordFile}, {"mqtt.ca_file", c.MQTT.CAFile},
 		{"mqtt.cert_file", c.MQTT.CertFile}, {"mqtt.key_file", c.MQTT.KeyFile},
@@ -593,18 +588,10 @@ func oneOf(s string, set ...string) bool {
 	return false
 }
 
-// Redacted returns a copy with secrets replaced, for printing and logging.
-func (c Config) Redacted() Config {
-	if c.MQTT.Password != "" {
-		c.MQTT.Password = "<redacted>"
-	}
-	return c
-}
-
-// YAML renders the configuration (secrets redacted) in the layout of configs/cxr-edge.yaml.
+// YAML renders the configuration in the layout of configs/cxr-edge.yaml. It holds no secrets:
+// the MQTT password is only ever read from mqtt.password_file, whose path (not content) is shown.
 func (c Config) YAML() ([]byte, error) {
-	r := c.Redacted()
-	return yaml.Marshal(&r)
+	return yaml.Marshal(&c)
 }
 
 // EffectiveThreshold is the configured operating point, or def (the model's own) when none is set.

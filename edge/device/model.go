@@ -1,0 +1,250 @@
+package device
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cxr-edge/cxr-edge/edge/engine"
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
+	"github.com/cxr-edge/cxr-edge/edge/tflite"
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+// ErrNoModel: no model.path is configured and no model is embedded in the binary yet.
+var ErrNoModel = errors.New("no model configured (set model.path to a .tflite file)")
+
+// ErrModel wraps every problem with a model file: unreadable, wrong sha256, unsupported shape.
+var ErrModel = errors.New("model")
+
+// DefaultThreshold is the operating point of a model whose metadata names none.
+const DefaultThreshold = 0.5
+
+// ThresholdMetadata is the name of the .tflite metadata buffer that may hold the model's
+// operating point as a decimal string ("0.37"). The model pipeline writes it.
+const ThresholdMetadata = "cxr_threshold"
+
+// EngineModel scores images with the pure-Go int8 engine. It is safe for concurrent use: each
+// call takes an interpreter from a pool (weights are shared).
+type EngineModel struct {
+	model     *engine.Model
+	spec      imaging.InputSpec
+	ref       telemetry.ModelRef
+	threshold float64 // the model's own operating point
+	output    string  // auto, probability, logit
+	positive  int
+	pool      sync.Pool // *engine.Interpreter
+}
+
+// LoadModel reads and checks the configured model: the file's sha256 against model.sha256,
+// one 4-D image input [1,H,W,C] with C 1 or 3 of int8, uint8 or float32, and an output of one
+// value or of at least positive_index+1 classes.
+func LoadModel(cfg ModelConfig) (*EngineModel, error) {
+	if cfg.Path == "" {
+		return nil, ErrNoModel
+	}
+	data, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModel, err)
+	}
+	return LoadModelBytes(data, filepath.Base(cfg.Path), cfg)
+}
+
+// LoadModelBytes is LoadModel for a model already in memory; name is reported in results.
+func LoadModelBytes(data []byte, name string, cfg ModelConfig) (*EngineModel, error) {
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	if cfg.SHA256 != "" && !strings.EqualFold(cfg.SHA256, digest) {
+		return nil, fmt.Errorf("%w %s: sha256 is %s, model.sha256 pins %s", ErrModel, name, digest, cfg.SHA256)
+	}
+	tm, err := tflite.Read(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrModel, name, err)
+	}
+	m, err := engine.Load(tm, engine.Options{Threads: cfg.Threads})
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrModel, name, err)
+	}
+	spec, err := inputSpec(m.Inputs())
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrModel, name, err)
+	}
+	outs := m.Outputs()
+	if len(outs) < 1 {
+		return nil, fmt.Errorf("%w %s: no output tensor", ErrModel, name)
+	}
+	switch outs[0].Type {
+	case tflite.Int8, tflite.Uint8, tflite.Float32:
+	default:
+		return nil, fmt.Errorf("%w %s: output type %v, want int8, uint8 or float32", ErrModel, name, outs[0].Type)
+	}
+	if n := outs[0].NumElements(); n != 1 && n <= cfg.PositiveIndex {
+		return nil, fmt.Errorf("%w %s: output has %d classes, model.positive_index is %d", ErrModel, name, n, cfg.PositiveIndex)
+	}
+	em := &EngineModel{
+		model: m, spec: spec, threshold: DefaultThreshold,
+		output: cfg.Output, positive: cfg.PositiveIndex,
+		ref: telemetry.ModelRef{Name: strings.TrimSuffix(name, ".tflite"), Version: tm.Description, SHA256: digest},
+	}
+	if em.output == "" {
+		em.output = "auto"
+	}
+	if t, ok := metadataThreshold(tm); ok {
+		em.threshold = t
+	}
+	em.pool.New = func() any { return m.NewInterpreter() }
+	return em, nil
+}
+
+// metadataThreshold reads the operating point the model pipeline stored in the model.
+func metadataThreshold(m *tflite.Model) (float64, bool) {
+	for _, md := range m.Metadata {
+		if md.Name != ThresholdMetadata || int(md.Buffer) >= len(m.Buffers) {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(string(m.Buffers[md.Buffer].Data)), 64)
+		if err == nil && f > 0 && f < 1 {
+			return f, true
+		}
+	}
+	return 0, false
+}
+
+func inputSpec(ins []engine.TensorInfo) (imaging.InputSpec, error) {
+	if len(ins) != 1 {
+		return imaging.InputSpec{}, fmt.Errorf("%d inputs, want one image input", len(ins))
+	}
+	in := ins[0]
+	if len(in.Shape) != 4 || in.Shape[0] != 1 || (in.Shape[3] != 1 && in.Shape[3] != 3) {
+		return imaging.InputSpec{}, fmt.Errorf("input %q has shape %v, want [1,H,W,1] or [1,H,W,3]", in.Name, in.Shape)
+	}
+	spec := imaging.InputSpec{Height: in.Shape[1], Width: in.Shape[2], Channels: in.Shape[3]}
+	switch in.Type {
+	case tflite.Int8:
+		spec.Type = imaging.Int8
+	case tflite.Uint8:
+		spec.Type = imaging.Uint8
+	case tflite.Float32:
+		spec.Type = imaging.Float32
+	default:
+		return imaging.InputSpec{}, fmt.Errorf("input %q has type %v, want int8, uint8 or float32", in.Name, in.Type)
+	}
+	if spec.Type != imaging.Float32 {
+		if len(in.Scale) != 1 || len(in.ZeroPoint) != 1 {
+			return imaging.InputSpec{}, fmt.Errorf("input %q: want per-tensor quantization", in.Name)
+		}
+		spec.Scale, spec.ZeroPoint = in.Scale[0], int32(in.ZeroPoint[0])
+	}
+	if err := spec.Validate(); err != nil {
+		return imaging.InputSpec{}, fmt.Errorf("input %q: %w", in.Name, err)
+	}
+	return spec, nil
+}
+
+// Spec is the input tensor Preprocess must write.
+func (m *EngineModel) Spec() imaging.InputSpec { return m.spec }
+
+// Ref identifies the model in results and status.
+func (m *EngineModel) Ref() telemetry.ModelRef { return m.ref }
+
+// Threshold is the model's own operating point (metadata, else DefaultThreshold).
+func (m *EngineModel) Threshold() float64 { return m.threshold }
+
+// Score runs the model on an input tensor written by imaging.Preprocess for Spec and returns
+// the probability of the positive class.
+func (m *EngineModel) Score(ctx context.Context, input []byte) (float64, error) {
+	ip := m.pool.Get().(*engine.Interpreter)
+	defer m.pool.Put(ip)
+	dst := ip.Input(0).Bytes()
+	if len(dst) != len(input) {
+		return 0, fmt.Errorf("%w: input of %d bytes, the model takes %d", ErrModel, len(input), len(dst))
+	}
+	copy(dst, input)
+	if err := ip.Invoke(ctx); err != nil {
+		return 0, fmt.Errorf("inference: %w", err)
+	}
+	return outputScore(ip.Output(0), m.output, m.positive)
+}
+
+// outputScore turns the output tensor into the positive class's probability.
+func outputScore(t *engine.Tensor, mode string, positive int) (float64, error) {
+	info := t.Info()
+	vals := make([]float64, info.NumElements())
+	switch info.Type {
+	case tflite.Float32:
+		for i, v := range t.Float32() {
+			vals[i] = float64(v)
+		}
+	case tflite.Int8, tflite.Uint8:
+		if len(info.Scale) == 0 {
+			return 0, fmt.Errorf("%w: quantized output without scale", ErrModel)
+		}
+		scale, zp := float64(info.Scale[0]), float64(info.ZeroPoint[0])
+		if info.Type == tflite.Int8 {
+			for i, v := range t.Int8() {
+				vals[i] = (float64(v) - zp) * scale
+			}
+		} else {
+			for i, v := range t.Uint8() {
+				vals[i] = (float64(v) - zp) * scale
+			}
+		}
+	}
+	return scoreFromValues(vals, mode, positive)
+}
+
+// scoreFromValues applies the output rule documented at model.output.
+func scoreFromValues(vals []float64, mode string, positive int) (float64, error) {
+	if len(vals) == 0 {
+		return 0, fmt.Errorf("%w: empty output", ErrModel)
+	}
+	for _, v := range vals {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return 0, fmt.Errorf("%w: output is not finite", ErrModel)
+		}
+	}
+	if len(vals) == 1 {
+		v := vals[0]
+		if mode == "logit" || (mode == "auto" && (v < 0 || v > 1)) {
+			v = 1 / (1 + math.Exp(-v))
+		}
+		return clamp01(v), nil
+	}
+	if positive >= len(vals) {
+		return 0, fmt.Errorf("%w: positive class %d of %d outputs", ErrModel, positive, len(vals))
+	}
+	isProb := true
+	sum := 0.0
+	for _, v := range vals {
+		sum += v
+		if v < 0 || v > 1 {
+			isProb = false
+		}
+	}
+	// An int8 softmax output (scale 1/256) sums to 1 within a few quantization steps.
+	if math.Abs(sum-1) > 0.05 {
+		isProb = false
+	}
+	if mode == "logit" || (mode == "auto" && !isProb) {
+		mx := vals[0]
+		for _, v := range vals {
+			mx = math.Max(mx, v)
+		}
+		total := 0.0
+		for _, v := range vals {
+			total += math.Exp(v - mx)
+		}
+		return clamp01(math.Exp(vals[positive]-mx) / total), nil
+	}
+	return clamp01(vals[positive]), nil
+}
+
+func clamp01(v float64) float64 { return math.Min(1, math.Max(0, v)) }
