@@ -175,7 +175,7 @@ func TestValidValuesAccepted(t *testing.T) {
 		"CXR_INDICATOR_PINS_BUTTON":   "",
 		"CXR_INTAKE_WATCH_DIR":        "/srv/inbox",
 		"CXR_INTAKE_HTTP_LISTEN":      "",
-		"CXR_MQTT_PASSWORD":           "hunter2",
+		"CXR_MQTT_PASSWORD_FILE":      existingPW(t),
 		"CXR_STORE_MAX_BYTES":         "1073741824",
 		"CXR_MQTT_HEALTH_INTERVAL":    "1m",
 		"CXR_INTAKE_FAILED_MAX_AGE":   "24h",
