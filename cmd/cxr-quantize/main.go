@@ -15,6 +15,8 @@ commands:
   run               run a model on raw input files (or the deterministic pattern), print JSON
   bench             time the reference models in the Go engine and LiteRT.js, print a Markdown table
                     [--models DIR] [--runs N] [--threads N] [--litert DIR] [--only a.tflite,b.tflite]
+  train             train the float pneumonia model: --data DIR --out DIR [--epochs N] [--size 128]
+                    [--seed S] [--resume] [--subset N] (checkpoints, best/float.model, train.log)
 `
 
 // errUsage marks a command-line mistake: the message is printed with the usage text.
@@ -30,6 +32,8 @@ func main() {
 	// Each subcommand lives in its own file as cmdNAME(args []string) error.
 	case "bench":
 		err = cmdBench(args)
+	case "train":
+		err = cmdTrain(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/cxr-edge/cxr-edge/quantize"
+)
+
+// cmdTrain trains the float pneumonia model: cxr-quantize train --data DIR --out DIR.
+func cmdTrain(args []string) error {
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	def := quantize.DefaultConfig()
+	data := fs.String("data", "", "dataset root with {train,val,test}/{NORMAL,PNEUMONIA} (default ../shared/data/chest_xray beside the repository)")
+	out := fs.String("out", "", "output folder for checkpoint, models, history and train.log (required; keep it outside the repository)")
+	epochs := fs.Int("epochs", def.Epochs, "maximum epochs (early stopping may end sooner)")
+	size := fs.Int("size", def.Arch.Size, "model input size (square)")
+	wide := fs.Bool("wide", false, "use the wider comparison architecture")
+	seed := fs.Uint64("seed", def.Seed, "seed of every random choice (split, init, order, augmentation, dropout)")
+	resume := fs.Bool("resume", false, "continue from OUT/checkpoint.gob")
+	subset := fs.Int("subset", 0, "train on this many images only (quick CI runs)")
+	batch := fs.Int("batch", def.BatchSize, "batch size")
+	lr := fs.Float64("lr", def.LR, "peak learning rate")
+	wd := fs.Float64("weight-decay", def.WeightDecay, "decoupled weight decay")
+	patience := fs.Int("patience", def.Patience, "early-stopping patience in epochs")
+	evalTest := fs.Bool("eval-test", true, "report the chosen model on the official test split at the end (never used for choosing)")
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		fs.SetOutput(os.Stderr)
+		fs.PrintDefaults()
+		return fmt.Errorf("%w: train: %w", errUsage, err)
+	}
+	if *out == "" {
+		return fmt.Errorf("%w: train: --out is required", errUsage)
+	}
+	if *data == "" {
+		d, err := defaultData()
+		if err != nil {
+			return err
+		}
+		*data = d
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(filepath.Join(*out, "train.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	logger := slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, logf), nil))
+
+	cfg := def
+	cfg.Data, cfg.Out = *data, *out
+	cfg.Arch = quantize.DefaultArch(*size)
+	if *wide {
+		cfg.Arch = quantize.WideArch(*size)
+	}
+	cfg.Epochs, cfg.Seed, cfg.Resume, cfg.Subset = *epochs, *seed, *resume, *subset
+	cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Patience, cfg.EvalTest = *batch, *lr, *wd, *patience, *evalTest
+	cfg.Logger = logger
+	cfg.Progress = io.MultiWriter(os.Stdout, logf)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	logger.Info("train", "data", cfg.Data, "out", cfg.Out, "epochs", cfg.Epochs, "size", cfg.Arch.Size, "seed", cfg.Seed, "resume", cfg.Resume, "subset", cfg.Subset)
+	res, err := quantize.Train(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	logger.Info("done", "model", filepath.Join(cfg.Out, quantize.ModelFile), "best_epoch", res.Model.Epoch,
+		"val", res.Model.Val.String(), "elapsed", time.Since(start).Round(time.Second).String())
+	if res.Test != nil {
+		logger.Info("test report", "test", res.Test.String())
+	}
+	return nil
+}
+
+// defaultData is ../shared/data/chest_xray relative to the repository root (the folder holding
+// go.mod, searched upward from the working directory).
+func defaultData() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "..", "shared", "data", "chest_xray"), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("%w: train: --data not given and no repository root above the working directory", errUsage)
+		}
+		dir = parent
+	}
+}

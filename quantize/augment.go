@@ -1,0 +1,70 @@
+package quantize
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// Augment describes the random transformations applied to training images. They model how
+// chest films of the same disease differ: patient positioning (small rotations, shifts,
+// distance to the detector = zoom) and exposure (brightness, contrast). No flips: the heart
+// is on the left, and a mirrored chest is not a radiograph the device will see.
+type Augment struct {
+	RotateDeg  float64 // uniform in ±RotateDeg degrees
+	Shift      float64 // uniform in ±Shift of the image size, per axis
+	Zoom       float64 // scale uniform in [1−Zoom, 1+Zoom]
+	Brightness float64 // added, uniform in ±Brightness (image range is 0..1)
+	Contrast   float64 // around the image mean, factor uniform in [1−Contrast, 1+Contrast]
+}
+
+// DefaultAugment: ±10°, ±8% shift, ±10% zoom, ±0.08 brightness, ±15% contrast.
+func DefaultAugment() Augment {
+	return Augment{RotateDeg: 10, Shift: 0.08, Zoom: 0.10, Brightness: 0.08, Contrast: 0.15}
+}
+
+// toInput writes the network input x = p/255 of a grey image (exactly the values the int8
+// model receives, see imaging.InputSpec).
+func toInput(grey []uint8, dst []float32) {
+	for i, p := range grey {
+		dst[i] = float32(p) / 255
+	}
+}
+
+// apply writes an augmented copy of the size×size grey image into dst as network input. The
+// warp samples bilinearly with edges repeated; values stay in [0, 1] like real inputs.
+func (a Augment) apply(grey []uint8, size int, rng *rand.Rand, dst []float32) {
+	u := func(r float64) float64 { return (2*rng.Float64() - 1) * r }
+	theta := u(a.RotateDeg) * math.Pi / 180
+	zoom := 1 + u(a.Zoom)
+	tx, ty := u(a.Shift)*float64(size), u(a.Shift)*float64(size)
+	bright, contrast := u(a.Brightness), 1+u(a.Contrast)
+	// Inverse map: output pixel → source position.
+	c := float64(size-1) / 2
+	cos, sin := math.Cos(theta)/zoom, math.Sin(theta)/zoom
+	last := size - 1
+	var sum float64
+	for y := 0; y < size; y++ {
+		for x := 0; x < size; x++ {
+			dx, dy := float64(x)-c-tx, float64(y)-c-ty
+			sx := cos*dx + sin*dy + c
+			sy := -sin*dx + cos*dy + c
+			sx = min(max(sx, 0), float64(last))
+			sy = min(max(sy, 0), float64(last))
+			x0, y0 := int(sx), int(sy)
+			x1, y1 := min(x0+1, last), min(y0+1, last)
+			fx, fy := float32(sx-float64(x0)), float32(sy-float64(y0))
+			p00, p01 := float32(grey[y0*size+x0]), float32(grey[y0*size+x1])
+			p10, p11 := float32(grey[y1*size+x0]), float32(grey[y1*size+x1])
+			v := (p00*(1-fx)+p01*fx)*(1-fy) + (p10*(1-fx)+p11*fx)*fy
+			dst[y*size+x] = v / 255
+			sum += float64(v / 255)
+		}
+	}
+	mean := float32(sum / float64(size*size))
+	for i, v := range dst[:size*size] {
+		v = (v-mean)*float32(contrast) + mean + float32(bright)
+		// Quantise to the 8-bit grid the device sees, so training never sees values the int8
+		// input cannot represent.
+		dst[i] = float32(math.Round(float64(min(max(v, 0), 1)*255))) / 255
+	}
+}

@@ -1,0 +1,575 @@
+package quantize
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Config of a training run. The zero value of a field means its default (see DefaultConfig).
+type Config struct {
+	Data string // dataset root holding {train,val,test}/{NORMAL,PNEUMONIA}
+	Out  string // output folder: checkpoint, best and final models, history
+
+	Arch         Arch
+	Epochs       int     // maximum epochs (default 40)
+	BatchSize    int     // images per step (default 32)
+	Shards       int     // network replicas run in parallel per step (default 2); fixed, so results do not depend on the core count
+	LR           float64 // peak learning rate of AdamW (default 2e-3)
+	WeightDecay  float64 // decoupled weight decay on conv and dense weights (default 1e-2)
+	WarmupEpochs float64 // linear warm-up, then cosine decay to LR/100 (default 1)
+	Patience     int     // stop after this many epochs without a better validation AUC (default 10)
+	ValFraction  float64 // fraction of train patients held out for validation (default 0.15)
+	Seed         uint64  // all randomness derives from it (default 1)
+	Subset       int     // if > 0, train on this many images (validation on Subset/4): for CI
+	Resume       bool    // continue from Out/checkpoint.gob
+	Augment      *Augment
+	Workers      int  // decoding goroutines (default GOMAXPROCS)
+	EvalTest     bool // after training, report the chosen model on the official test split (never used to choose)
+
+	Logger   *slog.Logger // default: discard
+	Progress io.Writer    // progress lines with ETA (nil: none)
+}
+
+// DefaultConfig returns the defaults used for the shipped model.
+func DefaultConfig() Config {
+	a := DefaultAugment()
+	return Config{
+		Arch: DefaultArch(128), Epochs: 40, BatchSize: 32, Shards: 2, LR: 2e-3, WeightDecay: 1e-2,
+		WarmupEpochs: 1, Patience: 10, ValFraction: 0.15, Seed: 1, Augment: &a,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Arch.Size == 0 && len(c.Arch.Blocks) == 0 {
+		c.Arch = d.Arch
+	} else if len(c.Arch.Blocks) == 0 {
+		c.Arch = DefaultArch(c.Arch.Size)
+	}
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setF := func(v *float64, def float64) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt(&c.Epochs, d.Epochs)
+	setInt(&c.BatchSize, d.BatchSize)
+	setInt(&c.Shards, d.Shards)
+	setInt(&c.Patience, d.Patience)
+	setInt(&c.Workers, runtime.GOMAXPROCS(0))
+	setF(&c.LR, d.LR)
+	setF(&c.WeightDecay, d.WeightDecay)
+	setF(&c.WarmupEpochs, d.WarmupEpochs)
+	setF(&c.ValFraction, d.ValFraction)
+	if c.Seed == 0 {
+		c.Seed = d.Seed
+	}
+	if c.Augment == nil {
+		c.Augment = d.Augment
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Data == "" || c.Out == "":
+		return errors.New("quantize: data and output folders are required")
+	case c.Epochs < 1, c.BatchSize < 2*c.Shards, c.Shards < 1:
+		return fmt.Errorf("quantize: bad epochs %d / batch %d / shards %d (each shard needs ≥ 2 images for batch norm)", c.Epochs, c.BatchSize, c.Shards)
+	case c.LR <= 0 || c.LR > 1 || c.WeightDecay < 0 || c.ValFraction <= 0 || c.ValFraction >= 1:
+		return fmt.Errorf("quantize: bad lr %v / weight decay %v / validation fraction %v", c.LR, c.WeightDecay, c.ValFraction)
+	}
+	return c.Arch.Validate()
+}
+
+// EpochStats is one line of the training history.
+type EpochStats struct {
+	Epoch     int     // 1-based
+	TrainLoss float64 // mean class-weighted loss over the epoch's steps
+	LR        float64 // learning rate at the end of the epoch
+	Val       Metrics // at threshold 0.5
+	ValOp     Metrics // at the threshold giving validation sensitivity ≥ 0.95
+	Seconds   float64 // wall time of the epoch including validation
+}
+
+// Result of a training run.
+type Result struct {
+	Model   *Model       // the best epoch by validation AUC, with its operating threshold
+	History []EpochStats // all epochs run, including those before a resume
+	Test    *Metrics     // when Config.EvalTest
+	Train   int          // images used for training
+	ValN    int          // images used for validation
+}
+
+// checkpoint is everything needed to continue a run bit for bit.
+type checkpoint struct {
+	Arch                     Arch
+	Seed                     uint64
+	BatchSize, Shards        int
+	Subset                   int
+	Done                     int // epochs completed
+	Step                     int // optimizer steps taken
+	Params, M, V             map[string][]float32
+	Best                     *Model
+	SinceBest                int
+	History                  []EpochStats
+	TrainSeconds             float64
+	ValFraction, WeightDecay float64
+}
+
+const (
+	checkpointFile = "checkpoint.gob"
+	bestFile       = "best.model"
+	// ModelFile is the final float model a run writes into its output folder.
+	ModelFile   = "float.model"
+	historyFile = "history.json"
+)
+
+// SensitivityTarget is the validation sensitivity the operating threshold is chosen for.
+const SensitivityTarget = 0.95
+
+type trainer struct {
+	cfg        Config
+	log        *slog.Logger
+	train, val []Sample
+	wPos, wNeg float32
+	master     *network
+	reps       []*network
+	trainable  []int // indices into params() of parameters with gradients
+	m, v       [][]float32
+	ck         checkpoint
+}
+
+// Train runs (or resumes) a training run and writes its checkpoint every epoch, the best model
+// by validation AUC (best.model), the final model with its threshold (float.model) and the
+// history (history.json) into cfg.Out.
+func Train(ctx context.Context, cfg Config) (*Result, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, err
+	}
+	t := &trainer{cfg: cfg, log: cfg.Logger}
+	if err := t.loadData(ctx); err != nil {
+		return nil, err
+	}
+	t.setup()
+	if cfg.Resume {
+		if err := t.resume(); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.run(ctx); err != nil {
+		return nil, err
+	}
+	return t.finish(ctx)
+}
+
+func (t *trainer) loadData(ctx context.Context) error {
+	cfg := t.cfg
+	all, err := ListSplit(cfg.Data, "train")
+	if err != nil {
+		return err
+	}
+	train, val := SplitByPatient(all, cfg.ValFraction, cfg.Seed)
+	// The official 16-image val split is too small to choose on alone; it joins validation.
+	if off, err := ListSplit(cfg.Data, "val"); err == nil {
+		val = append(val, off...)
+	}
+	if cfg.Subset > 0 {
+		train = Subsample(train, cfg.Subset, cfg.Seed)
+		val = Subsample(val, max(cfg.Subset/4, 2*cfg.Shards), cfg.Seed+1)
+	}
+	start := time.Now()
+	if err := LoadGrey(ctx, train, cfg.Arch.Size, cfg.Workers); err != nil {
+		return err
+	}
+	if err := LoadGrey(ctx, val, cfg.Arch.Size, cfg.Workers); err != nil {
+		return err
+	}
+	t.train, t.val = train, val
+	p := countPos(train)
+	// Class weights: each class contributes half of the loss.
+	t.wPos = float32(len(train)) / float32(2*max(p, 1))
+	t.wNeg = float32(len(train)) / float32(2*max(len(train)-p, 1))
+	t.log.Info("data loaded", "train", len(train), "train_pneumonia", p, "val", len(val), "val_pneumonia", countPos(val),
+		"size", cfg.Arch.Size, "seconds", time.Since(start).Seconds())
+	if len(train) < cfg.BatchSize {
+		return fmt.Errorf("%w: %d training images, fewer than one batch of %d", ErrDataset, len(train), cfg.BatchSize)
+	}
+	return nil
+}
+
+func (t *trainer) setup() {
+	cfg := t.cfg
+	t.master = build(cfg.Arch, rand.New(rand.NewPCG(cfg.Seed, 0x1417)))
+	for range cfg.Shards {
+		t.reps = append(t.reps, t.master.replica())
+	}
+	for i, p := range t.master.params() {
+		if p.g != nil {
+			t.trainable = append(t.trainable, i)
+			t.m = append(t.m, make([]float32, len(p.w)))
+			t.v = append(t.v, make([]float32, len(p.w)))
+		}
+	}
+	macs, params := cfg.Arch.Cost()
+	t.log.Info("network", "macs", macs, "params", params, "blocks", len(cfg.Arch.Blocks))
+	t.ck = checkpoint{Arch: cfg.Arch, Seed: cfg.Seed, BatchSize: cfg.BatchSize, Shards: cfg.Shards, Subset: cfg.Subset,
+		ValFraction: cfg.ValFraction, WeightDecay: cfg.WeightDecay}
+}
+
+func (t *trainer) resume() error {
+	path := filepath.Join(t.cfg.Out, checkpointFile)
+	var ck checkpoint
+	if err := readGob(path, &ck); err != nil {
+		return fmt.Errorf("quantize: resume: %w", err)
+	}
+	if fmt.Sprint(ck.Arch) != fmt.Sprint(t.cfg.Arch) || ck.Seed != t.cfg.Seed || ck.BatchSize != t.cfg.BatchSize ||
+		ck.Shards != t.cfg.Shards || ck.Subset != t.cfg.Subset || ck.ValFraction != t.cfg.ValFraction {
+		return fmt.Errorf("quantize: resume: %s was written with other settings (arch, seed, batch, shards, subset or validation fraction)", path)
+	}
+	ps := t.master.params()
+	for _, p := range ps {
+		v, ok := ck.Params[p.name]
+		if !ok || len(v) != len(p.w) {
+			return fmt.Errorf("%w: checkpoint parameter %s", ErrModelFormat, p.name)
+		}
+		copy(p.w, v)
+	}
+	for j, i := range t.trainable {
+		copy(t.m[j], ck.M[ps[i].name])
+		copy(t.v[j], ck.V[ps[i].name])
+	}
+	t.ck.Done, t.ck.Step, t.ck.Best, t.ck.SinceBest, t.ck.History, t.ck.TrainSeconds =
+		ck.Done, ck.Step, ck.Best, ck.SinceBest, ck.History, ck.TrainSeconds
+	t.log.Info("resumed", "checkpoint", path, "epochs_done", ck.Done, "step", ck.Step)
+	return nil
+}
+
+func (t *trainer) stepsPerEpoch() int { return len(t.train) / t.cfg.BatchSize }
+
+// lr is the learning rate of optimizer step s: linear warm-up, then cosine decay to LR/100.
+func (t *trainer) lr(s int) float64 {
+	total := float64(t.cfg.Epochs * t.stepsPerEpoch())
+	warm := t.cfg.WarmupEpochs * float64(t.stepsPerEpoch())
+	if float64(s) < warm {
+		return t.cfg.LR * float64(s+1) / warm
+	}
+	p := min((float64(s)-warm)/max(total-warm, 1), 1)
+	return t.cfg.LR * (0.01 + 0.99*0.5*(1+math.Cos(math.Pi*p)))
+}
+
+func (t *trainer) run(ctx context.Context) error {
+	cfg := t.cfg
+	steps := t.stepsPerEpoch()
+	for epoch := t.ck.Done; epoch < cfg.Epochs; epoch++ {
+		if t.ck.Best != nil && t.ck.SinceBest >= cfg.Patience {
+			t.log.Info("early stop", "epoch", epoch, "best_epoch", t.ck.Best.Epoch, "best_val_auc", t.ck.Best.Val.AUC)
+			break
+		}
+		start := time.Now()
+		perm := rand.New(rand.NewPCG(cfg.Seed, 0xe90c+uint64(epoch))).Perm(len(t.train))
+		var lossSum float64
+		lastPrint := time.Now()
+		for s := range steps {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			lossSum += t.step(perm[s*cfg.BatchSize:(s+1)*cfg.BatchSize], epoch)
+			if cfg.Progress != nil && (time.Since(lastPrint) > 15*time.Second || s == steps-1) {
+				lastPrint = time.Now()
+				el := time.Since(start).Seconds()
+				perStep := el / float64(s+1)
+				left := perStep * float64(steps-s-1+(cfg.Epochs-epoch-1)*steps)
+				fmt.Fprintf(cfg.Progress, "epoch %d/%d step %d/%d loss %.4f %.1f img/s ETA %s (at most %d epochs)\n",
+					epoch+1, cfg.Epochs, s+1, steps, lossSum/float64(s+1), float64((s+1)*cfg.BatchSize)/el,
+					(time.Duration(left) * time.Second).Round(time.Second), cfg.Epochs)
+			}
+		}
+		scores, loss := t.predict(t.val)
+		labels := labelsOf(t.val)
+		st := EpochStats{Epoch: epoch + 1, TrainLoss: lossSum / float64(steps), LR: t.lr(t.ck.Step - 1),
+			Val: Evaluate(scores, labels, 0.5)}
+		st.Val.Loss = loss
+		st.ValOp = Evaluate(scores, labels, ThresholdForSensitivity(scores, labels, SensitivityTarget))
+		st.Seconds = time.Since(start).Seconds()
+		t.ck.TrainSeconds += st.Seconds
+		t.ck.History = append(t.ck.History, st)
+		t.ck.Done = epoch + 1
+		improved := t.ck.Best == nil || st.Val.AUC > t.ck.Best.Val.AUC
+		if improved {
+			t.ck.Best = &Model{Arch: cfg.Arch, Params: snapshot(cfg.Arch, t.master), Threshold: st.ValOp.Threshold, Val: st.ValOp, Epoch: epoch + 1}
+			t.ck.SinceBest = 0
+			if err := SaveModel(filepath.Join(cfg.Out, bestFile), t.ck.Best); err != nil {
+				return err
+			}
+		} else {
+			t.ck.SinceBest++
+		}
+		if err := t.saveCheckpoint(); err != nil {
+			return err
+		}
+		t.log.Info("epoch", "epoch", epoch+1, "train_loss", st.TrainLoss, "val_loss", st.Val.Loss, "val_auc", st.Val.AUC,
+			"val_acc", st.Val.Accuracy, "val_sens", st.Val.Sensitivity, "val_spec", st.Val.Specificity,
+			"op_threshold", st.ValOp.Threshold, "op_spec", st.ValOp.Specificity, "op_acc", st.ValOp.Accuracy,
+			"lr", st.LR, "seconds", st.Seconds, "best", improved)
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "epoch %d done in %s: train loss %.4f, val loss %.4f, val %v; at sens≥%.2f: %v%s\n",
+				epoch+1, time.Duration(st.Seconds*float64(time.Second)).Round(time.Second), st.TrainLoss, st.Val.Loss,
+				st.Val, SensitivityTarget, st.ValOp, map[bool]string{true: " (best)", false: ""}[improved])
+		}
+	}
+	return nil
+}
+
+func labelsOf(s []Sample) []uint8 {
+	l := make([]uint8, len(s))
+	for i, x := range s {
+		l[i] = x.Label
+	}
+	return l
+}
+
+// step runs one optimizer step on the batch idx and returns its mean weighted loss.
+func (t *trainer) step(idx []int, epoch int) float64 {
+	cfg := t.cfg
+	size := cfg.Arch.Size
+	hw := size * size
+	var wsum float64
+	for _, i := range idx {
+		wsum += float64(t.weight(t.train[i].Label))
+	}
+	losses := make([]float64, len(t.reps))
+	var wg sync.WaitGroup
+	for k, rep := range t.reps {
+		sub := idx[k*len(idx)/len(t.reps) : (k+1)*len(idx)/len(t.reps)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, p := range rep.params() {
+				clear(p.g)
+			}
+			x := newTensor(len(sub), 1, size, size)
+			y := make([]float32, len(sub))
+			w := make([]float32, len(sub))
+			for j, i := range sub {
+				s := t.train[i]
+				rng := rand.New(rand.NewPCG(cfg.Seed^0xa09, uint64(epoch)<<32|uint64(i)))
+				cfg.Augment.apply(s.Grey, size, rng, x.d[j*hw:(j+1)*hw])
+				y[j], w[j] = float32(s.Label), t.weight(s.Label)
+			}
+			rep.drop.rng = rand.New(rand.NewPCG(cfg.Seed^0xd40, uint64(t.ck.Step)<<8|uint64(k)))
+			z := rep.forward(x, true)
+			dz := newTensor(z.n, z.c, z.h, z.w)
+			losses[k] = sigmoidBCE(z.d, y, w, dz.d)
+			for i := range dz.d {
+				dz.d[i] /= float32(wsum)
+			}
+			rep.backward(dz)
+		}()
+	}
+	wg.Wait()
+	// Reduce in a fixed order so runs are reproducible.
+	mps := t.master.params()
+	rps := make([][]*param, len(t.reps))
+	for k, r := range t.reps {
+		rps[k] = r.params()
+	}
+	for _, i := range t.trainable {
+		g := mps[i].g
+		copy(g, rps[0][i].g)
+		for k := 1; k < len(rps); k++ {
+			for j, v := range rps[k][i].g {
+				g[j] += v
+			}
+		}
+	}
+	t.updateBNStats()
+	t.adam(t.lr(t.ck.Step))
+	t.ck.Step++
+	var loss float64
+	for _, l := range losses {
+		loss += l
+	}
+	return loss / wsum
+}
+
+func (t *trainer) weight(label uint8) float32 {
+	if label == 1 {
+		return t.wPos
+	}
+	return t.wNeg
+}
+
+// updateBNStats folds the shards' batch statistics into the running statistics.
+func (t *trainer) updateBNStats() {
+	for li, l := range t.master.layers {
+		bn, ok := l.(*batchNorm)
+		if !ok {
+			continue
+		}
+		var total float64
+		mean := make([]float64, bn.ch)
+		vari := make([]float64, bn.ch)
+		for _, r := range t.reps {
+			rb := r.layers[li].(*batchNorm)
+			n := float64(rb.n)
+			total += n
+			for c := range bn.ch {
+				mean[c] += n * float64(rb.batchMean[c])
+				vari[c] += n * float64(rb.bv[c])
+			}
+		}
+		mom := float64(bn.momentum)
+		for c := range bn.ch {
+			bn.mean.w[c] = float32((1-mom)*float64(bn.mean.w[c]) + mom*mean[c]/total)
+			bn.vari.w[c] = float32((1-mom)*float64(bn.vari.w[c]) + mom*vari[c]/total)
+		}
+	}
+}
+
+// adam applies one AdamW update (β1 0.9, β2 0.999, decoupled weight decay).
+func (t *trainer) adam(lr float64) {
+	const b1, b2, eps = 0.9, 0.999, 1e-8
+	step := float64(t.ck.Step + 1)
+	c1 := 1 - math.Pow(b1, step)
+	c2 := 1 - math.Pow(b2, step)
+	ps := t.master.params()
+	for j, i := range t.trainable {
+		p := ps[i]
+		m, v := t.m[j], t.v[j]
+		decay := float32(0)
+		if p.decay {
+			decay = float32(lr * t.cfg.WeightDecay)
+		}
+		a := float32(lr / c1)
+		for k, g := range p.g {
+			m[k] = b1*m[k] + (1-b1)*g
+			v[k] = b2*v[k] + (1-b2)*g*g
+			p.w[k] -= a*m[k]/(float32(math.Sqrt(float64(v[k])/c2))+eps) + decay*p.w[k]
+		}
+	}
+}
+
+// predict scores samples with the current weights in inference mode, in parallel, and returns
+// the scores and the mean class-weighted loss.
+func (t *trainer) predict(samples []Sample) ([]float32, float64) {
+	size := t.cfg.Arch.Size
+	hw := size * size
+	scores := make([]float32, len(samples))
+	losses := make([]float64, len(t.reps))
+	var wg sync.WaitGroup
+	const chunk = 64
+	for k, rep := range t.reps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lo := k * chunk; lo < len(samples); lo += chunk * len(t.reps) {
+				hi := min(lo+chunk, len(samples))
+				x := newTensor(hi-lo, 1, size, size)
+				y := make([]float32, hi-lo)
+				w := make([]float32, hi-lo)
+				for j := lo; j < hi; j++ {
+					toInput(samples[j].Grey, x.d[(j-lo)*hw:(j-lo+1)*hw])
+					y[j-lo], w[j-lo] = float32(samples[j].Label), t.weight(samples[j].Label)
+				}
+				z := rep.forward(x, false)
+				losses[k] += sigmoidBCE(z.d, y, w, make([]float32, len(z.d)))
+				for j := lo; j < hi; j++ {
+					scores[j] = sigmoid(z.d[j-lo])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var loss, wsum float64
+	for _, l := range losses {
+		loss += l
+	}
+	for _, s := range samples {
+		wsum += float64(t.weight(s.Label))
+	}
+	return scores, loss / max(wsum, 1e-9)
+}
+
+func (t *trainer) saveCheckpoint() error {
+	ps := t.master.params()
+	t.ck.Params = snapshot(t.cfg.Arch, t.master)
+	t.ck.M, t.ck.V = map[string][]float32{}, map[string][]float32{}
+	for j, i := range t.trainable {
+		t.ck.M[ps[i].name] = t.m[j]
+		t.ck.V[ps[i].name] = t.v[j]
+	}
+	if err := writeGob(filepath.Join(t.cfg.Out, checkpointFile), &t.ck); err != nil {
+		return fmt.Errorf("quantize: checkpoint: %w", err)
+	}
+	h, err := json.MarshalIndent(t.ck.History, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(t.cfg.Out, historyFile), h, 0o644)
+}
+
+func (t *trainer) finish(ctx context.Context) (*Result, error) {
+	res := &Result{Model: t.ck.Best, History: t.ck.History, Train: len(t.train), ValN: len(t.val)}
+	if res.Model == nil {
+		return nil, errors.New("quantize: no epoch completed")
+	}
+	if err := SaveModel(filepath.Join(t.cfg.Out, ModelFile), res.Model); err != nil {
+		return nil, err
+	}
+	t.log.Info("model written", "path", filepath.Join(t.cfg.Out, ModelFile), "epoch", res.Model.Epoch,
+		"val", res.Model.Val.String(), "train_seconds", t.ck.TrainSeconds)
+	if !t.cfg.EvalTest {
+		return res, nil
+	}
+	test, err := ListSplit(t.cfg.Data, "test")
+	if err != nil {
+		return nil, err
+	}
+	if err := LoadGrey(ctx, test, t.cfg.Arch.Size, t.cfg.Workers); err != nil {
+		return nil, err
+	}
+	net, err := res.Model.network()
+	if err != nil {
+		return nil, err
+	}
+	copyWeights(t.master, net)
+	scores, loss := t.predict(test)
+	m := Evaluate(scores, labelsOf(test), res.Model.Threshold)
+	m.Loss = loss
+	res.Test = &m
+	k := int(math.Round(m.Accuracy * float64(m.N)))
+	lo, hi := WilsonInterval(k, m.N)
+	t.log.Info("test (report only, not used to choose)", "metrics", m.String(), "acc_ci95_lo", lo, "acc_ci95_hi", hi)
+	return res, nil
+}
+
+// copyWeights copies src's weights into dst (same architecture); replicas of dst see them.
+func copyWeights(dst, src *network) {
+	sp := src.params()
+	for i, p := range dst.params() {
+		copy(p.w, sp[i].w)
+	}
+}
