@@ -169,24 +169,33 @@ func TestMatchesDcmtkRendering(t *testing.T) {
 	cases := []struct {
 		name    string
 		modify  []string // dcmodify arguments
+		conv    []string // dcmconv arguments (re-encoding)
 		render  []string // dcm2pnm VOI arguments
 		source  string
 		maxDiff int
 	}{
-		{"original", nil, []string{"+Wi", "1"}, WindowFromDataset, 1},
-		{"monochrome2", []string{"-m", "PhotometricInterpretation=MONOCHROME2"}, []string{"+Wi", "1"}, WindowFromDataset, 1},
-		{"multi-valued window", []string{"-m", `WindowCenter=500\300`, "-m", `WindowWidth=700\100`}, []string{"+Wi", "1"}, WindowFromDataset, 1},
-		{"no window: min-max", []string{"-e", "WindowCenter", "-e", "WindowWidth"}, []string{"+Wm"}, WindowMinMax, 1},
-		{"rescale", []string{"-i", "RescaleSlope=2", "-i", "RescaleIntercept=-1024", "-m", "WindowCenter=300", "-m", "WindowWidth=2000"}, []string{"+Wi", "1"}, WindowFromDataset, 1},
-		{"negative slope min-max", []string{"-i", "RescaleSlope=-1", "-i", "RescaleIntercept=100", "-e", "WindowCenter", "-e", "WindowWidth"}, []string{"+Wm"}, WindowMinMax, 1},
-		{"signed", []string{"-m", "PixelRepresentation=1", "-e", "WindowCenter", "-e", "WindowWidth"}, []string{"+Wm"}, WindowMinMax, 1},
-		{"sigmoid", []string{"-i", "VOILUTFunction=SIGMOID"}, []string{"+Wi", "1"}, WindowFromDataset, 1},
+		{"original", nil, nil, []string{"+Wi", "1"}, WindowFromDataset, 1},
+		{"monochrome2", []string{"-m", "PhotometricInterpretation=MONOCHROME2"}, nil, []string{"+Wi", "1"}, WindowFromDataset, 1},
+		{"multi-valued window", []string{"-m", `WindowCenter=500\300`, "-m", `WindowWidth=700\100`}, nil, []string{"+Wi", "1"}, WindowFromDataset, 1},
+		{"no window: min-max", []string{"-e", "WindowCenter", "-e", "WindowWidth"}, nil, []string{"+Wm"}, WindowMinMax, 1},
+		{"rescale", []string{"-i", "RescaleSlope=2", "-i", "RescaleIntercept=-1024", "-m", "WindowCenter=300", "-m", "WindowWidth=2000"}, nil, []string{"+Wi", "1"}, WindowFromDataset, 1},
+		{"negative slope min-max", []string{"-i", "RescaleSlope=-1", "-i", "RescaleIntercept=100", "-e", "WindowCenter", "-e", "WindowWidth"}, nil, []string{"+Wm"}, WindowMinMax, 1},
+		{"signed", []string{"-m", "PixelRepresentation=1", "-e", "WindowCenter", "-e", "WindowWidth"}, nil, []string{"+Wm"}, WindowMinMax, 1},
+		{"explicit VR 16-bit Part 10", nil, []string{"+te", "+F"}, []string{"+Wi", "1"}, WindowFromDataset, 1},
+		{"intercept without slope is ignored", []string{"-i", "RescaleIntercept=7"}, nil, []string{"+Wi", "1"}, WindowFromDataset, 1},
+		{"explicit VR 16-bit dataset only", []string{"-i", "RescaleIntercept=7", "-i", "RescaleSlope=1"}, []string{"+te", "-F"}, []string{"+Wi", "1"}, WindowFromDataset, 1},
+		{"undefined-length sequence before pixels", []string{"-i", "(0008,1140)[0].(0008,1150)=1.2.3", "-i", "(0008,1140)[1].(0008,1155)=1.2.3.4"}, []string{"+te", "-e"}, []string{"+Wi", "1"}, WindowFromDataset, 1},
+		{"sigmoid", []string{"-i", "VOILUTFunction=SIGMOID"}, nil, []string{"+Wi", "1"}, WindowFromDataset, 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			path := copyToTemp(t, crPath(t))
 			if c.modify != nil {
 				testenv.DCMTK(t, "dcmodify", append([]string{"-nb", "-q"}, append(c.modify, path)...)...)
+			}
+			if c.conv != nil {
+				testenv.DCMTK(t, "dcmconv", append([]string{"-q"}, append(c.conv, path, path+".conv")...)...)
+				path += ".conv"
 			}
 			img := mustDecodeFile(t, path)
 			if img.Info.WindowSource != c.source {

@@ -229,19 +229,18 @@ func (a *attrs) info(opts Options) (Info, error) {
 			in.Frames = n
 		}
 	}
-	if a.rescaleSlope != "" {
+	// The Modality LUT module requires slope and intercept together; like dcmtk and pydicom,
+	// one without the other is ignored rather than half applied.
+	if a.has[tagRescaleSlope] && a.has[tagRescaleIntercept] {
 		s, ok := firstNumber(a.rescaleSlope)
 		if !ok || s == 0 {
 			return bad("RescaleSlope %q", a.rescaleSlope)
 		}
-		in.RescaleSlope = s
-	}
-	if a.rescaleIntercept != "" {
 		b, ok := firstNumber(a.rescaleIntercept)
 		if !ok {
 			return bad("RescaleIntercept %q", a.rescaleIntercept)
 		}
-		in.RescaleIntercept = b
+		in.RescaleSlope, in.RescaleIntercept = s, b
 	}
 	return in, nil
 }

@@ -179,7 +179,7 @@ func TestBitLayoutAndRescale(t *testing.T) {
 	signed := base
 	signed.signed = true
 	signed.pixels = ramp16(w, h, -512, 511, 10, 9)
-	signed.extra = append(slices.Clone(base.extra), str(0x00281052, "DS", "512"))
+	signed.extra = append(slices.Clone(base.extra), str(0x00281052, "DS", "512"), str(0x00281053, "DS", "1"))
 	if got := gray16(t, mustDecode(t, encodeFile(layout{explicit: true}, signed.elems())).Gray); !slices.Equal(got, want) {
 		t.Errorf("signed+intercept: %v\nwant %v", got[:8], want[:8])
 	}
@@ -427,7 +427,8 @@ func TestErrors(t *testing.T) {
 		{"high bit too low", with(func(s *imageSpec) { s.bitsStore = 6; s.highBit = 4 }), ErrMalformed},
 		{"pixel data too short", with(func(s *imageSpec) { s.pixels = s.pixels[:3] }), ErrMalformed},
 		{"bad item tag", badItem, ErrMalformed},
-		{"rescale slope 0", with(func(s *imageSpec) { s.extra = []el{str(0x00281053, "DS", "0")} }), ErrMalformed},
+		{"rescale slope 0", with(func(s *imageSpec) { s.extra = []el{str(0x00281053, "DS", "0"), str(0x00281052, "DS", "0")} }), ErrMalformed},
+		{"rescale intercept not a number", with(func(s *imageSpec) { s.extra = []el{str(0x00281053, "DS", "1"), str(0x00281052, "DS", "abc")} }), ErrMalformed},
 		{"32 bits allocated", with(func(s *imageSpec) { s.bitsAlloc, s.bitsStore, s.highBit = 32, 32, 31 }), ErrUnsupported},
 		{"1 bit allocated", with(func(s *imageSpec) { s.bitsAlloc, s.bitsStore, s.highBit = 1, 1, 0 }), ErrUnsupported},
 		{"palette colour", with(func(s *imageSpec) { s.photometric = "PALETTE COLOR" }), ErrUnsupported},

@@ -37,7 +37,8 @@
 //
 // # Grey mapping
 //
-// Stored values go through the modality rescale (slope, intercept) and the VOI window
+// Stored values go through the modality rescale (slope and intercept, applied only when both
+// are present, as dcmtk and pydicom do) and the VOI window
 // (the first WindowCenter/WindowWidth pair, with VOILUTFunction LINEAR, LINEAR_EXACT or
 // SIGMOID, as PS3.3 C.11.2.1.2 defines them) into image.Gray16 (0..65535). When the dataset has
 // no usable window the window spans the minimum to the maximum rescaled value of the frame
