@@ -1,0 +1,359 @@
+package device
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	mqttserver "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cxr-edge/cxr-edge/edge/intake"
+	"github.com/cxr-edge/cxr-edge/edge/store"
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+// NewLogger returns the slog logger the configuration asks for, writing to w.
+func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level)) // validated by Config.Validate
+	hopts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// DaemonOptions are what Run needs besides the configuration.
+type DaemonOptions struct {
+	// Version of the daemon, reported in status.
+	Version string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Indicator overrides the one indicator.kind selects (tests, the status screen).
+	Indicator Indicator
+	// Ready, if set, is called with the HTTP address once the daemon serves (tests use it to
+	// learn a port chosen by the kernel for http_listen "127.0.0.1:0").
+	Ready func(httpAddr string)
+	// Notify sends systemd notifications; default daemon.SdNotify (a no-op outside systemd).
+	Notify func(state string) error
+}
+
+// StudyKeyFile is the name, in store.dir, of the key that pseudonymises DICOM study UIDs.
+const StudyKeyFile = "study.key"
+
+// LoadStudyKey reads the study-hash key from dir, creating a random 32-byte key (mode 0600)
+// on first start. Devices whose results must correlate can be given the same file.
+func LoadStudyKey(dir string) ([]byte, error) {
+	path := filepath.Join(dir, StudyKeyFile)
+	key, err := os.ReadFile(path)
+	if err == nil {
+		if len(key) < 16 {
+			return nil, fmt.Errorf("study key %s: %d bytes, want at least 16", path, len(key))
+		}
+		return key, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("study key: %w", err)
+	}
+	key = make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("study key: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, key, 0o600); err != nil {
+		return nil, fmt.Errorf("study key: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("study key: %w", err)
+	}
+	return key, nil
+}
+
+// consoleIndicator writes each result to the log: the indicator of a device without LEDs.
+type consoleIndicator struct{ log *slog.Logger }
+
+func (c consoleIndicator) Show(r telemetry.Result) {
+	signal := map[string]string{
+		telemetry.LabelNormal: "GREEN", telemetry.LabelPneumonia: "AMBER", telemetry.LabelUnreadable: "RED",
+	}[r.Label]
+	c.log.Info("indicator", "light", signal, "label", r.Label, "score", r.Score, "id", r.ID)
+}
+
+type noIndicator struct{}
+
+func (noIndicator) Show(telemetry.Result) {}
+
+// Run starts the daemon and blocks until ctx is cancelled (SIGTERM/SIGINT), then stops the
+// intake, lets an HTTP request in progress finish, leaves a folder image in progress pending
+// (it is scored on the next start), closes the store and returns nil. Start-up problems are
+// returned as errors naming what failed.
+func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	notify := opts.Notify
+	if notify == nil {
+		notify = func(state string) error { _, err := daemon.SdNotify(false, state); return err }
+	}
+
+	model, err := LoadModel(cfg.Model)
+	if err != nil {
+		return err
+	}
+	log.Info("model loaded", "name", model.Ref().Name, "sha256", model.Ref().SHA256,
+		"input", fmt.Sprintf("%dx%dx%d %v", model.Spec().Width, model.Spec().Height, model.Spec().Channels, model.Spec().Type),
+		"threshold", cfg.Model.EffectiveThreshold(model.Threshold()))
+
+	st, err := store.Open(cfg.Store.Dir, store.Options{
+		MaxAge: cfg.Store.RetentionAge, MaxBytes: int64(cfg.Store.MaxBytes),
+		MaxInputBytes: int64(cfg.Intake.MaxBytes), Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("store.dir %s: %w", cfg.Store.Dir, err)
+	}
+	defer st.Close()
+	key, err := LoadStudyKey(cfg.Store.Dir)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ind := opts.Indicator
+	if ind == nil {
+		switch cfg.Indicator.Kind {
+		case "console":
+			ind = consoleIndicator{log}
+		case "gpio":
+			// The GPIO driver (edge/indicator) is wired here once it lands; until then the
+			// device logs what it would show.
+			log.Warn("indicator.kind gpio: GPIO driver not built in yet; using the console")
+			ind = consoleIndicator{log}
+		default:
+			ind = noIndicator{}
+		}
+	}
+
+	var embedded *mqttserver.Server
+	if cfg.MQTT.Embedded {
+		embedded, err = startEmbeddedBroker(cfg.MQTT.EmbeddedListen, log)
+		if err != nil {
+			return err
+		}
+		defer embedded.Close()
+	}
+
+	pipe, err := NewPipeline(PipelineOptions{
+		Scorer: model, Store: st, Indicator: ind, Threshold: cfg.Model.Threshold,
+		MaxBytes: int64(cfg.Intake.MaxBytes), MaxPixels: cfg.Intake.MaxPixels,
+		DecodeTimeout: cfg.Intake.DecodeTimeout, StudyKey: key,
+		Metrics: NewMetrics(reg), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	intakeMetrics := intake.NewMetrics(reg)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	fail := func(err error) {
+		select {
+		case errc <- err:
+		default:
+		}
+		cancel()
+	}
+
+	// Inputs left pending by a crash or a shutdown are scored first, in arrival order.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n, err := pipe.Recover(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Error("recovering pending inputs", "err", err)
+		} else if n > 0 {
+			log.Info("recovered pending inputs", "count", n)
+		}
+	}()
+
+	if cfg.Intake.WatchDir != "" {
+		folder, err := intake.NewFolder(intake.FolderOptions{
+			Dir: cfg.Intake.WatchDir, Settle: cfg.Intake.Settle, Rescan: cfg.Intake.Rescan,
+			MaxBytes: int64(cfg.Intake.MaxBytes), KeepDone: cfg.Intake.KeepDone,
+			Done:    intake.Retention{MaxAge: cfg.Intake.DoneMaxAge, MaxBytes: int64(cfg.Intake.DoneMaxBytes)},
+			Failed:  intake.Retention{MaxAge: cfg.Intake.FailedMaxAge, MaxBytes: int64(cfg.Intake.FailedMaxBytes)},
+			Logger:  log.With("intake", "folder"),
+			Metrics: intakeMetrics,
+		}, pipe)
+		if err != nil {
+			return fmt.Errorf("intake.watch_dir: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := folder.Run(ctx); err != nil {
+				fail(fmt.Errorf("hot folder: %w", err))
+			}
+		}()
+		log.Info("watching hot folder", "dir", cfg.Intake.WatchDir)
+	}
+
+	health := func(context.Context) error {
+		if _, err := st.Stats(); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		return nil
+	}
+
+	var srv *http.Server
+	httpAddr := ""
+	if cfg.Intake.HTTPListen != "" {
+		h, err := intake.NewHTTPHandler(intake.HTTPOptions{
+			Processor: pipe, Results: st, MaxBytes: int64(cfg.Intake.MaxBytes),
+			Health:   health,
+			Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+			NotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) },
+			Counters: intakeMetrics, Logger: log.With("intake", "http"),
+		})
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", cfg.Intake.HTTPListen)
+		if err != nil {
+			return fmt.Errorf("intake.http_listen: %w", err)
+		}
+		httpAddr = ln.Addr().String()
+		srv = &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       5 * time.Minute, // a large DICOM over a slow clinic link
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fail(fmt.Errorf("HTTP server: %w", err))
+			}
+		}()
+		log.Info("HTTP API listening", "addr", httpAddr)
+	}
+
+	// Retention of the store: hourly, and once at start.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			if ps, err := st.Prune(time.Now()); err != nil {
+				log.Error("store retention", "err", err)
+			} else if ps.Removed > 0 {
+				log.Info("store retention", "removed", ps.Removed, "bytes", ps.Bytes)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+
+	// systemd: ready, then watchdog pings at half the interval while the store answers, so a
+	// hung daemon is restarted.
+	_ = notify(daemon.SdNotifyReady)
+	if iv, err := daemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(iv / 2)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := health(ctx); err != nil {
+						log.Error("unhealthy; withholding the watchdog ping", "err", err)
+						continue
+					}
+					_ = notify(daemon.SdNotifyWatchdog)
+				}
+			}
+		}()
+	}
+	log.Info("cxr-edge running", "version", opts.Version, "device", cfg.Device.ID, "site", cfg.Device.Site)
+	if opts.Ready != nil {
+		opts.Ready(httpAddr)
+	}
+
+	<-ctx.Done()
+	_ = notify(daemon.SdNotifyStopping)
+	log.Info("stopping")
+	if srv != nil {
+		// Requests in progress finish (their results are committed); new ones are refused.
+		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("HTTP shutdown", "err", err)
+		}
+		scancel()
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// startEmbeddedBroker runs an MQTT broker in the daemon (mqtt.embedded), for demos without one.
+func startEmbeddedBroker(addr string, log *slog.Logger) (*mqttserver.Server, error) {
+	s := mqttserver.New(&mqttserver.Options{InlineClient: true, Logger: log.With("component", "mqtt-broker")})
+	if err := s.AddHook(new(allowLocal), nil); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})); err != nil {
+		return nil, fmt.Errorf("mqtt.embedded_listen %s: %w", addr, err)
+	}
+	if err := s.Serve(); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	log.Info("embedded MQTT broker listening", "addr", addr)
+	return s, nil
+}
+
+// allowLocal lets every client of the embedded broker connect and use every topic. The broker
+// listens on localhost by default and exists for demos; a fleet uses a real broker with TLS.
+type allowLocal struct{ mqttserver.HookBase }
+
+func (h *allowLocal) ID() string { return "cxr-edge-allow-local" }
+
+func (h *allowLocal) Provides(b byte) bool {
+	return b == mqttserver.OnConnectAuthenticate || b == mqttserver.OnACLCheck
+}
+
+func (h *allowLocal) OnConnectAuthenticate(*mqttserver.Client, packets.Packet) bool { return true }
+
+func (h *allowLocal) OnACLCheck(*mqttserver.Client, string, bool) bool { return true }
