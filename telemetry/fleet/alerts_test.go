@@ -36,7 +36,7 @@ func TestEvaluateAlerts(t *testing.T) {
 	}{
 		{"healthy", base(func(*deviceState) {}), "", ""},
 		{"offline briefly", base(func(d *deviceState) { d.State, d.Since = telemetry.StateOffline, now.Add(-time.Minute) }), "", ""},
-		{"offline too long", base(func(d *deviceState) { d.State, d.Since = telemetry.StateOffline, now.Add(-12 * time.Minute) }), AlertOffline, "Offline for 12 min"},
+		{"offline too long", base(func(d *deviceState) { d.State, d.Since = telemetry.StateOffline, now.Add(-12*time.Minute) }), AlertOffline, "Offline for 12 min"},
 		{"silent", base(func(d *deviceState) { d.LastSeen = now.Add(-20 * time.Minute) }), AlertSilent, "No message for 20 min"},
 		{"hot", base(func(d *deviceState) { d.Health.TempC = f(81) }), AlertTemperature, "81.0 °C"},
 		{"no sensor", base(func(d *deviceState) { d.Health.TempC = nil }), "", ""},

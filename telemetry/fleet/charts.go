@@ -40,11 +40,11 @@ func (s *Service) charts(h []HealthPoint) []template.HTML {
 // svgChart draws one series as inline SVG: no scripts, no external assets. Gaps longer than
 // ten minutes break the line, so an outage is visible as a gap.
 func svgChart(sr series, pts []HealthPoint) template.HTML {
-	const w, hgt, left, right, top, bottom = 600.0, 170.0, 52.0, 10.0, 12.0, 24.0
+	const w, hgt, left, right, top, bottom = 600.0, 190.0, 58.0, 10.0, 12.0, 28.0
 	var b strings.Builder
 	title := html.EscapeString(sr.title)
 	fmt.Fprintf(&b, `<figure class="chart"><figcaption>%s <span class="unit">(%s)</span></figcaption>`, title, html.EscapeString(sr.unit))
-	fmt.Fprintf(&b, `<svg viewBox="0 0 %.0f %.0f" role="img" aria-label="%s over time" preserveAspectRatio="none">`, w, hgt, title)
+	fmt.Fprintf(&b, `<svg viewBox="0 0 %.0f %.0f" role="img" aria-label="%s over time">`, w, hgt, title)
 	lo, hi := math.Inf(1), math.Inf(-1)
 	var t0, t1 time.Time
 	n := 0
