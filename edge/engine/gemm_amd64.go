@@ -61,26 +61,35 @@ func panelAsm(kern gemmKernel, out []int32, ldo int, a []int8, lda, rows int, pw
 	return false
 }
 
-// requantAVX2 handles 8 channels per step of requantChannels.row and returns how many it did
-// (a multiple of 8). p points at {add, zp, lo, hi}.
+// requantAVX2 runs requantChannels.rows for the first n&^7 channels of m rows of n values;
+// p points at {0, zp, lo, hi}, adds at m per-row terms or is nil.
 //
 //go:noescape
-func requantAVX2(dst *byte, acc *int32, n int, bias, mult, lshift, rshift, rmask, rhalf *int32, p *[4]int32) int
+func requantAVX2(dst *byte, acc *int32, n, m int, bias, mult, lshift, rshift, rmask, rhalf *int32, p *[4]int32, adds *int32)
 
 // requantSingleAVX2 is requantAVX2 with TFLITE_SINGLE_ROUNDING, for shifts <= 0.
 //
 //go:noescape
-func requantSingleAVX2(dst *byte, acc *int32, n int, bias, mult, ts, tsm1 *int32, p *[4]int32) int
+func requantSingleAVX2(dst *byte, acc *int32, n, m int, bias, mult, ts, tsm1 *int32, p *[4]int32, adds *int32)
 
-func requantAsm(r *requantChannels, dst []byte, acc []int32, add int32) int {
-	if r.n < 8 || !r.simd || !cpu.X86.HasAVX2 {
+// requantAsm requantises the first n&^7 channels of m rows and returns n&^7 (0 when it
+// cannot: no AVX2, fewer than 8 channels, or single rounding with a shift > 0). The caller
+// has checked the lengths of dst, acc and adds.
+func requantAsm(r *requantChannels, dst []byte, acc []int32, m int, adds []int32) int {
+	if r.n < 8 || m == 0 || !r.simd || !cpu.X86.HasAVX2 {
 		return 0
 	}
-	p := [4]int32{add, r.zp, r.lo, r.hi}
-	if !r.double {
-		return requantSingleAVX2(&dst[0], &acc[0], r.n, &r.bias[0], &r.mult[0], &r.ts[0], &r.tsm1[0], &p)
+	p := [4]int32{0, r.zp, r.lo, r.hi}
+	var ap *int32
+	if adds != nil {
+		ap = &adds[0]
 	}
-	return requantAVX2(&dst[0], &acc[0], r.n, &r.bias[0], &r.mult[0], &r.lshift[0], &r.rshift[0], &r.rmask[0], &r.rhalf[0], &p)
+	if !r.double {
+		requantSingleAVX2(&dst[0], &acc[0], r.n, m, &r.bias[0], &r.mult[0], &r.ts[0], &r.tsm1[0], &p, ap)
+	} else {
+		requantAVX2(&dst[0], &acc[0], r.n, m, &r.bias[0], &r.mult[0], &r.lshift[0], &r.rshift[0], &r.rmask[0], &r.rhalf[0], &p, ap)
+	}
+	return r.n &^ 7
 }
 
 // dwPixelS8AVX2 and dwPixelU8AVX2 run dwPixel for the first n&^7 channels (returned).

@@ -248,18 +248,18 @@ DATA requantPerm<>+16(SB)/8, $0
 DATA requantPerm<>+24(SB)/8, $0
 GLOBL requantPerm<>(SB), RODATA|NOPTR, $32
 
-// func requantAVX2(dst *byte, acc *int32, n int, bias, mult, lshift, rshift, rmask, rhalf *int32, p *[4]int32) int
-TEXT ·requantAVX2(SB), NOSPLIT, $0-88
+// func requantAVX2(dst *byte, acc *int32, n, m int, bias, mult, lshift, rshift, rmask, rhalf *int32, p *[4]int32, adds *int32)
+TEXT ·requantAVX2(SB), NOSPLIT, $0-96
 	MOVQ dst+0(FP), DI
 	MOVQ acc+8(FP), SI
 	MOVQ n+16(FP), CX
-	MOVQ bias+24(FP), R8
-	MOVQ mult+32(FP), R9
-	MOVQ lshift+40(FP), R10
-	MOVQ rshift+48(FP), R11
-	MOVQ rmask+56(FP), R12
-	MOVQ rhalf+64(FP), R13
-	MOVQ p+72(FP), AX
+	MOVQ bias+32(FP), R8
+	MOVQ mult+40(FP), R9
+	MOVQ lshift+48(FP), R10
+	MOVQ rshift+56(FP), R11
+	MOVQ rmask+64(FP), R12
+	MOVQ rhalf+72(FP), R13
+	MOVQ p+80(FP), AX
 	VPBROADCASTD 0(AX), Y10  // add
 	VPBROADCASTD 4(AX), Y11  // zp
 	VPBROADCASTD 8(AX), Y12  // lo
@@ -269,8 +269,21 @@ TEXT ·requantAVX2(SB), NOSPLIT, $0-88
 	VPBROADCASTQ X9, Y9      // 2^30 in each qword: the rounding of srdhm
 	VMOVDQU requantShuf<>(SB), Y14
 	VMOVDQU requantPerm<>(SB), Y15
-	XORQ BX, BX              // channel index
+	MOVQ n+16(FP), AX        // row stride
+	MOVQ m+24(FP), DX        // rows left
+	MOVQ adds+88(FP), R14    // per-row adds, or nil
 	ANDQ $-8, CX
+
+requant_row:
+	TESTQ DX, DX
+	JZ    requant_end
+	TESTQ R14, R14
+	JZ    requant_noadd
+	VPBROADCASTD (R14), Y10
+	ADDQ  $4, R14
+
+requant_noadd:
+	XORQ BX, BX              // channel index
 
 requant_loop:
 	CMPQ BX, CX
@@ -309,8 +322,13 @@ requant_loop:
 	JMP      requant_loop
 
 requant_done:
+	ADDQ AX, DI
+	LEAQ (SI)(AX*4), SI
+	DECQ DX
+	JMP  requant_row
+
+requant_end:
 	VZEROUPPER
-	MOVQ BX, ret+80(FP)
 	RET
 
 // func dwPixelS8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32) int
@@ -399,16 +417,16 @@ dwPixelU8AVX2_done:
 	MOVQ BX, ret+64(FP)
 	RET
 
-// func requantSingleAVX2(dst *byte, acc *int32, n int, bias, mult, ts, tsm1 *int32, p *[4]int32) int
-TEXT ·requantSingleAVX2(SB), NOSPLIT, $0-72
+// func requantSingleAVX2(dst *byte, acc *int32, n, m int, bias, mult, ts, tsm1 *int32, p *[4]int32, adds *int32)
+TEXT ·requantSingleAVX2(SB), NOSPLIT, $0-80
 	MOVQ dst+0(FP), DI
 	MOVQ acc+8(FP), SI
 	MOVQ n+16(FP), CX
-	MOVQ bias+24(FP), R8
-	MOVQ mult+32(FP), R9
-	MOVQ ts+40(FP), R10
-	MOVQ tsm1+48(FP), R11
-	MOVQ p+56(FP), AX
+	MOVQ bias+32(FP), R8
+	MOVQ mult+40(FP), R9
+	MOVQ ts+48(FP), R10
+	MOVQ tsm1+56(FP), R11
+	MOVQ p+64(FP), AX
 	VPBROADCASTD 0(AX), Y10  // add
 	VPBROADCASTD 4(AX), Y11  // zp
 	VPBROADCASTD 8(AX), Y12  // lo
@@ -421,8 +439,21 @@ TEXT ·requantSingleAVX2(SB), NOSPLIT, $0-72
 	VPBROADCASTQ X8, Y8      // low-dword mask of each qword
 	VMOVDQU requantShuf<>(SB), Y14
 	VMOVDQU requantPerm<>(SB), Y15
-	XORQ BX, BX
+	MOVQ n+16(FP), AX        // row stride
+	MOVQ m+24(FP), DX        // rows left
+	MOVQ adds+72(FP), R14    // per-row adds, or nil
 	ANDQ $-8, CX
+
+single_row:
+	TESTQ DX, DX
+	JZ    single_end
+	TESTQ R14, R14
+	JZ    single_noadd
+	VPBROADCASTD (R14), Y10
+	ADDQ  $4, R14
+
+single_noadd:
+	XORQ BX, BX
 
 single_loop:
 	CMPQ BX, CX
@@ -472,6 +503,11 @@ single_loop:
 	JMP      single_loop
 
 single_done:
+	ADDQ AX, DI
+	LEAQ (SI)(AX*4), SI
+	DECQ DX
+	JMP  single_row
+
+single_end:
 	VZEROUPPER
-	MOVQ BX, ret+64(FP)
 	RET

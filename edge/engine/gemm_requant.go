@@ -55,11 +55,38 @@ func newRequantChannels(bias, q []int32, shift []int, zp, lo, hi int32, double b
 // row writes dst[c] = byte(clamp(mulQ(acc[c]+bias[c]+add) + zp, lo, hi)) for the n channels;
 // add is a per-row term (the filter zero point times the row's activation sum, usually 0).
 func (r *requantChannels) row(dst []byte, acc []int32, add int32) {
+	adds := [1]int32{add}
+	if add == 0 {
+		r.rows(dst, acc, 1, nil)
+		return
+	}
+	r.rows(dst, acc, 1, adds[:])
+}
+
+// rows is row for m consecutive rows of n values: dst[i*n+c] from acc[i*n+c] + adds[i]
+// (adds nil: no per-row term). One call amortises the kernel's set-up over a whole tile.
+func (r *requantChannels) rows(dst []byte, acc []int32, m int, adds []int32) {
 	n := r.n
-	dst, acc = dst[:n], acc[:n]
-	c := requantAsm(r, dst, acc, add)
-	for ; c < n; c++ {
-		dst[c] = byte(r.one(c, acc[c]+add))
+	if m <= 0 {
+		return
+	}
+	dst, acc = dst[:m*n], acc[:m*n]
+	if adds != nil {
+		adds = adds[:m]
+	}
+	c0 := requantAsm(r, dst, acc, m, adds)
+	if c0 == n {
+		return
+	}
+	for i := range m {
+		var add int32
+		if adds != nil {
+			add = adds[i]
+		}
+		d, a := dst[i*n:i*n+n], acc[i*n:i*n+n]
+		for c := c0; c < n; c++ {
+			d[c] = byte(r.one(c, a[c]+add))
+		}
 	}
 }
 

@@ -117,6 +117,57 @@ func testRequantRow(t *testing.T, double bool) {
 	}
 }
 
+// TestRequantRowsMatchesRow checks the multi-row call, with and without per-row terms,
+// against row on each row.
+func TestRequantRowsMatchesRow(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	for _, double := range []bool{true, false} {
+		for _, n := range []int{1, 8, 13, 24, 96} {
+			bias, q, shift := make([]int32, n), make([]int32, n), make([]int, n)
+			for c := range n {
+				bias[c], q[c], shift[c] = int32(r.IntN(2000)-1000), int32(1<<30+r.IntN(1<<30)), -r.IntN(12)
+			}
+			rq := newRequantChannels(bias, q, shift, 5, -128, 127, double)
+			for _, m := range []int{1, 2, 7, 32} {
+				acc := make([]int32, m*n)
+				for i := range acc {
+					acc[i] = int32(r.IntN(1<<22) - 1<<21)
+				}
+				for _, withAdds := range []bool{false, true} {
+					var adds []int32
+					if withAdds {
+						adds = make([]int32, m)
+						for i := range adds {
+							adds[i] = int32(r.IntN(1<<16) - 1<<15)
+						}
+					}
+					got := make([]byte, m*n+1)
+					got[m*n] = 0x5a
+					rq.rows(got, acc, m, adds)
+					want := make([]byte, n)
+					for i := range m {
+						var add int32
+						if adds != nil {
+							add = adds[i]
+						}
+						for c := range n {
+							want[c] = byte(rq.one(c, acc[i*n+c]+add))
+						}
+						for c := range n {
+							if got[i*n+c] != want[c] {
+								t.Fatalf("double=%v n=%d m=%d adds=%v: row %d channel %d = %d, want %d", double, n, m, withAdds, i, c, got[i*n+c], want[c])
+							}
+						}
+					}
+					if got[m*n] != 0x5a {
+						t.Fatal("rows wrote past m*n")
+					}
+				}
+			}
+		}
+	}
+}
+
 func BenchmarkRequantRow(b *testing.B) {
 	r := rand.New(rand.NewPCG(13, 14))
 	n := 144
@@ -141,5 +192,18 @@ func BenchmarkRequantRow(b *testing.B) {
 			rq.row(dst, acc, 0)
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/value")
+	})
+	// A GEMM tile of 32 rows of 24 channels, in one call.
+	m, n24 := 32, 24
+	rq24 := newRequantChannels(bias[:n24], q[:n24], shift[:n24], -3, -128, 127, true)
+	acc32, dst32 := make([]int32, m*n24), make([]byte, m*n24)
+	for i := range acc32 {
+		acc32[i] = int32(r.IntN(1<<20) - 1<<19)
+	}
+	b.Run("rows_32x24", func(b *testing.B) {
+		for b.Loop() {
+			rq24.rows(dst32, acc32, m, nil)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*m*n24), "ns/value")
 	})
 }
