@@ -1,0 +1,331 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+// The test binary doubles as the cxr-edge binary for the daemon tests: with
+// CXR_EDGE_TEST_MAIN=1 it runs main().
+func TestMain(m *testing.M) {
+	if os.Getenv("CXR_EDGE_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	t.Chdir(t.TempDir()) // no ./cxr-edge.yaml from the developer's directory
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func model(t *testing.T) string { return testenv.SharedPath(t, "models", "vww_96_int8.tflite") }
+
+func TestScoreTableAndJSON(t *testing.T) {
+	pneu := testenv.SharedPath(t, "data", "fullres", "PNEUMONIA", "person447_virus_921.jpeg")
+	dcm := testenv.SharedPath(t, "data", "dicom", "CR-MONO1-10-chest.dcm")
+	m := model(t) // before runCLI changes the working directory
+	code, out, errs := runCLI(t, nil, "score", "--model", m, pneu, dcm)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "FILE") || !strings.Contains(lines[1], "person447") || !strings.Contains(lines[2], "440x440") {
+		t.Errorf("table:\n%s", out)
+	}
+	code, out, errs = runCLI(t, nil, "score", "--json", "--threshold", "0.25", "--model", m, pneu, "/nonexistent.jpeg")
+	if code != exitUnreadable {
+		t.Errorf("exit %d with an unreadable input, want %d (%s)", code, exitUnreadable, errs)
+	}
+	var results []telemetry.Result
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r telemetry.Result
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("not JSON lines: %v\n%s", err, out)
+		}
+		results = append(results, r)
+	}
+	if len(results) != 2 || results[0].Schema != telemetry.SchemaResult || results[0].Threshold != 0.25 ||
+		results[0].Model.Name != "vww_96_int8" || results[1].Label != telemetry.LabelUnreadable ||
+		!strings.Contains(results[1].Reason, "no such file") {
+		t.Errorf("results %+v", results)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		code int
+		msg  string
+	}{
+		{[]string{"frobnicate"}, nil, exitUsage, "unknown command"},
+		{[]string{"score"}, nil, exitUsage, "no files"},
+		{[]string{"score", "x.jpeg"}, nil, exitUsage, "no model configured"},
+		{[]string{"run", "--bogus"}, nil, exitUsage, "unknown flag"},
+		{[]string{"run", "extra"}, nil, exitUsage, "unexpected arguments"},
+		{[]string{"config"}, map[string]string{"CXR_MODEL_THRESHOLD": "2"}, exitUsage, "model.threshold"},
+		{[]string{"config", "--config", "/nonexistent.yaml"}, nil, exitUsage, "no such file"},
+		{[]string{"run"}, map[string]string{"CXR_STORE_DIR": "/nonexistent-dir/x"}, exitFailed, "no model configured"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, errs := runCLI(t, tc.env, tc.args...)
+			if code != tc.code || !strings.Contains(errs, tc.msg) {
+				t.Errorf("exit %d, stderr %q; want %d mentioning %q", code, errs, tc.code, tc.msg)
+			}
+		})
+	}
+}
+
+func TestConfigAndVersion(t *testing.T) {
+	code, out, errs := runCLI(t, map[string]string{"CXR_DEVICE_SITE": "clinic-7"}, "config", "--set", "model.threshold=0.4", "--device-id", "pi-01")
+	if code != 0 || !strings.Contains(out, "site: clinic-7") || !strings.Contains(out, "threshold: 0.4") || !strings.Contains(out, "id: pi-01") {
+		t.Errorf("config: %d %s %s", code, out, errs)
+	}
+	code, out, _ = runCLI(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "cxr-edge ") || len(strings.TrimSpace(out)) <= len("cxr-edge ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+}
+
+// notifySocket collects sd_notify messages sent to a unixgram socket.
+type notifySocket struct {
+	path string
+	mu   sync.Mutex
+	msgs []string
+}
+
+func listenNotify(t *testing.T) *notifySocket {
+	t.Helper()
+	ns := &notifySocket{path: filepath.Join(t.TempDir(), "notify.sock")}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: ns.path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			ns.mu.Lock()
+			ns.msgs = append(ns.msgs, string(buf[:n]))
+			ns.mu.Unlock()
+		}
+	}()
+	return ns
+}
+
+func (ns *notifySocket) has(msg string) bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	for _, m := range ns.msgs {
+		if m == msg {
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+type daemonProc struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+func startDaemon(t *testing.T, env []string) *daemonProc {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	cmd := exec.Command(self, "run")
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "CXR_EDGE_TEST_MAIN=1",
+		fmt.Sprintf("CXR_INTAKE_HTTP_LISTEN=127.0.0.1:%d", port))
+	cmd.Env = append(cmd.Env, env...)
+	d := &daemonProc{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	cmd.Stderr = &syncWriter{w: d.stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.stderr)
+		}
+	})
+	waitFor(t, "the daemon's /healthz", func() bool {
+		resp, err := http.Get(d.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return d
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (d *daemonProc) stop(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Errorf("daemon exited with %v after SIGTERM, want 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon did not stop within 30 s of SIGTERM")
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// The daemon end to end: HTTP and hot folder into one store, systemd notifications, SIGTERM
+// exits 0, and results survive a restart.
+func TestDaemon(t *testing.T) {
+	stateDir := t.TempDir()
+	inbox := filepath.Join(stateDir, "inbox")
+	ns := listenNotify(t)
+	env := []string{
+		"CXR_MODEL_PATH=" + model(t),
+		"CXR_STORE_DIR=" + filepath.Join(stateDir, "store"),
+		"CXR_INTAKE_WATCH_DIR=" + inbox,
+		"CXR_INTAKE_SETTLE=100ms",
+		"CXR_INDICATOR_KIND=console",
+		"NOTIFY_SOCKET=" + ns.path,
+		"WATCHDOG_USEC=400000", // pings every 200 ms
+	}
+	d := startDaemon(t, env)
+	waitFor(t, "READY=1", func() bool { return ns.has("READY=1") })
+	waitFor(t, "WATCHDOG=1", func() bool { return ns.has("WATCHDOG=1") })
+
+	img, err := os.ReadFile(testenv.SharedPath(t, "data", "fullres", "PNEUMONIA", "person496_virus_1003.jpeg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(d.url+"/v1/studies", "image/jpeg", bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var posted telemetry.Result
+	if err := json.NewDecoder(resp.Body).Decode(&posted); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST: %d %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	if posted.Label == telemetry.LabelUnreadable || posted.Source != "http" || posted.Model.Name != "vww_96_int8" {
+		t.Errorf("posted %+v", posted)
+	}
+
+	// The hot folder: a file renamed in.
+	img2, err := os.ReadFile(testenv.SharedPath(t, "data", "fullres", "NORMAL", "NORMAL2-IM-1136-0001.jpeg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(inbox, ".incoming.part"), img2, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(inbox, ".incoming.part"), filepath.Join(inbox, "study.jpeg")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "study.jpeg in done/", func() bool {
+		_, err := os.Stat(filepath.Join(inbox, "done", "study.jpeg"))
+		return err == nil
+	})
+	var list struct{ Results []telemetry.Result }
+	if code := getJSON(t, d.url+"/v1/results?limit=10", &list); code != 200 || len(list.Results) != 2 || list.Results[1].ID != posted.ID || list.Results[0].Source != "folder" {
+		t.Errorf("results: %d %+v", code, list)
+	}
+	resp, err = http.Get(d.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`cxr_intake_received_total{source="folder"} 1`, `cxr_intake_received_total{source="http"} 1`, `cxr_stage_seconds_bucket{stage="infer"`} {
+		if !bytes.Contains(metrics, []byte(want)) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	d.stop(t)
+	if !ns.has("STOPPING=1") {
+		t.Error("no STOPPING=1")
+	}
+
+	// Restart on the same state: the result is still there.
+	d2 := startDaemon(t, env[:5])
+	var got telemetry.Result
+	if code := getJSON(t, d2.url+"/v1/results/"+posted.ID, &got); code != 200 || got.Score != posted.Score {
+		t.Errorf("after restart: %d %+v", code, got)
+	}
+	d2.stop(t)
+}
