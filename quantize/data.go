@@ -36,9 +36,9 @@ var (
 	studyRE  = regexp.MustCompile(`^((?:NORMAL2-)?IM-\d+)(?:-\d+)+$`)
 )
 
-// PatientID returns the patient of a file: person1000_bacteria_2931 → "person1000";
-// IM-0115-0001 → "IM-0115"; NORMAL2-IM-1427-0001 → "NORMAL2-IM-1427" (NORMAL file names carry
-// a study id, the finest grouping the names give).
+// PatientID returns the patient of a file: person1000_bacteria_2931 (and person447_virus_921_1)
+// → "person1000"; IM-0115-0001 (and IM-0429-0001-0002) → "IM-0115"; NORMAL2-IM-1427-0001 →
+// "NORMAL2-IM-1427" (NORMAL file names carry a study id, the finest grouping the names give).
 func PatientID(file string) (string, error) {
 	base := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
 	if m := personRE.FindStringSubmatch(base); m != nil {

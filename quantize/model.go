@@ -196,7 +196,7 @@ func (m *Model) network() (*network, error) {
 	return net, nil
 }
 
-func snapshot(a Arch, net *network) map[string][]float32 {
+func snapshot(net *network) map[string][]float32 {
 	m := make(map[string][]float32)
 	for _, p := range net.params() {
 		m[p.name] = append([]float32(nil), p.w...)

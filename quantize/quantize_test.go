@@ -1,0 +1,345 @@
+package quantize
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
+)
+
+func TestPatientID(t *testing.T) {
+	tests := []struct{ file, want string }{
+		{"person1000_bacteria_2931.jpeg", "person1000"},
+		{"person1000_virus_1681.jpeg", "person1000"},
+		{"person447_virus_921_1.jpeg", "person447"},
+		{"IM-0115-0001.jpeg", "IM-0115"},
+		{"IM-0429-0001-0002.jpeg", "IM-0429"},
+		{"NORMAL2-IM-1427-0001.jpeg", "NORMAL2-IM-1427"},
+		{"/some/dir/NORMAL2-IM-1427-0001.png", "NORMAL2-IM-1427"},
+	}
+	for _, tt := range tests {
+		got, err := PatientID(tt.file)
+		if err != nil || got != tt.want {
+			t.Errorf("PatientID(%q) = %q, %v; want %q", tt.file, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"scan.jpeg", "person_bacteria_1.jpeg", "IM-.jpeg", ""} {
+		if _, err := PatientID(bad); !errors.Is(err, ErrDataset) {
+			t.Errorf("PatientID(%q): err = %v, want ErrDataset", bad, err)
+		}
+	}
+}
+
+func fakeSamples() []Sample {
+	var s []Sample
+	for p := range 200 {
+		label := uint8(0)
+		if p%4 != 0 {
+			label = 1
+		}
+		for img := range 1 + p%3 {
+			s = append(s, Sample{Path: string(rune('a'+img)) + strings.Repeat("x", p), Label: label, Patient: string(rune(label)) + "/" + string(rune(1000+p))})
+		}
+	}
+	return s
+}
+
+func TestSplitByPatient(t *testing.T) {
+	all := fakeSamples()
+	train, val := SplitByPatient(all, 0.15, 42)
+	if len(train)+len(val) != len(all) {
+		t.Fatalf("split lost samples: %d + %d != %d", len(train), len(val), len(all))
+	}
+	inTrain := map[string]bool{}
+	for _, s := range train {
+		inTrain[s.Patient] = true
+	}
+	var valPatients [2]map[string]bool
+	valPatients[0], valPatients[1] = map[string]bool{}, map[string]bool{}
+	for _, s := range val {
+		if inTrain[s.Patient] {
+			t.Fatalf("patient %q on both sides", s.Patient)
+		}
+		valPatients[s.Label][s.Patient] = true
+	}
+	// 50 NORMAL and 150 PNEUMONIA patients: 15% of each.
+	if len(valPatients[0]) != 8 || len(valPatients[1]) != 23 {
+		t.Fatalf("validation patients per class = %d, %d; want 8, 23", len(valPatients[0]), len(valPatients[1]))
+	}
+	t2, v2 := SplitByPatient(all, 0.15, 42)
+	if len(t2) != len(train) || v2[0].Path != val[0].Path {
+		t.Fatal("same seed gave a different split")
+	}
+	_, v3 := SplitByPatient(all, 0.15, 43)
+	same := len(v3) == len(val)
+	for i := 0; same && i < len(val); i++ {
+		same = v3[i].Path == val[i].Path
+	}
+	if same {
+		t.Fatal("another seed gave the same split")
+	}
+}
+
+func TestSubsample(t *testing.T) {
+	all := fakeSamples()
+	sub := Subsample(all, 100, 1)
+	if len(sub) != 100 {
+		t.Fatalf("len = %d", len(sub))
+	}
+	if p := countPos(sub); math.Abs(float64(p)/100-float64(countPos(all))/float64(len(all))) > 0.02 {
+		t.Fatalf("class ratio not kept: %d positives of 100", p)
+	}
+	if len(Subsample(all, 0, 1)) != len(all) || len(Subsample(all, 1e6, 1)) != len(all) {
+		t.Fatal("n ≤ 0 or ≥ len must return everything")
+	}
+}
+
+func TestAUCAndThreshold(t *testing.T) {
+	tests := []struct {
+		scores []float32
+		labels []uint8
+		want   float64
+	}{
+		{[]float32{0.1, 0.2, 0.8, 0.9}, []uint8{0, 0, 1, 1}, 1},
+		{[]float32{0.9, 0.8, 0.2, 0.1}, []uint8{0, 0, 1, 1}, 0},
+		{[]float32{0.5, 0.5, 0.5, 0.5}, []uint8{0, 1, 0, 1}, 0.5},
+		// Pairs (pos,neg): (0.4>0.3) (0.4<0.6) (0.7>0.3) (0.7>0.6) → 3/4.
+		{[]float32{0.3, 0.4, 0.6, 0.7}, []uint8{0, 1, 0, 1}, 0.75},
+		// A tie between a positive and a negative counts one half: (0.5=0.5)=½, (0.5>0.2)=1 → 0.75.
+		{[]float32{0.2, 0.5, 0.5}, []uint8{0, 0, 1}, 0.75},
+	}
+	for _, tt := range tests {
+		if got := AUC(tt.scores, tt.labels); math.Abs(got-tt.want) > 1e-12 {
+			t.Errorf("AUC(%v, %v) = %v, want %v", tt.scores, tt.labels, got, tt.want)
+		}
+	}
+	if !math.IsNaN(AUC([]float32{1, 2}, []uint8{1, 1})) {
+		t.Error("AUC of one class must be NaN")
+	}
+	scores := []float32{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95}
+	labels := []uint8{0, 1, 0, 0, 1, 1, 1, 1, 1, 1}
+	th := ThresholdForSensitivity(scores, labels, 0.95) // 7 positives: need all 7 → lowest positive
+	if th != 0.2 {
+		t.Fatalf("threshold %v, want 0.2", th)
+	}
+	if th := ThresholdForSensitivity(scores, labels, 0.8); th != 0.5 { // ceil(5.6) = 6 positives
+		t.Fatalf("threshold for 0.8 = %v, want 0.5", th)
+	}
+	m := Evaluate(scores, labels, 0.5)
+	if m.Sensitivity != 6.0/7 || m.Specificity != 1 || m.Accuracy != 0.9 || m.Positives != 7 {
+		t.Fatalf("metrics %+v", m)
+	}
+	lo, hi := WilsonInterval(585, 624)
+	if lo > 0.9375 || hi < 0.9375 || hi-lo > 0.045 || hi-lo < 0.03 {
+		t.Fatalf("Wilson interval of 585/624 = [%v, %v]", lo, hi)
+	}
+}
+
+func TestAugment(t *testing.T) {
+	const size = 32
+	grey := make([]uint8, size*size)
+	for i := range grey {
+		grey[i] = uint8((i%size)*8 + i/size)
+	}
+	want := make([]float32, size*size)
+	toInput(grey, want)
+	got := make([]float32, size*size)
+	rng := rand.New(rand.NewPCG(1, 1))
+	Augment{}.apply(grey, size, rng, got)
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("identity augmentation changed pixel %d: %v → %v", i, want[i], got[i])
+		}
+	}
+	var changed int
+	for range 20 {
+		DefaultAugment().apply(grey, size, rng, got)
+		for i, v := range got {
+			if v < 0 || v > 1 || float32(math.Round(float64(v)*255))/255 != v {
+				t.Fatalf("augmented value %v off the 8-bit grid in [0,1]", v)
+			}
+			if v != want[i] {
+				changed++
+			}
+		}
+	}
+	if changed < 20*size*size/2 {
+		t.Fatalf("augmentation changed only %d of %d pixels", changed, 20*size*size)
+	}
+}
+
+func TestArchValidateAndCost(t *testing.T) {
+	macs, params := DefaultArch(128).Cost()
+	if macs != 9734272 || params != 144545 {
+		t.Fatalf("default arch: %d MACs, %d params", macs, params)
+	}
+	net := build(DefaultArch(128), rand.New(rand.NewPCG(1, 1)))
+	var n, bnStats int64
+	for _, p := range net.params() {
+		if strings.HasSuffix(p.name, ".mean") || strings.HasSuffix(p.name, ".var") || strings.HasSuffix(p.name, ".gamma") {
+			bnStats += int64(len(p.w))
+			continue
+		}
+		n += int64(len(p.w))
+	}
+	if n != params { // after folding, beta becomes the bias and gamma, mean, var disappear
+		t.Fatalf("Cost says %d params, network holds %d (+%d batch norm)", params, n, bnStats)
+	}
+	for _, bad := range []Arch{
+		{Size: 4, Blocks: DefaultArch(4).Blocks},
+		{Size: 64},
+		{Size: 64, Blocks: []Block{{Kind: "lstm", Out: 3, Stride: 1}}},
+		{Size: 64, Blocks: []Block{{Kind: "conv", Out: 3, Kernel: 3, Stride: 3}}},
+		{Size: 64, Blocks: []Block{{Kind: "conv", Out: 3, Kernel: 3, Stride: 1}}, Dropout: 1},
+	} {
+		if bad.Validate() == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
+func TestModelFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.model")
+	if err := os.WriteFile(bad, []byte("not a model"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadModel(bad); !errors.Is(err, ErrModelFormat) {
+		t.Fatalf("garbage: err = %v", err)
+	}
+	trunc := filepath.Join(dir, "trunc.model")
+	if err := os.WriteFile(trunc, []byte(modelMagic+"\x10\xff"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadModel(trunc); !errors.Is(err, ErrModelFormat) {
+		t.Fatalf("truncated: err = %v", err)
+	}
+	// A model whose weights do not fit its architecture is refused.
+	net := build(DefaultArch(32), rand.New(rand.NewPCG(1, 1)))
+	m := &Model{Arch: DefaultArch(32), Params: snapshot(net)}
+	m.Params["head.w"] = m.Params["head.w"][:3]
+	path := filepath.Join(dir, "short.model")
+	if err := SaveModel(path, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadModel(path); !errors.Is(err, ErrModelFormat) {
+		t.Fatalf("short weights: err = %v", err)
+	}
+}
+
+// cancelAfter cancels a run when the progress output reports that an epoch finished.
+type cancelAfter struct {
+	mu     sync.Mutex
+	marker string
+	cancel context.CancelFunc
+	buf    bytes.Buffer
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf.Write(p)
+	if c.cancel != nil && strings.Contains(c.buf.String(), c.marker) {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+// The CI-sized run: on a subset of the real data the loss falls, and a run interrupted after
+// an epoch and resumed ends with bit-identical weights.
+func TestTrainSubsetAndResume(t *testing.T) {
+	data := testenv.SharedPath(t, "data", "chest_xray")
+	cfg := Config{Data: data, Arch: DefaultArch(40), Epochs: 3, Subset: 160, BatchSize: 16, Seed: 3}
+	cfg.Out = t.TempDir()
+	full, err := Train(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := full.History
+	if len(h) != 3 {
+		t.Fatalf("%d epochs run, want 3", len(h))
+	}
+	for _, e := range h {
+		t.Logf("epoch %d: train loss %.4f, val %v", e.Epoch, e.TrainLoss, e.Val)
+	}
+	if !(h[2].TrainLoss < h[0].TrainLoss) {
+		t.Errorf("training loss did not fall: %.4f → %.4f", h[0].TrainLoss, h[2].TrainLoss)
+	}
+	for _, f := range []string{checkpointFile, bestFile, ModelFile, historyFile} {
+		if _, err := os.Stat(filepath.Join(cfg.Out, f)); err != nil {
+			t.Errorf("output %s: %v", f, err)
+		}
+	}
+	m, err := LoadModel(filepath.Join(cfg.Out, ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Epoch < 1 || m.Threshold <= 0 || m.Threshold >= 1 || m.Val.Sensitivity < SensitivityTarget {
+		t.Errorf("final model: epoch %d, threshold %v, val %v", m.Epoch, m.Threshold, m.Val)
+	}
+
+	// Interrupted after epoch 1, then resumed.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg2 := cfg
+	cfg2.Out = t.TempDir()
+	cfg2.Progress = &cancelAfter{marker: "epoch 1 done", cancel: cancel}
+	if _, err := Train(ctx, cfg2); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: err = %v", err)
+	}
+	cfg2.Progress, cfg2.Resume = nil, true
+	resumed, err := Train(context.Background(), cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resumed.History) != 3 {
+		t.Fatalf("resumed history has %d epochs", len(resumed.History))
+	}
+	for name, w := range full.Model.Params {
+		r := resumed.Model.Params[name]
+		for i := range w {
+			if math.Float32bits(w[i]) != math.Float32bits(r[i]) {
+				t.Fatalf("%s[%d]: %v uninterrupted, %v resumed", name, i, w[i], r[i])
+			}
+		}
+	}
+	// Resuming with other settings is refused.
+	cfg2.Seed = 4
+	if _, err := Train(context.Background(), cfg2); err == nil || !strings.Contains(err.Error(), "other settings") {
+		t.Fatalf("resume with another seed: err = %v", err)
+	}
+	// The saved model predicts what the trainer measured on validation.
+	p, err := m.NewPredictor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Predict([][]uint8{make([]uint8, 10)}); err == nil {
+		t.Fatal("wrong image size accepted")
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c := Config{}.withDefaults()
+	d := DefaultConfig()
+	if c.Epochs != d.Epochs || c.BatchSize != 32 || c.Shards != 2 || c.LR != 2e-3 || c.Seed != 1 || c.Arch.Size != 128 ||
+		c.ValFraction != 0.15 || c.Patience != d.Patience || c.Augment == nil || c.Logger == nil || c.Workers < 1 {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if err := (Config{Out: "x"}).withDefaults().validate(); err == nil {
+		t.Fatal("missing data folder accepted")
+	}
+	if err := (Config{Data: "x", Out: "y", BatchSize: 3}).withDefaults().validate(); err == nil {
+		t.Fatal("batch smaller than 2 per shard accepted")
+	}
+	if _, err := Train(context.Background(), Config{Data: t.TempDir(), Out: t.TempDir()}); !errors.Is(err, ErrDataset) {
+		t.Fatalf("empty data folder: err = %v", err)
+	}
+}
