@@ -262,3 +262,15 @@ func TestParseByteSize(t *testing.T) {
 		t.Errorf("String = %q", s)
 	}
 }
+
+func FuzzParseByteSize(f *testing.F) {
+	for _, s := range []string{"64MiB", "1.5 GiB", "10k", "0", "-1", "1e400", "GiB", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := ParseByteSize(s)
+		if err == nil && b < 0 {
+			t.Fatalf("ParseByteSize(%q) = %d", s, b)
+		}
+	})
+}

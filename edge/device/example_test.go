@@ -1,0 +1,50 @@
+package device_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/cxr-edge/cxr-edge/edge/device"
+	"github.com/cxr-edge/cxr-edge/edge/intake"
+)
+
+// Load reads defaults, the YAML file, CXR_* variables and flags, and validates every key.
+func ExampleLoad() {
+	env := map[string]string{"CXR_DEVICE_SITE": "clinic-7", "CXR_MODEL_THRESHOLD": "0.4"}
+	cfg, err := device.Load(device.LoadOptions{
+		Dirs:     []string{os.TempDir()},
+		Env:      func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		Hostname: func() (string, error) { return "xray.cart-2.local", nil },
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(cfg.Device.ID, cfg.Device.Site, *cfg.Model.Threshold, cfg.Intake.HTTPListen)
+
+	env["CXR_INDICATOR_KIND"] = "lcd"
+	_, err = device.Load(device.LoadOptions{Dirs: []string{os.TempDir()}, Env: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+	fmt.Println(err)
+	// Output:
+	// xray-cart-2-local clinic-7 0.4 127.0.0.1:8080
+	// invalid configuration: indicator.kind = "lcd": want gpio, console or none
+}
+
+// A pipeline without a store scores an image once (what `cxr-edge score` does); the daemon
+// passes its store, indicator and publisher too.
+func ExamplePipeline_Process() {
+	model, err := device.LoadModel(device.ModelConfig{Path: "model.tflite", Output: "auto", PositiveIndex: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	p, err := device.NewPipeline(device.PipelineOptions{Scorer: model})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	data, _ := os.ReadFile("chest.jpeg")
+	res, err := p.Process(context.Background(), intake.Input{Source: "cli", Data: data})
+	fmt.Println(res.Label, res.Score, err)
+}
