@@ -1,0 +1,288 @@
+package quantize
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
+	"github.com/cxr-edge/cxr-edge/edge/tflite"
+)
+
+// Export to an int8 TFLite model: batch norm is folded into the convolutions, activation ranges
+// are calibrated on float forward passes, weights are quantized symmetrically per output
+// channel and activations asymmetrically per tensor, as TensorFlow's post-training integer
+// quantization does. The graph is CONV_2D (fused ReLU) × blocks → MEAN → FULLY_CONNECTED →
+// LOGISTIC, with the int8 input of imaging.ModelInput (q = p − 128).
+
+// ThresholdMetadata is the metadata entry holding the operating threshold as decimal text
+// (the name the device reads).
+const ThresholdMetadata = "cxr_threshold"
+
+// ErrExport: the model cannot be exported (an architecture the exporter does not handle, no
+// calibration images).
+var ErrExport = errors.New("quantize: cannot export")
+
+// foldedConv is a convolution with batch norm folded in: weights OHWI, per-channel bias.
+type foldedConv struct {
+	cout, cin, k, stride int
+	w                    []float32 // [cout][k][k][cin]
+	b                    []float32
+}
+
+// fold returns the model's convolutions with their batch norms folded, and the dense head.
+func (m *Model) fold() ([]foldedConv, []float32, float32, error) {
+	var convs []foldedConv
+	cin := 1
+	for i, b := range m.Arch.Blocks {
+		if b.Kind != "conv" {
+			return nil, nil, 0, fmt.Errorf("%w: block %d is %q; only conv blocks are exported so far", ErrExport, i, b.Kind)
+		}
+		name := fmt.Sprintf("b%d", i)
+		w := m.Params[name+".conv.w"]
+		gamma, beta := m.Params[name+".bn.gamma"], m.Params[name+".bn.beta"]
+		mean, vari := m.Params[name+".bn.mean"], m.Params[name+".bn.var"]
+		k := b.Kernel
+		fc := foldedConv{cout: b.Out, cin: cin, k: k, stride: b.Stride, w: make([]float32, len(w)), b: make([]float32, b.Out)}
+		const eps = 1e-3 // batchNorm.eps
+		for o := 0; o < b.Out; o++ {
+			s := float64(gamma[o]) / math.Sqrt(float64(vari[o])+eps)
+			fc.b[o] = float32(float64(beta[o]) - float64(mean[o])*s)
+			for c := 0; c < cin; c++ {
+				for ky := 0; ky < k; ky++ {
+					for kx := 0; kx < k; kx++ {
+						fc.w[((o*k+ky)*k+kx)*cin+c] = float32(float64(w[((o*cin+c)*k+ky)*k+kx]) * s)
+					}
+				}
+			}
+		}
+		convs = append(convs, fc)
+		cin = b.Out
+	}
+	return convs, m.Params["head.w"], m.Params["head.b"][0], nil
+}
+
+// forwardFolded runs the folded float network on one image (x = p/255, HWC) and calls
+// record(stage, values) after each convolution (post-ReLU), the mean and the logit.
+func forwardFolded(convs []foldedConv, hw []float32, hb float32, size int, grey []uint8, record func(stage int, v []float32)) float32 {
+	h, c := size, 1
+	x := make([]float32, size*size)
+	for i, p := range grey {
+		x[i] = float32(p) / 255
+	}
+	for li, cv := range convs {
+		oh, pt := samePad(h, cv.k, cv.stride)
+		y := make([]float32, oh*oh*cv.cout)
+		for oy := 0; oy < oh; oy++ {
+			for ox := 0; ox < oh; ox++ {
+				for o := 0; o < cv.cout; o++ {
+					acc := cv.b[o]
+					for ky := 0; ky < cv.k; ky++ {
+						iy := oy*cv.stride + ky - pt
+						if iy < 0 || iy >= h {
+							continue
+						}
+						for kx := 0; kx < cv.k; kx++ {
+							ix := ox*cv.stride + kx - pt
+							if ix < 0 || ix >= h {
+								continue
+							}
+							wr := cv.w[((o*cv.k+ky)*cv.k+kx)*c:][:c]
+							xr := x[(iy*h+ix)*c:][:c]
+							for ci, wv := range wr {
+								acc += wv * xr[ci]
+							}
+						}
+					}
+					y[(oy*oh+ox)*cv.cout+o] = max(acc, 0)
+				}
+			}
+		}
+		record(li, y)
+		x, h, c = y, oh, cv.cout
+	}
+	mean := make([]float32, c)
+	for i := 0; i < h*h; i++ {
+		for ch := 0; ch < c; ch++ {
+			mean[ch] += x[i*c+ch]
+		}
+	}
+	for ch := range mean {
+		mean[ch] /= float32(h * h)
+	}
+	record(len(convs), mean)
+	logit := hb
+	for ch, v := range mean {
+		logit += hw[ch] * v
+	}
+	record(len(convs)+1, []float32{logit})
+	return logit
+}
+
+// qparams returns TFLite's asymmetric int8 parameters for the range [lo, hi] (widened to hold 0).
+func qparams(lo, hi float64) (float32, int64) {
+	lo, hi = math.Min(lo, 0), math.Max(hi, 0)
+	if hi-lo < 1e-8 {
+		hi = lo + 1e-8
+	}
+	scale := (hi - lo) / 255
+	zp := int64(math.Round(-128 - lo/scale))
+	return float32(scale), min(max(zp, -128), 127)
+}
+
+// ExportInt8 quantizes the model with activation ranges measured on calib (grey images of the
+// model's size, typically a few hundred training images) and returns the TFLite model, with the
+// model's threshold stored as metadata ThresholdMetadata (callers re-choose it on the int8
+// model's validation scores with SetThreshold).
+func ExportInt8(m *Model, calib [][]uint8) (*tflite.Model, error) {
+	if len(calib) == 0 {
+		return nil, fmt.Errorf("%w: no calibration images", ErrExport)
+	}
+	convs, hw, hb, err := m.fold()
+	if err != nil {
+		return nil, err
+	}
+	size := m.Arch.Size
+	stages := len(convs) + 2
+	lo, hi := make([]float64, stages), make([]float64, stages)
+	for i, g := range calib {
+		if len(g) != size*size {
+			return nil, fmt.Errorf("%w: calibration image %d has %d pixels, want %d", ErrExport, i, len(g), size*size)
+		}
+		forwardFolded(convs, hw, hb, size, g, func(s int, v []float32) {
+			for _, x := range v {
+				lo[s], hi[s] = math.Min(lo[s], float64(x)), math.Max(hi[s], float64(x))
+			}
+		})
+	}
+
+	b := newTFLBuilder()
+	in := imaging.ModelInput(size)
+	x := b.tensor("input", tflite.Int8, []int32{1, int32(size), int32(size), 1}, q8(in.Scale, int64(in.ZeroPoint)), nil)
+	inScale := float64(in.Scale)
+	h := size
+	for li, cv := range convs {
+		oh, _ := samePad(h, cv.k, cv.stride)
+		// Weights: symmetric per output channel in [-127, 127].
+		wq := make([]byte, len(cv.w))
+		scales := make([]float32, cv.cout)
+		bq := make([]int32, cv.cout)
+		per := cv.k * cv.k * cv.cin
+		for o := 0; o < cv.cout; o++ {
+			var mx float64
+			for _, v := range cv.w[o*per : (o+1)*per] {
+				mx = math.Max(mx, math.Abs(float64(v)))
+			}
+			s := mx / 127
+			if s == 0 {
+				s = 1
+			}
+			scales[o] = float32(s)
+			for j, v := range cv.w[o*per : (o+1)*per] {
+				wq[o*per+j] = byte(int8(math.Max(-127, math.Min(127, math.Round(float64(v)/s)))))
+			}
+			bs := inScale * float64(scales[o])
+			bq[o] = int32(math.Max(math.MinInt32, math.Min(math.MaxInt32, math.Round(float64(cv.b[o])/bs))))
+		}
+		biasScales := make([]float32, cv.cout)
+		for o := range biasScales {
+			biasScales[o] = float32(inScale * float64(scales[o]))
+		}
+		name := fmt.Sprintf("block%d", li)
+		wt := b.tensor(name+"/weights", tflite.Int8, []int32{int32(cv.cout), int32(cv.k), int32(cv.k), int32(cv.cin)},
+			&tflite.Quantization{Scale: scales, ZeroPoint: make([]int64, cv.cout)}, wq)
+		bt := b.tensor(name+"/bias", tflite.Int32, []int32{int32(cv.cout)},
+			&tflite.Quantization{Scale: biasScales, ZeroPoint: make([]int64, cv.cout)}, i32Bytes(bq))
+		oScale, oz := qparams(lo[li], hi[li])
+		y := b.tensor(name+"/relu", tflite.Int8, []int32{1, int32(oh), int32(oh), int32(cv.cout)}, q8(oScale, oz), nil)
+		b.op(tflite.OpConv2D, 3, &tflite.Conv2DOptions{Padding: tflite.PaddingSame, StrideW: int32(cv.stride), StrideH: int32(cv.stride),
+			Activation: tflite.ActRelu, DilationW: 1, DilationH: 1}, []int32{x, wt, bt}, []int32{y})
+		x, h, inScale = y, oh, float64(oScale)
+	}
+	c := convs[len(convs)-1].cout
+	axes := b.tensor("mean/axes", tflite.Int32, []int32{2}, nil, i32Bytes([]int32{1, 2}))
+	ms, mz := qparams(lo[len(convs)], hi[len(convs)])
+	mean := b.tensor("mean", tflite.Int8, []int32{1, int32(c)}, q8(ms, mz), nil)
+	b.op(tflite.OpMean, 2, &tflite.ReducerOptions{KeepDims: false}, []int32{x, axes}, []int32{mean})
+
+	var mx float64
+	for _, v := range hw {
+		mx = math.Max(mx, math.Abs(float64(v)))
+	}
+	ws := mx / 127
+	if ws == 0 {
+		ws = 1
+	}
+	fw := make([]byte, c)
+	for i, v := range hw {
+		fw[i] = byte(int8(math.Round(float64(v) / ws)))
+	}
+	fbScale := float64(ms) * ws
+	fwt := b.tensor("head/weights", tflite.Int8, []int32{1, int32(c)}, q8(float32(ws), 0), fw)
+	fbt := b.tensor("head/bias", tflite.Int32, []int32{1}, q8(float32(fbScale), 0), i32Bytes([]int32{int32(math.Round(float64(hb) / fbScale))}))
+	ls, lz := qparams(lo[len(convs)+1], hi[len(convs)+1])
+	logit := b.tensor("logit", tflite.Int8, []int32{1, 1}, q8(ls, lz), nil)
+	b.op(tflite.OpFullyConnected, 4, &tflite.FullyConnectedOptions{}, []int32{mean, fwt, fbt}, []int32{logit})
+	prob := b.tensor("pneumonia_probability", tflite.Int8, []int32{1, 1}, q8(1.0/256, -128), nil)
+	b.op(tflite.OpLogistic, 2, nil, []int32{logit}, []int32{prob})
+	b.m.Subgraphs[0].Inputs, b.m.Subgraphs[0].Outputs = []int32{0}, []int32{prob}
+	b.m.Description = fmt.Sprintf("cxr-edge pneumonia classifier, int8, %dx%d grey input (trained by cxr-quantize, epoch %d)", size, size, m.Epoch)
+	SetThreshold(b.m, m.Threshold)
+	return b.m, nil
+}
+
+// SetThreshold stores (or replaces) the operating threshold in the model's metadata.
+func SetThreshold(tm *tflite.Model, th float32) {
+	data := []byte(strconv.FormatFloat(float64(th), 'f', 6, 32))
+	for _, md := range tm.Metadata {
+		if md.Name == ThresholdMetadata && int(md.Buffer) < len(tm.Buffers) {
+			tm.Buffers[md.Buffer] = tflite.Buffer{Data: data}
+			return
+		}
+	}
+	tm.Buffers = append(tm.Buffers, tflite.Buffer{Data: data})
+	tm.Metadata = append(tm.Metadata, tflite.Metadata{Name: ThresholdMetadata, Buffer: uint32(len(tm.Buffers) - 1)})
+}
+
+type tflBuilder struct {
+	m     *tflite.Model
+	codes map[tflite.BuiltinOp]uint32
+}
+
+func newTFLBuilder() *tflBuilder {
+	return &tflBuilder{m: &tflite.Model{Version: 3, Buffers: []tflite.Buffer{{}}, Subgraphs: []tflite.Subgraph{{Name: "main"}}},
+		codes: map[tflite.BuiltinOp]uint32{}}
+}
+
+// tensor adds a tensor with its own buffer (empty for activations, as TFLite's converter does).
+func (b *tflBuilder) tensor(name string, typ tflite.TensorType, shape []int32, q *tflite.Quantization, data []byte) int32 {
+	b.m.Buffers = append(b.m.Buffers, tflite.Buffer{Data: data})
+	sg := &b.m.Subgraphs[0]
+	sg.Tensors = append(sg.Tensors, tflite.Tensor{Name: name, Type: typ, Shape: shape, Quantization: q, Buffer: uint32(len(b.m.Buffers) - 1)})
+	return int32(len(sg.Tensors) - 1)
+}
+
+func (b *tflBuilder) op(code tflite.BuiltinOp, version int32, opts tflite.Options, ins, outs []int32) {
+	idx, ok := b.codes[code]
+	if !ok {
+		b.m.OperatorCodes = append(b.m.OperatorCodes, tflite.OperatorCode{Builtin: code, Version: version})
+		idx = uint32(len(b.m.OperatorCodes) - 1)
+		b.codes[code] = idx
+	}
+	sg := &b.m.Subgraphs[0]
+	sg.Operators = append(sg.Operators, tflite.Operator{OpcodeIndex: idx, Inputs: ins, Outputs: outs, Options: opts})
+}
+
+func q8(scale float32, zp int64) *tflite.Quantization {
+	return &tflite.Quantization{Scale: []float32{scale}, ZeroPoint: []int64{zp}}
+}
+
+func i32Bytes(v []int32) []byte {
+	out := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(out[4*i:], uint32(x))
+	}
+	return out
+}

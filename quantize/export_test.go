@@ -1,0 +1,175 @@
+package quantize
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/cxr-edge/cxr-edge/edge/engine"
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
+	"github.com/cxr-edge/cxr-edge/edge/tflite"
+)
+
+// exportFixture returns a model with random weights whose batch norm statistics are those of
+// real images (so activations have realistic ranges), and grey images of its size.
+func exportFixture(t *testing.T, size int) (*Model, [][]uint8) {
+	t.Helper()
+	samples, err := ListSplit(testenv.SharedPath(t, "data", "chest_xray"), "val")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := LoadGrey(context.Background(), samples, size, 2); err != nil {
+		t.Fatal(err)
+	}
+	grey := make([][]uint8, len(samples))
+	x := newTensor(len(samples), 1, size, size)
+	for i, s := range samples {
+		grey[i] = s.Grey
+		toInput(s.Grey, x.d[i*size*size:(i+1)*size*size])
+	}
+	arch := DefaultArch(size)
+	net := build(arch, rand.New(rand.NewPCG(5, 5)))
+	net.forward(x, true)
+	rng := rand.New(rand.NewPCG(6, 6))
+	for _, l := range net.layers {
+		if bn, ok := l.(*batchNorm); ok {
+			copy(bn.mean.w, bn.batchMean)
+			copy(bn.vari.w, bn.bv)
+			for c := range bn.gamma.w {
+				bn.gamma.w[c] = float32(0.5 + rng.Float64())
+				bn.beta.w[c] = float32(rng.NormFloat64() * 0.3)
+			}
+		}
+	}
+	return &Model{Arch: arch, Params: snapshot(net), Threshold: 0.42, Epoch: 1}, grey
+}
+
+func TestExportInt8MatchesFloat(t *testing.T) {
+	const size = 64
+	m, grey := exportFixture(t, size)
+	// Folding batch norm and reordering weights to OHWI must not change the float function.
+	pred, err := m.NewPredictor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := pred.Predict(grey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	convs, hw, hb, err := m.fold()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range grey {
+		z := forwardFolded(convs, hw, hb, size, g, func(int, []float32) {})
+		if d := math.Abs(float64(sigmoid(z) - want[i])); d > 1e-5 {
+			t.Fatalf("image %d: folded %v, float model %v", i, sigmoid(z), want[i])
+		}
+	}
+
+	tm, err := ExportInt8(m, grey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := tflite.Write(tm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := tflite.Read(data)
+	if err != nil {
+		t.Fatalf("written model does not read back: %v", err)
+	}
+	if th, ok := thresholdOf(back); !ok || th != 0.42 {
+		t.Fatalf("threshold metadata %v, %v", th, ok)
+	}
+	em, err := engine.LoadBytes(data, engine.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := em.Inputs()[0]; in.Type != tflite.Int8 || in.Scale[0] != float32(1.0/255) || in.ZeroPoint[0] != -128 {
+		t.Fatalf("input %+v", in)
+	}
+	ip := em.NewInterpreter()
+	spec := imaging.ModelInput(size)
+	got := make([]float32, len(grey))
+	var sum, worst float64
+	for i, g := range grey {
+		imaging.Quantize(g, spec, ip.Input(0).Bytes())
+		if err := ip.Invoke(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		got[i] = float32(int(ip.Output(0).Int8()[0])+128) / 256
+		d := math.Abs(float64(got[i] - want[i]))
+		sum += d
+		worst = math.Max(worst, d)
+	}
+	t.Logf("int8 vs float probability over %d images: mean |Δ| %.4f, max %.4f", len(grey), sum/float64(len(grey)), worst)
+	// Output resolution is 1/256; the rest is weight and activation rounding.
+	if sum/float64(len(grey)) > 0.02 || worst > 0.06 {
+		t.Fatalf("int8 model differs from float: mean |Δ| %.4f, max %.4f", sum/float64(len(grey)), worst)
+	}
+
+	// Google's runtime loads the file and computes the same outputs.
+	cmd := testenv.LiteRT(t)
+	dir := t.TempDir()
+	model := filepath.Join(dir, "m.tflite")
+	if err := os.WriteFile(model, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		in := filepath.Join(dir, strconv.Itoa(i)+".bin")
+		buf := make([]byte, spec.Bytes())
+		imaging.Quantize(grey[i], spec, buf)
+		if err := os.WriteFile(in, buf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(cmd[0], append(cmd[1:], "--model", model, "--input", in)...).Output()
+		if err != nil {
+			t.Fatalf("LiteRT.js refused the exported model: %v", err)
+		}
+		var res struct {
+			Outputs []struct{ Data []float64 }
+		}
+		if err := json.Unmarshal(out, &res); err != nil || len(res.Outputs) != 1 || len(res.Outputs[0].Data) != 1 {
+			t.Fatalf("LiteRT.js output %s: %v", out, err)
+		}
+		lq := res.Outputs[0].Data[0]
+		eq := float64(int(got[i]*256) - 128)
+		if math.Abs(lq-eq) > 1 {
+			t.Errorf("image %d: LiteRT.js %v, engine %v (int8)", i, lq, eq)
+		}
+	}
+}
+
+func thresholdOf(m *tflite.Model) (float64, bool) {
+	for _, md := range m.Metadata {
+		if md.Name == ThresholdMetadata {
+			f, err := strconv.ParseFloat(string(m.Buffers[md.Buffer].Data), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+func TestExportErrors(t *testing.T) {
+	net := build(DefaultArch(16), rand.New(rand.NewPCG(1, 1)))
+	m := &Model{Arch: DefaultArch(16), Params: snapshot(net)}
+	if _, err := ExportInt8(m, nil); err == nil {
+		t.Fatal("export without calibration images accepted")
+	}
+	if _, err := ExportInt8(m, [][]uint8{make([]uint8, 10)}); err == nil {
+		t.Fatal("calibration image of the wrong size accepted")
+	}
+	dw := Arch{Size: 16, Blocks: []Block{{Kind: "dwsep", Out: 4, Stride: 2}}}
+	m = &Model{Arch: dw, Params: snapshot(build(dw, rand.New(rand.NewPCG(1, 1))))}
+	if _, err := ExportInt8(m, [][]uint8{make([]uint8, 256)}); err == nil {
+		t.Fatal("dwsep block exported though unsupported")
+	}
+}
