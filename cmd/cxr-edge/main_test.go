@@ -300,9 +300,33 @@ func TestDaemon(t *testing.T) {
 		_, err := os.Stat(filepath.Join(inbox, "done", "study.jpeg"))
 		return err == nil
 	})
+	// DICOM Part 10 made by dcmtk from a JPEG, dropped in without an extension: recognised by
+	// content, decoded by edge/dicom.
+	dcm := filepath.Join(t.TempDir(), "x.dcm")
+	src := testenv.SharedPath(t, "data", "fullres", "NORMAL", "IM-0365-0001.jpeg")
+	if out, err := exec.Command(testenv.LookPath(t, "img2dcm"), src, dcm).CombinedOutput(); err != nil {
+		t.Fatalf("img2dcm: %v\n%s", err, out)
+	}
+	dcmData, err := os.ReadFile(dcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(inbox, ".dcm.tmp"), dcmData, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(inbox, ".dcm.tmp"), filepath.Join(inbox, "IM0001")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "IM0001 in done/", func() bool {
+		_, err := os.Stat(filepath.Join(inbox, "done", "IM0001"))
+		return err == nil
+	})
 	var list struct{ Results []telemetry.Result }
-	if code := getJSON(t, d.url+"/v1/results?limit=10", &list); code != 200 || len(list.Results) != 2 || list.Results[1].ID != posted.ID || list.Results[0].Source != "folder" {
-		t.Errorf("results: %d %+v", code, list)
+	if code := getJSON(t, d.url+"/v1/results?limit=10", &list); code != 200 || len(list.Results) != 3 || list.Results[2].ID != posted.ID || list.Results[1].Source != "folder" {
+		t.Fatalf("results: %d %+v", code, list)
+	}
+	if r := list.Results[0]; r.Image.Format != "dicom" || r.Label == telemetry.LabelUnreadable || r.Image.Width == 0 {
+		t.Errorf("DICOM result %+v", r)
 	}
 	resp, err = http.Get(d.url + "/metrics")
 	if err != nil {
@@ -310,7 +334,7 @@ func TestDaemon(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`cxr_intake_received_total{source="folder"} 1`, `cxr_intake_received_total{source="http"} 1`, `cxr_stage_seconds_bucket{stage="infer"`} {
+	for _, want := range []string{`cxr_intake_received_total{source="folder"} 2`, `cxr_intake_received_total{source="http"} 1`, `cxr_stage_seconds_bucket{stage="infer"`} {
 		if !bytes.Contains(metrics, []byte(want)) {
 			t.Errorf("metrics lack %s", want)
 		}
