@@ -518,8 +518,11 @@ func (c *Config) Validate() error {
 	}
 	if b := c.MQTT.Broker; b != "" {
 		u, err := url.Parse(b)
-		if err != nil || u.Host == "" || !oneOf(u.Scheme, "tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss") {
-			return bad("mqtt.broker", strconv.Quote(b), "want tcp://host:port, ssl://host:port (or mqtt, mqtts, ws, wss), or empty for none")
+		if err != nil || u.Host == "" || !oneOf(u.Scheme, "tcp", "mqtt", "ssl", "tls", "mqtts", "tcps") {
+			return bad("mqtt.broker", strconv.Quote(b), "want tcp://host:port or ssl://host:port (also mqtt, tls, mqtts, tcps), or empty for none")
+		}
+		if !oneOf(u.Scheme, "ssl", "tls", "mqtts", "tcps") && (c.MQTT.CAFile != "" || c.MQTT.CertFile != "" || c.MQTT.KeyFile != "") {
+			return bad("mqtt.broker", strconv.Quote(b), "TLS files (mqtt.ca_file, cert_file, key_file) need a TLS broker URL: ssl://host:8883")
 		}
 	}
 	for _, f := range []struct{ key, path string }{

@@ -132,6 +132,7 @@ func TestValidationRules(t *testing.T) {
 		{map[string]string{"CXR_STORE_MAX_BYTES": "1KiB"}, "store.max_bytes", "1MiB"},
 		{map[string]string{"CXR_MQTT_BROKER": "localhost:1883"}, "mqtt.broker", "tcp://"},
 		{map[string]string{"CXR_MQTT_BROKER": "http://x:1"}, "mqtt.broker", "tcp://"},
+		{map[string]string{"CXR_MQTT_BROKER": "tcp://x:1883", "CXR_MQTT_CA_FILE": existing}, "mqtt.broker", "TLS broker URL"},
 		{map[string]string{"CXR_MQTT_PASSWORD_FILE": "/nonexistent/pw"}, "mqtt.password_file", "readable file"},
 		{map[string]string{"CXR_MQTT_CA_FILE": "/nonexistent/ca"}, "mqtt.ca_file", "readable file"},
 		{map[string]string{"CXR_MQTT_CERT_FILE": existing}, "mqtt.cert_file", "together"},
