@@ -92,20 +92,24 @@ func requantAsm(r *requantChannels, dst []byte, acc []int32, m int, adds []int32
 	return r.n &^ 7
 }
 
-// dwPixelS8AVX2 and dwPixelU8AVX2 run dwPixel for the first n&^7 channels (returned).
+// dwPixelsS8AVX2 and dwPixelsU8AVX2 run dwPixels for the first n&^7 channels.
 //
 //go:noescape
-func dwPixelS8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32) int
+func dwPixelsS8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32, npix, pixStride int)
 
 //go:noescape
-func dwPixelU8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32) int
+func dwPixelsU8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32, npix, pixStride int)
 
-func dwPixelAsm(acc []int32, src []byte, soff, woff []int, f []int32, n int, zp int32, u8 bool) int {
-	if n < 8 || len(soff) == 0 || !cpu.X86.HasAVX2 {
+// dwPixelsAsm returns how many channels it did: n&^7, or 0 without AVX2. The caller has
+// checked every offset.
+func dwPixelsAsm(acc []int32, src []byte, soff, woff []int, f []int32, n int, zp int32, u8 bool, npix, pixStride int) int {
+	if n < 8 || len(soff) == 0 || npix == 0 || !cpu.X86.HasAVX2 {
 		return 0
 	}
 	if u8 {
-		return dwPixelU8AVX2(&acc[0], &src[0], &soff[0], &woff[0], len(soff), &f[0], n, zp)
+		dwPixelsU8AVX2(&acc[0], &src[0], &soff[0], &woff[0], len(soff), &f[0], n, zp, npix, pixStride)
+	} else {
+		dwPixelsS8AVX2(&acc[0], &src[0], &soff[0], &woff[0], len(soff), &f[0], n, zp, npix, pixStride)
 	}
-	return dwPixelS8AVX2(&acc[0], &src[0], &soff[0], &woff[0], len(soff), &f[0], n, zp)
+	return n &^ 7
 }

@@ -331,8 +331,9 @@ requant_end:
 	VZEROUPPER
 	RET
 
-// func dwPixelS8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32) int
-TEXT ·dwPixelS8AVX2(SB), NOSPLIT, $0-72
+
+// func dwPixelsS8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32, npix, pixStride int)
+TEXT ·dwPixelsS8AVX2(SB), NOSPLIT, $0-80
 	MOVQ acc+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ soff+16(FP), R8
@@ -343,16 +344,22 @@ TEXT ·dwPixelS8AVX2(SB), NOSPLIT, $0-72
 	MOVL zp+56(FP), AX
 	VMOVD AX, X15
 	VPBROADCASTD X15, Y15
+	MOVQ npix+64(FP), DX
+	MOVQ pixStride+72(FP), AX
 	ANDQ $-8, CX
-	XORQ BX, BX
 
-dwPixelS8AVX2_chan:
+dwPixelsS8AVX2_pix:
+	TESTQ DX, DX
+	JZ    dwPixelsS8AVX2_end
+	XORQ  BX, BX
+
+dwPixelsS8AVX2_chan:
 	CMPQ BX, CX
-	JGE  dwPixelS8AVX2_done
+	JGE  dwPixelsS8AVX2_pixdone
 	VPXOR Y0, Y0, Y0
 	XORQ  R12, R12
 
-dwPixelS8AVX2_tap:
+dwPixelsS8AVX2_tap:
 	MOVQ    (R8)(R12*8), R13
 	ADDQ    BX, R13
 	VPMOVSXBD   (SI)(R13*1), Y1
@@ -363,19 +370,26 @@ dwPixelS8AVX2_tap:
 	VPADDD  Y1, Y0, Y0
 	INCQ    R12
 	CMPQ    R12, R10
-	JLT     dwPixelS8AVX2_tap
+	JLT     dwPixelsS8AVX2_tap
 
 	VMOVDQU Y0, (DI)(BX*4)
 	ADDQ    $8, BX
-	JMP     dwPixelS8AVX2_chan
+	JMP     dwPixelsS8AVX2_chan
 
-dwPixelS8AVX2_done:
+dwPixelsS8AVX2_pixdone:
+	// Next pixel: the same taps pixStride bytes further, the next row of acc.
+	MOVQ n+48(FP), R12
+	LEAQ (DI)(R12*4), DI
+	ADDQ AX, SI
+	DECQ DX
+	JMP  dwPixelsS8AVX2_pix
+
+dwPixelsS8AVX2_end:
 	VZEROUPPER
-	MOVQ BX, ret+64(FP)
 	RET
 
-// func dwPixelU8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32) int
-TEXT ·dwPixelU8AVX2(SB), NOSPLIT, $0-72
+// func dwPixelsU8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32, npix, pixStride int)
+TEXT ·dwPixelsU8AVX2(SB), NOSPLIT, $0-80
 	MOVQ acc+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ soff+16(FP), R8
@@ -386,16 +400,22 @@ TEXT ·dwPixelU8AVX2(SB), NOSPLIT, $0-72
 	MOVL zp+56(FP), AX
 	VMOVD AX, X15
 	VPBROADCASTD X15, Y15
+	MOVQ npix+64(FP), DX
+	MOVQ pixStride+72(FP), AX
 	ANDQ $-8, CX
-	XORQ BX, BX
 
-dwPixelU8AVX2_chan:
+dwPixelsU8AVX2_pix:
+	TESTQ DX, DX
+	JZ    dwPixelsU8AVX2_end
+	XORQ  BX, BX
+
+dwPixelsU8AVX2_chan:
 	CMPQ BX, CX
-	JGE  dwPixelU8AVX2_done
+	JGE  dwPixelsU8AVX2_pixdone
 	VPXOR Y0, Y0, Y0
 	XORQ  R12, R12
 
-dwPixelU8AVX2_tap:
+dwPixelsU8AVX2_tap:
 	MOVQ    (R8)(R12*8), R13
 	ADDQ    BX, R13
 	VPMOVZXBD   (SI)(R13*1), Y1
@@ -406,15 +426,22 @@ dwPixelU8AVX2_tap:
 	VPADDD  Y1, Y0, Y0
 	INCQ    R12
 	CMPQ    R12, R10
-	JLT     dwPixelU8AVX2_tap
+	JLT     dwPixelsU8AVX2_tap
 
 	VMOVDQU Y0, (DI)(BX*4)
 	ADDQ    $8, BX
-	JMP     dwPixelU8AVX2_chan
+	JMP     dwPixelsU8AVX2_chan
 
-dwPixelU8AVX2_done:
+dwPixelsU8AVX2_pixdone:
+	// Next pixel: the same taps pixStride bytes further, the next row of acc.
+	MOVQ n+48(FP), R12
+	LEAQ (DI)(R12*4), DI
+	ADDQ AX, SI
+	DECQ DX
+	JMP  dwPixelsU8AVX2_pix
+
+dwPixelsU8AVX2_end:
 	VZEROUPPER
-	MOVQ BX, ret+64(FP)
 	RET
 
 // func requantSingleAVX2(dst *byte, acc *int32, n, m int, bias, mult, ts, tsm1 *int32, p *[4]int32, adds *int32)

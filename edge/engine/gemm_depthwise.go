@@ -2,31 +2,52 @@ package engine
 
 import "fmt"
 
-// Depthwise convolution is per channel: no GEMM, but the same int8 products. dwPixel is the
-// inner step of one output pixel, vectorised across channels, for the caller's loop over
-// pixels; it leaves padding to the caller, which lists only the taps inside the input.
+// Depthwise convolution is per channel: no GEMM, but the same int8 products. dwPixel(s) is
+// the inner step of the caller's loop over output pixels, vectorised across channels; the
+// caller lists only the taps inside the input (padding contributes nothing after the zero
+// point is subtracted) and requantises the sums with requantChannels.rows.
 
 // dwPixel sets acc[c] = Σ_t (x_t[c] − zp) · f[woff[t]+c] for c < n, where x_t = src[soff[t]:]
 // read as int8, or as uint8 when u8. soff and woff have one entry per tap.
 func dwPixel(acc []int32, src []byte, soff, woff []int, f []int32, n int, zp int32, u8 bool) {
-	if len(soff) != len(woff) || len(acc) < n {
-		panic(fmt.Sprintf("engine: dwPixel with %d source and %d weight offsets, %d of %d accumulators", len(soff), len(woff), len(acc), n))
+	dwPixels(acc, src, soff, woff, f, n, zp, u8, 1, 0)
+}
+
+// dwPixels is dwPixel for npix pixels whose taps are pixStride bytes apart (the interior of
+// an output row: pixStride = strideW·channels): pixel p writes acc[p*n : p*n+n] from
+// src[soff[t]+p*pixStride:].
+func dwPixels(acc []int32, src []byte, soff, woff []int, f []int32, n int, zp int32, u8 bool, npix, pixStride int) {
+	if len(soff) != len(woff) || len(acc) < npix*n || npix < 0 || pixStride < 0 {
+		panic(fmt.Sprintf("engine: dwPixels with %d source and %d weight offsets, %d pixels, %d of %d accumulators",
+			len(soff), len(woff), npix, len(acc), npix*n))
 	}
+	if npix == 0 || n == 0 {
+		return
+	}
+	last := (npix - 1) * pixStride
 	for t, o := range soff {
-		// The SIMD kernel trusts these bounds.
+		// The SIMD kernel trusts these bounds: first and last pixel of every tap.
 		_ = src[o : o+n]
+		_ = src[o+last : o+last+n]
 		_ = f[woff[t] : woff[t]+n]
 	}
-	c := dwPixelAsm(acc, src, soff, woff, f, n, zp, u8)
-	for ; c < n; c++ {
-		var s int32
-		for t, o := range soff {
-			x := int32(int8(src[o+c]))
-			if u8 {
-				x = int32(src[o+c])
+	c0 := dwPixelsAsm(acc, src, soff, woff, f, n, zp, u8, npix, pixStride)
+	if c0 == n {
+		return
+	}
+	for p := range npix {
+		a := acc[p*n : p*n+n]
+		for c := c0; c < n; c++ {
+			var s int32
+			for t, o := range soff {
+				v := src[o+p*pixStride+c]
+				x := int32(int8(v))
+				if u8 {
+					x = int32(v)
+				}
+				s += (x - zp) * f[woff[t]+c]
 			}
-			s += (x - zp) * f[woff[t]+c]
+			a[c] = s
 		}
-		acc[c] = s
 	}
 }

@@ -73,6 +73,52 @@ func TestDwPixelMatchesReference(t *testing.T) {
 	}
 }
 
+// TestDwPixelsMatchesPixel checks the row form against dwPixel on each pixel.
+func TestDwPixelsMatchesPixel(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, n := range []int{1, 8, 13, 24, 96} {
+		for _, u8 := range []bool{false, true} {
+			for _, stride := range []int{1, 2} {
+				npix, ntaps := 9, 9
+				pixStride := stride * n
+				src := make([]byte, (npix+3)*pixStride+3*n)
+				for i := range src {
+					src[i] = byte(r.IntN(256))
+				}
+				f := make([]int32, ntaps*n)
+				for i := range f {
+					f[i] = int32(r.IntN(511) - 255)
+				}
+				soff, woff := make([]int, ntaps), make([]int, ntaps)
+				for tp := range ntaps {
+					soff[tp] = (tp % 3) * n
+					woff[tp] = tp * n
+				}
+				zp := int32(r.IntN(256) - 128)
+				got := make([]int32, npix*n+1)
+				got[npix*n] = 99
+				dwPixels(got, src, soff, woff, f, n, zp, u8, npix, pixStride)
+				want := make([]int32, n)
+				so := make([]int, ntaps)
+				for p := range npix {
+					for tp := range so {
+						so[tp] = soff[tp] + p*pixStride
+					}
+					dwPixelRef(want, src, so, woff, f, n, zp, u8)
+					for c := range n {
+						if got[p*n+c] != want[c] {
+							t.Fatalf("n=%d u8=%v stride=%d: pixel %d channel %d = %d, want %d", n, u8, stride, p, c, got[p*n+c], want[c])
+						}
+					}
+				}
+				if got[npix*n] != 99 {
+					t.Fatal("dwPixels wrote past npix*n")
+				}
+			}
+		}
+	}
+}
+
 func TestDwPixelBadOffsetsPanic(t *testing.T) {
 	defer func() {
 		if recover() == nil {
@@ -108,6 +154,23 @@ func BenchmarkDwPixel(b *testing.B) {
 		}
 		refNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 		b.ReportMetric(macs/refNs, "GMAC/s")
+	})
+	// A row of 56 pixels in one call (56×56×144 layer, stride 1).
+	row := make([]byte, 58*n+2*58*n)
+	acc56 := make([]int32, 56*n)
+	soffRow := make([]int, 9)
+	for t := range 9 {
+		soffRow[t] = (t/3)*58*n + (t%3)*n
+	}
+	b.Run("dwPixels_row56", func(b *testing.B) {
+		for b.Loop() {
+			dwPixels(acc56, row, soffRow, woff, f, n, -3, false, 56, n)
+		}
+		ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*56)
+		b.ReportMetric(macs/ns, "GMAC/s")
+		if refNs > 0 {
+			b.ReportMetric(refNs/ns, "x-reference")
+		}
 	})
 	b.Run("dwPixel", func(b *testing.B) {
 		for b.Loop() {

@@ -13,4 +13,6 @@ func panelAsm(gemmKernel, []int32, int, []int8, int, int, []int8, int, []int32) 
 
 func requantAsm(*requantChannels, []byte, []int32, int, []int32) int { return 0 }
 
-func dwPixelAsm([]int32, []byte, []int, []int, []int32, int, int32, bool) int { return 0 }
+func dwPixelsAsm([]int32, []byte, []int, []int, []int32, int, int32, bool, int, int) int {
+	return 0
+}
