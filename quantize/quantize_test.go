@@ -273,7 +273,12 @@ func TestTrainSubsetAndResume(t *testing.T) {
 	if !(h[2].TrainLoss < h[0].TrainLoss) {
 		t.Errorf("training loss did not fall: %.4f → %.4f", h[0].TrainLoss, h[2].TrainLoss)
 	}
-	for _, f := range []string{checkpointFile, bestFile, ModelFile, historyFile} {
+	if full.Int8 == nil || full.Int8.Bytes == 0 || full.Int8.Val.Sensitivity < SensitivityTarget || full.Int8.Val.N != full.ValN {
+		t.Errorf("int8 export: %+v", full.Int8)
+	} else {
+		t.Logf("int8 %d bytes, val %v (float %v)", full.Int8.Bytes, full.Int8.Val, full.Model.Val)
+	}
+	for _, f := range []string{checkpointFile, bestFile, ModelFile, historyFile, TFLiteFile} {
 		if _, err := os.Stat(filepath.Join(cfg.Out, f)); err != nil {
 			t.Errorf("output %s: %v", f, err)
 		}

@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/cxr-edge/cxr-edge/edge/tflite"
 )
 
 // Config of a training run. The zero value of a field means its default (see DefaultConfig).
@@ -36,6 +38,9 @@ type Config struct {
 	Augment      *Augment
 	Workers      int  // decoding goroutines (default GOMAXPROCS)
 	EvalTest     bool // after training, report the chosen model on the official test split (never used to choose)
+	NoExport     bool // skip the int8 export (model.tflite) at the end
+	ExportOnly   bool // skip training: export and evaluate Out/best.model (its architecture wins over Arch)
+	CalibImages  int  // training images used to calibrate activation ranges (default 300)
 
 	Logger   *slog.Logger // default: discard
 	Progress io.Writer    // progress lines with ETA (nil: none)
@@ -72,6 +77,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.Shards, d.Shards)
 	setInt(&c.Patience, d.Patience)
 	setInt(&c.Workers, runtime.GOMAXPROCS(0))
+	setInt(&c.CalibImages, 300)
 	setF(&c.LR, d.LR)
 	setF(&c.WeightDecay, d.WeightDecay)
 	setF(&c.WarmupEpochs, d.WarmupEpochs)
@@ -115,7 +121,8 @@ type EpochStats struct {
 type Result struct {
 	Model   *Model       // the best epoch by validation AUC, with its operating threshold
 	History []EpochStats // all epochs run, including those before a resume
-	Test    *Metrics     // when Config.EvalTest
+	Test    *Metrics     // float model on test, when Config.EvalTest
+	Int8    *Int8Result  // the exported model, unless Config.NoExport
 	Train   int          // images used for training
 	ValN    int          // images used for validation
 }
@@ -171,6 +178,19 @@ func Train(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	t := &trainer{cfg: cfg, log: cfg.Logger}
+	if cfg.ExportOnly {
+		m, err := LoadModel(filepath.Join(cfg.Out, bestFile))
+		if err != nil {
+			return nil, err
+		}
+		t.cfg.Arch = m.Arch
+		if err := t.loadData(ctx); err != nil {
+			return nil, err
+		}
+		t.setup()
+		t.ck.Best = m
+		return t.finish(ctx)
+	}
 	t.setup()
 	if cfg.Resume {
 		if err := t.resume(); err != nil {
@@ -541,11 +561,17 @@ func (t *trainer) finish(ctx context.Context) (*Result, error) {
 	if err := SaveModel(filepath.Join(t.cfg.Out, ModelFile), res.Model); err != nil {
 		return nil, err
 	}
-	t.log.Info("model written", "path", filepath.Join(t.cfg.Out, ModelFile), "epoch", res.Model.Epoch,
+	t.log.Info("float model written", "path", filepath.Join(t.cfg.Out, ModelFile), "epoch", res.Model.Epoch,
 		"val", res.Model.Val.String(), "train_seconds", t.ck.TrainSeconds)
+	if !t.cfg.NoExport {
+		if err := t.exportInt8(ctx, res); err != nil {
+			return nil, err
+		}
+	}
 	if !t.cfg.EvalTest {
 		return res, nil
 	}
+	// The official test split, touched only here, after the model and its threshold are fixed.
 	test, err := ListSplit(t.cfg.Data, "test")
 	if err != nil {
 		return nil, err
@@ -562,10 +588,105 @@ func (t *trainer) finish(ctx context.Context) (*Result, error) {
 	m := Evaluate(scores, labelsOf(test), res.Model.Threshold)
 	m.Loss = loss
 	res.Test = &m
+	t.logTest("float", m)
+	if res.Int8 != nil {
+		data, err := os.ReadFile(res.Int8.Path)
+		if err != nil {
+			return nil, err
+		}
+		s8, err := ScoreTFLite(ctx, data, greyOf(test), t.cfg.Workers)
+		if err != nil {
+			return nil, err
+		}
+		m8 := Evaluate(s8, labelsOf(test), res.Int8.Threshold)
+		res.Int8.Test = &m8
+		t.logTest("int8", m8)
+	}
+	return res, nil
+}
+
+func (t *trainer) logTest(kind string, m Metrics) {
 	k := int(math.Round(m.Accuracy * float64(m.N)))
 	lo, hi := WilsonInterval(k, m.N)
-	t.log.Info("test (report only, not used to choose)", "metrics", m.String(), "acc_ci95_lo", lo, "acc_ci95_hi", hi)
-	return res, nil
+	t.log.Info("test (report only, never used to choose)", "model", kind, "metrics", m.String(), "acc_ci95_lo", lo, "acc_ci95_hi", hi)
+	if t.cfg.Progress != nil {
+		fmt.Fprintf(t.cfg.Progress, "TEST %s: %v, accuracy 95%% CI [%.1f%%, %.1f%%]\n", kind, m, 100*lo, 100*hi)
+	}
+}
+
+func greyOf(s []Sample) [][]uint8 {
+	g := make([][]uint8, len(s))
+	for i, x := range s {
+		g[i] = x.Grey
+	}
+	return g
+}
+
+// Int8Result describes the exported int8 model.
+type Int8Result struct {
+	Path      string
+	Bytes     int
+	Threshold float32  // chosen on the int8 model's validation scores (sensitivity ≥ SensitivityTarget)
+	Val       Metrics  // int8 model on validation at Threshold
+	Test      *Metrics // when Config.EvalTest
+}
+
+// TFLiteFile is the int8 model a run writes into its output folder.
+const TFLiteFile = "model.tflite"
+
+// exportInt8 calibrates on CalibImages training images, writes model.tflite, scores validation
+// with the Go engine and stores the int8 model's own operating threshold in its metadata.
+func (t *trainer) exportInt8(ctx context.Context, res *Result) error {
+	calib := greyOf(Subsample(t.train, t.cfg.CalibImages, t.cfg.Seed+2))
+	tm, err := ExportInt8(res.Model, calib)
+	if err != nil {
+		return err
+	}
+	data, err := tflite.Write(tm)
+	if err != nil {
+		return err
+	}
+	scores, err := ScoreTFLite(ctx, data, greyOf(t.val), t.cfg.Workers)
+	if err != nil {
+		return fmt.Errorf("quantize: the exported model does not run in the engine: %w", err)
+	}
+	labels := labelsOf(t.val)
+	th := ThresholdForSensitivity(scores, labels, SensitivityTarget)
+	SetThreshold(tm, th)
+	if data, err = tflite.Write(tm); err != nil {
+		return err
+	}
+	path := filepath.Join(t.cfg.Out, TFLiteFile)
+	if err := writeFileAtomic(path, data); err != nil {
+		return err
+	}
+	res.Int8 = &Int8Result{Path: path, Bytes: len(data), Threshold: th, Val: Evaluate(scores, labels, th)}
+	t.log.Info("int8 model written", "path", path, "bytes", len(data), "calibration_images", len(calib),
+		"val", res.Int8.Val.String(), "float_val", res.Model.Val.String())
+	if t.cfg.Progress != nil {
+		fmt.Fprintf(t.cfg.Progress, "int8 model %s (%d bytes): val %v (float: %v)\n", path, len(data), res.Int8.Val, res.Model.Val)
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // copyWeights copies src's weights into dst (same architecture); replicas of dst see them.

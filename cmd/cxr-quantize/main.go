@@ -16,7 +16,8 @@ commands:
   bench             time the reference models in the Go engine and LiteRT.js, print a Markdown table
                     [--models DIR] [--runs N] [--threads N] [--litert DIR] [--only a.tflite,b.tflite]
   train             train the float pneumonia model: --data DIR --out DIR [--epochs N] [--size 128]
-                    [--seed S] [--resume] [--subset N] (checkpoints, best/float.model, train.log)
+                    [--seed S] [--resume] [--subset N] [--export-only] (checkpoints, float.model,
+                    int8 model.tflite, train.log, history.json)
 `
 
 // errUsage marks a command-line mistake: the message is printed with the usage text.

@@ -32,6 +32,9 @@ func cmdTrain(args []string) error {
 	wd := fs.Float64("weight-decay", def.WeightDecay, "decoupled weight decay")
 	patience := fs.Int("patience", def.Patience, "early-stopping patience in epochs")
 	evalTest := fs.Bool("eval-test", true, "report the chosen model on the official test split at the end (never used for choosing)")
+	noExport := fs.Bool("no-export", false, "do not write the int8 model.tflite at the end")
+	exportOnly := fs.Bool("export-only", false, "do not train: export and evaluate OUT/best.model (int8 model.tflite)")
+	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		fs.SetOutput(os.Stderr)
@@ -66,6 +69,7 @@ func cmdTrain(args []string) error {
 	}
 	cfg.Epochs, cfg.Seed, cfg.Resume, cfg.Subset = *epochs, *seed, *resume, *subset
 	cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Patience, cfg.EvalTest = *batch, *lr, *wd, *patience, *evalTest
+	cfg.NoExport, cfg.ExportOnly, cfg.CalibImages = *noExport, *exportOnly, *calib
 	cfg.Logger = logger
 	cfg.Progress = io.MultiWriter(os.Stdout, logf)
 
@@ -80,7 +84,13 @@ func cmdTrain(args []string) error {
 	logger.Info("done", "model", filepath.Join(cfg.Out, quantize.ModelFile), "best_epoch", res.Model.Epoch,
 		"val", res.Model.Val.String(), "elapsed", time.Since(start).Round(time.Second).String())
 	if res.Test != nil {
-		logger.Info("test report", "test", res.Test.String())
+		logger.Info("test report (float)", "test", res.Test.String())
+	}
+	if res.Int8 != nil {
+		logger.Info("int8 model", "path", res.Int8.Path, "bytes", res.Int8.Bytes, "threshold", res.Int8.Threshold, "val", res.Int8.Val.String())
+		if res.Int8.Test != nil {
+			logger.Info("test report (int8)", "test", res.Int8.Test.String())
+		}
 	}
 	return nil
 }
