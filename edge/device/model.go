@@ -55,7 +55,14 @@ func LoadModel(cfg ModelConfig) (*EngineModel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModel, err)
 	}
-	return LoadModelBytes(data, filepath.Base(cfg.Path), cfg)
+	name := filepath.Base(cfg.Path)
+	// Models kept by a remote reload are named <sha256>-<original name>.
+	if len(name) > 65 && name[64] == '-' {
+		if _, err := hex.DecodeString(name[:64]); err == nil {
+			name = name[65:]
+		}
+	}
+	return LoadModelBytes(data, name, cfg)
 }
 
 // LoadModelBytes is LoadModel for a model already in memory; name is reported in results.
@@ -92,7 +99,7 @@ func LoadModelBytes(data []byte, name string, cfg ModelConfig) (*EngineModel, er
 	em := &EngineModel{
 		model: m, spec: spec, threshold: DefaultThreshold,
 		output: cfg.Output, positive: cfg.PositiveIndex,
-		ref: telemetry.ModelRef{Name: strings.TrimSuffix(name, ".tflite"), Version: tm.Description, SHA256: digest},
+		ref: telemetry.ModelRef{Name: strings.TrimSuffix(name, ".tflite"), Version: modelVersion(tm), SHA256: digest},
 	}
 	if em.output == "" {
 		em.output = "auto"
@@ -102,6 +109,16 @@ func LoadModelBytes(data []byte, name string, cfg ModelConfig) (*EngineModel, er
 	}
 	em.pool.New = func() any { return m.NewInterpreter() }
 	return em, nil
+}
+
+// modelVersion is the model's description (cxr-quantize writes what it is and how it was
+// trained), cut to one short line for results.
+func modelVersion(m *tflite.Model) string {
+	v := strings.TrimSpace(strings.SplitN(m.Description, "\n", 2)[0])
+	if len(v) > 120 {
+		v = v[:120]
+	}
+	return v
 }
 
 // metadataThreshold reads the operating point the model pipeline stored in the model.

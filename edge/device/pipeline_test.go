@@ -17,6 +17,7 @@ import (
 	"github.com/cxr-edge/cxr-edge/edge/intake"
 	"github.com/cxr-edge/cxr-edge/edge/store"
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
+	"github.com/cxr-edge/cxr-edge/edge/tflite"
 	"github.com/cxr-edge/cxr-edge/telemetry"
 )
 
@@ -321,5 +322,36 @@ func TestPipelineConcurrentDuplicates(t *testing.T) {
 	}
 	if s := p.Stats(); s.Scored != 1 {
 		t.Errorf("scored %d times", s.Scored)
+	}
+}
+
+// The model's own operating point comes from its "cxr_threshold" metadata (written by
+// cxr-quantize); model.threshold overrides it.
+func TestModelThresholdFromMetadata(t *testing.T) {
+	tm, err := tflite.Read(readShared(t, "models", "vww_96_int8.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.Buffers = append(tm.Buffers, tflite.Buffer{Data: []byte("0.370000")})
+	tm.Metadata = append(tm.Metadata, tflite.Metadata{Name: ThresholdMetadata, Buffer: uint32(len(tm.Buffers) - 1)})
+	data, err := tflite.Write(tm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadModelBytes(data, "pneumonia.tflite", ModelConfig{Output: "auto", PositiveIndex: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Threshold() != 0.37 || m.Ref().Name != "pneumonia" {
+		t.Errorf("threshold %v, ref %+v", m.Threshold(), m.Ref())
+	}
+	p, _ := NewPipeline(PipelineOptions{Scorer: m})
+	if p.Threshold() != 0.37 {
+		t.Errorf("pipeline threshold %v", p.Threshold())
+	}
+	over := 0.6
+	p, _ = NewPipeline(PipelineOptions{Scorer: m, Threshold: &over})
+	if p.Threshold() != 0.6 {
+		t.Errorf("override ignored: %v", p.Threshold())
 	}
 }
