@@ -13,10 +13,10 @@ import (
 // package does not model (STRIDED_SLICE, RESIZE_BILINEAR, …), so that Write reproduces it.
 //
 // The reader knows only the table's layout, not the schema, so each field's Size is the
-// room the field occupies (1, 2, 4 or 8 bytes, rounded down to a power of two): a 1-byte
-// field followed by alignment padding may come back with Size 4, its padding bytes in the
-// upper bytes of Value. Readers of the field look only at its low bytes, so the rewritten
-// table means the same. Options tables that hold references (ConcatEmbeddingsOptions,
+// room the field occupies (1, 2, 4 or 8 bytes): up to the next field, and for the last one
+// as much as its alignment allows. A 1-byte field followed by padding may thus come back
+// with Size 4 or 8, the following bytes in the upper bytes of Value. Readers of the field
+// look only at its low bytes, so the rewritten table means the same. Options tables that hold references (ConcatEmbeddingsOptions,
 // VarHandleOptions, BucketizeOptions) cannot be kept this way and are refused.
 type RawOptions struct {
 	Type   uint8      // BuiltinOptions union tag
@@ -189,45 +189,56 @@ func (d *decoder) options(tag uint8, t table) (Options, error) {
 
 // rawOptions keeps every present field of a table whose schema this package does not model.
 func (d *decoder) rawOptions(tag uint8, t table) (*RawOptions, error) {
-	type slot struct{ id, off int }
-	n := (t.vtLen - 4) / 2
-	if err := d.alloc(int64(unsafe.Sizeof(RawOptions{})) + int64(n)*int64(unsafe.Sizeof(slot{}))); err != nil {
+	if err := d.alloc(int64(unsafe.Sizeof(RawOptions{}))); err != nil {
 		return nil, err
-	}
-	var slots []slot
-	for id := range n {
-		p, ok, err := d.field(t, id, 1, "")
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			slots = append(slots, slot{id, p - t.pos})
-		}
 	}
 	o := &RawOptions{Type: tag}
-	if len(slots) == 0 {
+	ids := (t.vtLen - 4) / 2
+	n := 0
+	for id := range ids {
+		if _, ok, err := d.field(t, id, 1, ""); err != nil {
+			return nil, err
+		} else if ok {
+			n++
+		}
+	}
+	if n == 0 {
 		return o, nil
 	}
-	if err := d.alloc(int64(len(slots)) * int64(unsafe.Sizeof(RawField{}))); err != nil {
+	if err := d.alloc(int64(n) * int64(unsafe.Sizeof(RawField{}))); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(slots, func(a, b slot) int { return a.off - b.off })
-	o.Fields = make([]RawField, len(slots))
-	for i, s := range slots {
-		end := t.size
-		if i+1 < len(slots) {
-			end = slots[i+1].off
+	// Collect the fields with their table offsets in Value, sort them by offset to derive
+	// each field's room from where the next one starts, then put them in ID order.
+	o.Fields = make([]RawField, 0, n)
+	for id := range ids {
+		if p, ok, _ := d.field(t, id, 1, ""); ok {
+			o.Fields = append(o.Fields, RawField{ID: uint16(id), Value: uint64(p - t.pos)})
 		}
-		if end == s.off {
-			return nil, d.errf("", ErrCorrupt, "fields %d and %d overlap", s.id, slots[i+1].id)
-		}
+	}
+	slices.SortFunc(o.Fields, func(a, b RawField) int { return int(a.Value) - int(b.Value) })
+	for i := range o.Fields {
+		pos := t.pos + int(o.Fields[i].Value)
 		size := 8
-		for size > end-s.off {
-			size /= 2
+		if i+1 < len(o.Fields) {
+			// Room up to the next field.
+			room := int(o.Fields[i+1].Value - o.Fields[i].Value)
+			if room == 0 {
+				return nil, d.errf("", ErrCorrupt, "fields %d and %d overlap", o.Fields[i].ID, o.Fields[i+1].ID)
+			}
+			for size > room {
+				size /= 2
+			}
+		} else {
+			// The last field: the table's inline size cannot be trusted (see field), so
+			// take the largest size its alignment allows, within the file.
+			for pos%size != 0 || !d.span(pos, uint64(size)) {
+				size /= 2
+			}
 		}
 		var le [8]byte
-		copy(le[:], d.buf[t.pos+s.off:t.pos+s.off+size])
-		o.Fields[i] = RawField{ID: uint16(s.id), Size: uint8(size), Value: binary.LittleEndian.Uint64(le[:])}
+		copy(le[:], d.buf[pos:pos+size])
+		o.Fields[i].Size, o.Fields[i].Value = uint8(size), binary.LittleEndian.Uint64(le[:])
 	}
 	slices.SortFunc(o.Fields, func(a, b RawField) int { return int(a.ID) - int(b.ID) })
 	return o, nil
@@ -304,7 +315,9 @@ func (w *writer) writeOptions(o Options) flatbuffers.UOffsetT {
 }
 
 // rawOptions writes the fields largest first from an 8-aligned start, so that no padding
-// falls between fields and Read derives the same sizes again.
+// falls between fields and Read derives the same sizes again: each field's room ends where
+// the next begins, and the last (largest, size S) starts on a multiple of S but, for S < 8,
+// not of 2S.
 func (w *writer) rawOptions(o *RawOptions) flatbuffers.UOffsetT {
 	b := w.b
 	fields := slices.Clone(o.Fields)

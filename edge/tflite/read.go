@@ -149,8 +149,14 @@ func (d *decoder) field(t table, id, width int, name string) (pos int, ok bool, 
 	if off == 0 {
 		return 0, false, nil
 	}
-	if off < 4 || off+width > t.size {
-		return 0, false, d.errf(name, ErrCorrupt, "field at offset %d lies outside its %d-byte table", off, t.size)
+	// Like the FlatBuffers verifier, check the field against the file, not the table's
+	// inline size: the Go builder shares a vtable between tables whose fields sit at the
+	// same offsets, even when their sizes differ, so that size may be another table's.
+	if off < 4 {
+		return 0, false, d.errf(name, ErrCorrupt, "field at offset %d overlaps its table's vtable offset", off)
+	}
+	if !d.span(t.pos+off, uint64(width)) {
+		return 0, false, d.errf(name, ErrTruncated, "field runs past the end of the file")
 	}
 	return t.pos + off, true, nil
 }

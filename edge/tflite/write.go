@@ -28,6 +28,11 @@ func Write(m *Model) ([]byte, error) {
 	if err := validate(m); err != nil {
 		return nil, err
 	}
+	return encode(m)
+}
+
+// encode serialises a validated model.
+func encode(m *Model) ([]byte, error) {
 	size := estimateSize(m)
 	if size > maxWriteBytes {
 		return nil, &FormatError{Err: ErrTooLarge, Msg: fmt.Sprintf("about %d bytes; Write handles files up to %d", size, maxWriteBytes)}
