@@ -283,6 +283,19 @@ func TestTrainSubsetAndResume(t *testing.T) {
 			t.Errorf("output %s: %v", f, err)
 		}
 	}
+	// --export-only on the same folder rebuilds the same int8 file bit for bit.
+	first, err := os.ReadFile(filepath.Join(cfg.Out, TFLiteFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := cfg
+	ex.ExportOnly = true
+	if _, err := Train(context.Background(), ex); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := os.ReadFile(filepath.Join(cfg.Out, TFLiteFile)); err != nil || !bytes.Equal(first, again) {
+		t.Fatalf("export-only wrote a different model (%d vs %d bytes, %v)", len(first), len(again), err)
+	}
 	m, err := LoadModel(filepath.Join(cfg.Out, ModelFile))
 	if err != nil {
 		t.Fatal(err)

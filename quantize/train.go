@@ -221,6 +221,10 @@ func (t *trainer) loadData(ctx context.Context) error {
 		train = Subsample(train, cfg.Subset, cfg.Seed)
 		val = Subsample(val, max(cfg.Subset/4, 2*cfg.Shards), cfg.Seed+1)
 	}
+	if cfg.ExportOnly {
+		// Only the calibration images of train are needed (the same ones a full run uses).
+		train = Subsample(train, cfg.CalibImages, cfg.Seed+2)
+	}
 	start := time.Now()
 	if err := LoadGrey(ctx, train, cfg.Arch.Size, cfg.Workers); err != nil {
 		return err
@@ -235,7 +239,7 @@ func (t *trainer) loadData(ctx context.Context) error {
 	t.wNeg = float32(len(train)) / float32(2*max(len(train)-p, 1))
 	t.log.Info("data loaded", "train", len(train), "train_pneumonia", p, "val", len(val), "val_pneumonia", countPos(val),
 		"size", cfg.Arch.Size, "seconds", time.Since(start).Seconds())
-	if len(train) < cfg.BatchSize {
+	if len(train) < cfg.BatchSize && !cfg.ExportOnly {
 		return fmt.Errorf("%w: %d training images, fewer than one batch of %d", ErrDataset, len(train), cfg.BatchSize)
 	}
 	return nil
@@ -637,8 +641,11 @@ const TFLiteFile = "model.tflite"
 // exportInt8 calibrates on CalibImages training images, writes model.tflite, scores validation
 // with the Go engine and stores the int8 model's own operating threshold in its metadata.
 func (t *trainer) exportInt8(ctx context.Context, res *Result) error {
-	calib := greyOf(Subsample(t.train, t.cfg.CalibImages, t.cfg.Seed+2))
-	tm, err := ExportInt8(res.Model, calib)
+	calib := t.train
+	if !t.cfg.ExportOnly {
+		calib = Subsample(t.train, t.cfg.CalibImages, t.cfg.Seed+2)
+	}
+	tm, err := ExportInt8(res.Model, greyOf(calib))
 	if err != nil {
 		return err
 	}
@@ -684,6 +691,9 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
