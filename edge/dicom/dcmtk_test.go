@@ -432,3 +432,37 @@ func BenchmarkPeerPNGDecodeCR(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeFullresNative decodes a full-resolution (1542×1152) uncompressed DICOM made by
+// img2dcm+dcmdjpeg; BenchmarkPeerJPEGDecodeFullres decodes the source JPEG with image/jpeg, the
+// path the device takes for JPEG uploads.
+func BenchmarkDecodeFullresNative(b *testing.B) {
+	dir := b.TempDir()
+	src := jpegSources(b)["grey-full"]
+	testenv.DCMTK(b, "img2dcm", "-q", src, filepath.Join(dir, "j.dcm"))
+	testenv.DCMTK(b, "dcmdjpeg", "-q", filepath.Join(dir, "j.dcm"), filepath.Join(dir, "n.dcm"))
+	data, err := os.ReadFile(filepath.Join(dir, "n.dcm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(data, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPeerJPEGDecodeFullres(b *testing.B) {
+	data, err := os.ReadFile(jpegSources(b)["grey-full"])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := jpeg.Decode(bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

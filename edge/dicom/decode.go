@@ -403,20 +403,32 @@ func renderMono(f *frame, a *attrs, in *Info) image.Image {
 	}
 	in.WindowCenter, in.WindowWidth, in.WindowFunction = win.center, win.width, win.function
 
-	lut := make([]uint16, 1<<uint(f.bitsAlloc))
-	for word := range lut {
-		y := win.apply(float64(f.stored(uint32(word)))*in.RescaleSlope + in.RescaleIntercept)
+	// The table is indexed by the stored bits (2^BitsStored entries), so building it costs
+	// little even for 16-bit data; sign extension happens while building.
+	shift := uint(f.highBit + 1 - f.bitsStored)
+	mask := uint32(1)<<uint(f.bitsStored) - 1
+	lut := make([]uint16, mask+1)
+	for bits := range lut {
+		y := win.apply(float64(f.stored(uint32(bits)<<shift))*in.RescaleSlope + in.RescaleIntercept)
 		y = math.Round(min(max(y, 0), 65535))
 		if inverted {
 			y = 65535 - y
 		}
-		lut[word] = uint16(y)
+		lut[bits] = uint16(y)
 	}
 	g := image.NewGray16(image.Rect(0, 0, w, h))
+	pix := g.Pix[:2*n]
+	if f.bitsAlloc == 8 {
+		for i, b := range f.raw[:n] {
+			y := lut[(uint32(b)>>shift)&mask]
+			pix[2*i], pix[2*i+1] = uint8(y>>8), uint8(y)
+		}
+		return g
+	}
+	raw := f.raw[:2*n]
 	for i := 0; i < n; i++ {
-		y := lut[f.word(i)]
-		g.Pix[2*i] = uint8(y >> 8)
-		g.Pix[2*i+1] = uint8(y)
+		y := lut[((uint32(raw[2*i])|uint32(raw[2*i+1])<<8)>>shift)&mask]
+		pix[2*i], pix[2*i+1] = uint8(y>>8), uint8(y)
 	}
 	return g
 }
