@@ -1,11 +1,13 @@
 package fleet
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
 	"github.com/cxr-edge/cxr-edge/telemetry"
 )
 
@@ -181,5 +183,35 @@ func TestRestartKeepsHistory(t *testing.T) {
 	res, err := r2.store.results(ResultQuery{Device: "dev3", Limit: 10})
 	if err != nil || len(res) != 2 || res[0].ID != "while-down" || res[1].ID != "before-1" {
 		t.Fatalf("results after restart = %+v, %v", res, err)
+	}
+}
+
+// TestTLSClientCertificate: the dashboard reaches a broker that requires TLS client
+// certificates, using mqtt.ca_file, cert_file and key_file.
+func TestTLSClientCertificate(t *testing.T) {
+	b := testenv.MosquittoTLS(t)
+	o := testOptions(t, b.TLSURL())
+	o.MQTT.CAFile, o.MQTT.CertFile, o.MQTT.KeyFile = b.CAFile, b.ClientCert, b.ClientKey
+	r := start(t, o)
+	p := publisher(t, b.URL(), "pub-tls")
+	tp, _ := telemetry.NewTopics("cxr", "clinic", "tls1")
+	publish(t, p, tp.Result(), false, resultMsg("t1", telemetry.LabelNormal, 0.1, time.Now()))
+	waitFor(t, 5*time.Second, "result over TLS", func() bool { return r.count("result/accepted") == 1 })
+
+	// A certificate from another CA is refused: the dashboard never gets connected.
+	o2 := testOptions(t, b.TLSURL())
+	o2.MQTT.CAFile, o2.MQTT.CertFile, o2.MQTT.KeyFile = b.CAFile, b.OtherCert, b.OtherKey
+	svc, err := New(o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if err := svc.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if svc.Connected() {
+		t.Error("connected with a certificate from an unknown CA")
 	}
 }

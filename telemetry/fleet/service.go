@@ -164,8 +164,9 @@ func (s *Service) applyBatch(batch []inbound) {
 				return err
 			}
 			outs[i].result = res
+			// Even a stale or duplicate message moves last_seen, so the device is always saved.
+			dirty[dev] = true
 			if res == outAccepted {
-				dirty[dev] = true
 				kinds |= kindEvent(d.kind)
 				if !m.retained {
 					measured = append(measured, i)
