@@ -121,7 +121,8 @@ func (p *parser) readHeader(pos int, explicit bool) (header, error) {
 		return header{tag: t, length: binary.LittleEndian.Uint32(d[pos+4:]), value: pos + 8}, nil
 	}
 	if !isVR(d[pos+4:]) {
-		return header{}, fmt.Errorf("%w: element %v at offset %d has no valid explicit VR (% x)", ErrMalformed, t, pos, d[pos+4:pos+6])
+		// The offending bytes are not quoted: they could be part of a patient's name.
+		return header{}, fmt.Errorf("%w: element %v at offset %d has no valid explicit VR", ErrMalformed, t, pos)
 	}
 	vr := string(d[pos+4 : pos+6])
 	if !longVR(vr) {
