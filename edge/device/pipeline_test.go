@@ -3,6 +3,8 @@ package device
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -149,7 +151,9 @@ func (r *recorder) Show(res telemetry.Result) {
 }
 func (r *recorder) Notify() { r.mu.Lock(); r.notices++; r.mu.Unlock() }
 
-func openStore(t *testing.T, dir string) *store.Store {
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func openStore(t testing.TB, dir string) *store.Store {
 	t.Helper()
 	st, err := store.Open(dir, store.Options{})
 	if err != nil {
