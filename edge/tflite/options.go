@@ -323,8 +323,8 @@ func (w *writer) rawOptions(o *RawOptions) flatbuffers.UOffsetT {
 	fields := slices.Clone(o.Fields)
 	slices.SortStableFunc(fields, func(x, y RawField) int { return int(y.Size) - int(x.Size) })
 	numFields := 0
-	if len(o.Fields) > 0 {
-		numFields = int(o.Fields[len(o.Fields)-1].ID) + 1
+	for _, f := range o.Fields {
+		numFields = max(numFields, int(f.ID)+1)
 	}
 	b.Prep(8, 0)
 	b.StartObject(numFields)

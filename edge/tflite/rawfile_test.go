@@ -28,7 +28,13 @@ type rawSpec struct {
 	// times, with tensor 0's shape given by bigShape.
 	tensorRepeat int
 	bigShape     int
+	// Hooks add fields Write never sets. Each is called before its table starts (to build
+	// children) and returns a function that adds slots inside the table.
+	tensorHook, operatorHook, modelHook func(b *flatbuffers.Builder) func()
+	version                             uint32 // Model.version; 0 means 3
 }
+
+func noHook(*flatbuffers.Builder) func() { return func() {} }
 
 func rawInt32s(b *flatbuffers.Builder, v []int32) flatbuffers.UOffsetT {
 	b.StartVector(4, len(v), 4)
@@ -45,13 +51,20 @@ func (s rawSpec) build() []byte {
 	buf0 := b.EndObject()
 	buffers := b.CreateVectorOfTables([]flatbuffers.UOffsetT{buf0})
 
-	tensor := func(name string, shape []int32) flatbuffers.UOffsetT {
+	for _, h := range []*func(*flatbuffers.Builder) func(){&s.tensorHook, &s.operatorHook, &s.modelHook} {
+		if *h == nil {
+			*h = noHook
+		}
+	}
+	tensor := func(name string, shape []int32, hook func(*flatbuffers.Builder) func()) flatbuffers.UOffsetT {
 		sh := rawInt32s(b, shape)
 		nm := b.CreateString(name)
-		b.StartObject(9)
+		add := hook(b)
+		b.StartObject(11)
 		b.PrependUOffsetTSlot(0, sh, 0)
 		b.PrependInt8Slot(1, int8(Int8), 0)
 		b.PrependUOffsetTSlot(3, nm, 0)
+		add()
 		return b.EndObject()
 	}
 	var tensors []flatbuffers.UOffsetT
@@ -60,12 +73,12 @@ func (s rawSpec) build() []byte {
 		for i := range shape {
 			shape[i] = 1
 		}
-		t0 := tensor("shared", shape)
+		t0 := tensor("shared", shape, noHook)
 		for range s.tensorRepeat {
 			tensors = append(tensors, t0)
 		}
 	} else {
-		tensors = []flatbuffers.UOffsetT{tensor("in", []int32{1, 2, 2, 1}), tensor("out", []int32{1, 2, 2, 1})}
+		tensors = []flatbuffers.UOffsetT{tensor("in", []int32{1, 2, 2, 1}, s.tensorHook), tensor("out", []int32{1, 2, 2, 1}, noHook)}
 	}
 	tensorVec := b.CreateVectorOfTables(tensors)
 
@@ -76,7 +89,9 @@ func (s rawSpec) build() []byte {
 			opts = o.options(b)
 		}
 		in, out := rawInt32s(b, []int32{0}), rawInt32s(b, []int32{1})
-		b.StartObject(9)
+		add := s.operatorHook(b)
+		b.StartObject(14)
+		add()
 		b.PrependUint32Slot(0, o.opcode, 0)
 		b.PrependUOffsetTSlot(1, in, 0)
 		b.PrependUOffsetTSlot(2, out, 0)
@@ -115,8 +130,14 @@ func (s rawSpec) build() []byte {
 	}
 	codeVec := b.CreateVectorOfTables(codes)
 
-	b.StartObject(8)
-	b.PrependUint32Slot(0, 3, 0)
+	add := s.modelHook(b)
+	b.StartObject(10)
+	add()
+	version := s.version
+	if version == 0 {
+		version = 3
+	}
+	b.PrependUint32Slot(0, version, 0)
 	b.PrependUOffsetTSlot(1, codeVec, 0)
 	b.PrependUOffsetTSlot(2, sgVec, 0)
 	b.PrependUOffsetTSlot(4, buffers, 0)

@@ -338,9 +338,9 @@ func TestCorrupted(t *testing.T) {
 	rejected, accepted := 0, 0
 	for name, orig := range files {
 		data := bytes.Clone(orig)
-		step := max(1, len(data)/700)
+		step := max(1, len(data)/200)
 		for pos := 0; pos < len(data); pos += step {
-			for _, mask := range []byte{0xff, 0x80, 0x01} {
+			for _, mask := range []byte{0xff, 0x01} {
 				data[pos] ^= mask
 				m, err := Read(data)
 				if err != nil {
