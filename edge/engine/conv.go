@@ -256,7 +256,7 @@ func (k *qconv) prepQ(l *loader, it, ft, bt, ot *tensorMeta, act tflite.Activati
 		}
 		// Σ(a−za)(w−zw) = Σaw − zw·Σa − za·Σw + K·za·zw; the Σa term is per pixel.
 		k.fold[c] = bias[c] - k.inZp*sw + int32(kk)*k.inZp*k.fzp
-		k.mult[c] = l.newRequant(inScale * fscales[c] / outScale)
+		k.mult[c] = l.newConvRequant(float32(inScale), float32(fscales[c]), float32(outScale))
 	}
 	k.outZp = ot.zp()
 	qmin, qmax := qrange(ot.info.Type)
@@ -509,7 +509,7 @@ func prepDepthwise(l *loader) (kernel, error) {
 	}
 	k.mult = make([]requant, oc)
 	for c := range oc {
-		k.mult[c] = l.newRequant(float64(it.scale()) * fscales[c] / float64(ot.scale()))
+		k.mult[c] = l.newConvRequant(it.scale(), float32(fscales[c]), ot.scale())
 	}
 	k.inZp, k.outZp = it.zp(), ot.zp()
 	qmin, qmax := qrange(ot.info.Type)

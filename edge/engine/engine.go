@@ -1,9 +1,10 @@
 // Package engine is a pure-Go TensorFlow Lite interpreter for the int8, uint8 and float32
 // CNN op subset (convolutions, pooling, fully connected, element-wise, softmax, ...).
 //
-// Integer kernels use TFLite's reference fixed-point arithmetic (QuantizeMultiplier,
-// MultiplyByQuantizedMultiplier), so outputs equal those of Google's runtime except for rare
-// ±1 rounding differences where LiteRT's XNNPACK kernels round in floating point.
+// Integer kernels follow TFLite's arithmetic (QuantizeMultiplier, MultiplyByQuantizedMultiplier,
+// look-up tables for LOGISTIC and SOFTMAX). By default convolutions rescale in float32 as
+// LiteRT's XNNPACK kernels do, which makes outputs equal LiteRT's bit for bit; Options.Rounding
+// selects the fixed-point rounding of TFLite's reference kernels and tflite-micro instead.
 //
 // A Model is loaded once: operators are checked, weights are packed and requantisation
 // constants computed, and every activation is given a place in one arena planned from tensor
@@ -39,8 +40,9 @@ type Options struct {
 	// KeepTensors names intermediate tensors that stay readable through
 	// Interpreter.Tensor after Invoke. They get arena space of their own.
 	KeepTensors []string
-	// Rounding is how integer kernels rescale accumulators; the zero value RoundSingle
-	// matches LiteRT bit for bit, RoundDouble matches tflite-micro.
+	// Rounding is how integer kernels rescale accumulators; the zero value RoundLiteRT
+	// matches LiteRT bit for bit, RoundDouble matches TFLite's reference kernels and
+	// tflite-micro.
 	Rounding Rounding
 }
 
@@ -159,7 +161,7 @@ func Load(m *tflite.Model, opts Options) (model *Model, err error) {
 	if opts.Threads < 0 {
 		return nil, fmt.Errorf("engine: Options.Threads %d is negative", opts.Threads)
 	}
-	if opts.Rounding != RoundSingle && opts.Rounding != RoundDouble {
+	if opts.Rounding < RoundLiteRT || opts.Rounding > RoundDouble {
 		return nil, fmt.Errorf("engine: Options.Rounding %d is unknown", opts.Rounding)
 	}
 	l := &loader{src: m, sg: &m.Subgraphs[0], m: &Model{threads: opts.Threads}, rounding: opts.Rounding}

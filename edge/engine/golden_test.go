@@ -36,7 +36,7 @@ const (
 	refused
 )
 
-// Bounds for deep models. With the default RoundSingle the engine reproduces LiteRT bit
+// Bounds for deep models. With the default RoundLiteRT the engine reproduces LiteRT bit
 // for bit on every shared model (0 differences); the bounds are what the tflite-micro
 // rounding (RoundDouble) produces on MobileNetV2, the deepest model: 86% of its 1000
 // logits differ, by at most 10, with the same top class (models/README.md reports up to
@@ -217,6 +217,10 @@ func (e expectation) check(s diffStats, isFloat bool) error {
 		if s.differ > 0 {
 			return fmt.Errorf("%d of %d beyond 1e-5 relative (max abs diff %g)", s.differ, s.n, s.maxDiff)
 		}
+	case hybrid:
+		if s.differ > 0 {
+			return fmt.Errorf("%d of %d beyond the hybrid tolerance (max abs diff %g)", s.differ, s.n, s.maxDiff)
+		}
 	case deep:
 		if s.argGot != s.argWant {
 			return fmt.Errorf("top class %d, want %d", s.argGot, s.argWant)
@@ -236,7 +240,7 @@ func loadShared(t testing.TB, file string, opts Options) (*Model, error) {
 // TestConformanceGolden runs every shared model on the deterministic input and compares
 // with the stored outputs of real TFLite runtimes (table conformance).
 func TestConformanceGolden(t *testing.T) {
-	for _, rounding := range []Rounding{RoundSingle, RoundDouble} {
+	for _, rounding := range []Rounding{RoundLiteRT, RoundSingle, RoundDouble} {
 		t.Run(rounding.String(), func(t *testing.T) {
 			matched, tried := 0, 0
 			for _, c := range conformance {
@@ -273,8 +277,8 @@ func TestConformanceGolden(t *testing.T) {
 						t.Fatalf("%d outputs, golden has %d", len(m.Outputs()), len(want.Outputs))
 					}
 					expect := c.expect
-					if rounding == RoundDouble && (expect == small || expect == deep) {
-						// tflite-micro's rounding is not LiteRT's: ±1 per requantisation,
+					if rounding != RoundLiteRT && (expect == small || expect == deep) {
+						// The fixed-point roundings are not LiteRT's: ±1 per requantisation,
 						// compounding through layers, so every quantized model is held
 						// to the deep-model bounds.
 						expect = deep

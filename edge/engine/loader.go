@@ -232,6 +232,11 @@ func (l *loader) operators() error {
 		l.m.kernels = append(l.m.kernels, k)
 		l.m.opNames = append(l.m.opNames, name)
 	}
+	for _, in := range l.m.inputs {
+		// Inputs stay intact through Invoke, so a caller may invoke again without
+		// rewriting them (as in TFLite, whose planner never frees graph inputs).
+		l.m.tensors[in].last = len(l.sg.Operators)
+	}
 	for _, out := range l.sg.Outputs {
 		if out < 0 || int(out) >= nt || !produced[out] {
 			return fmt.Errorf("%w: graph output %d is never written", ErrInvalidModel, out)
@@ -313,6 +318,17 @@ func (l *loader) plan(keep []string) error {
 func (l *loader) newRequant(m float64) requant {
 	q, s := quantizeMultiplier(m)
 	return requant{q: q, shift: s, double: l.rounding == RoundDouble}
+}
+
+// newConvRequant prepares the rescaling of a convolution or fully connected accumulator:
+// TFLite's multiplier input·filter/output computed in double, or, for RoundLiteRT,
+// XNNPACK's float32 scale computed in float32 in the same order.
+func (l *loader) newConvRequant(in, filter, out float32) requant {
+	r := l.newRequant(float64(in) * float64(filter) / float64(out))
+	if l.rounding == RoundLiteRT {
+		r.f = in * filter / out
+	}
+	return r
 }
 
 func align16(n int) int { return (n + 15) &^ 15 }

@@ -350,7 +350,7 @@ const (
 	binMul
 )
 
-type binary struct {
+type binop struct {
 	a, b, out int
 	kind      binKind
 	typ       tflite.TensorType
@@ -397,7 +397,7 @@ func prepBinary(l *loader, kind binKind) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &binary{a: a, b: b, out: out, kind: kind, typ: ot.info.Type, bc: bc}
+	k := &binop{a: a, b: b, out: out, kind: kind, typ: ot.info.Type, bc: bc}
 	var ok bool
 	switch ot.info.Type {
 	case tflite.Float32:
@@ -428,7 +428,7 @@ func prepBinary(l *loader, kind binKind) (kernel, error) {
 	return k, nil
 }
 
-func (k *binary) q(x, y int32) int32 {
+func (k *binop) q(x, y int32) int32 {
 	x += k.offA
 	y += k.offB
 	var r int32
@@ -445,7 +445,7 @@ func (k *binary) q(x, y int32) int32 {
 	return clamp32(r, k.lo, k.hi)
 }
 
-func (k *binary) f(x, y float32) float32 {
+func (k *binop) f(x, y float32) float32 {
 	switch k.kind {
 	case binAdd:
 		x += y
@@ -457,7 +457,7 @@ func (k *binary) f(x, y float32) float32 {
 	return clampF(x, k.flo, k.fhi)
 }
 
-func (k *binary) eval(ip *Interpreter) {
+func (k *binop) eval(ip *Interpreter) {
 	var idx [6]int
 	ia, ib := 0, 0
 	switch k.typ {
@@ -914,9 +914,23 @@ func prepLeakyRelu(l *loader) (kernel, error) {
 		}
 		return x
 	}, func(it, ot *tensorMeta) (func(int32) int32, error) {
+		iz, oz := it.zp(), ot.zp()
+		if l.rounding == RoundLiteRT {
+			// XNNPACK's 8-bit leaky ReLU: the two scales as 8.8 fixed point.
+			pos := it.scale() / ot.scale()
+			mp := int32(math.RoundToEven(float64(256 * pos)))
+			mn := int32(math.RoundToEven(float64(256 * (pos * alpha))))
+			return func(q int32) int32 {
+				x := q - iz
+				m := mp
+				if x < 0 {
+					m = mn
+				}
+				return oz + (x*m+128)>>8
+			}, nil
+		}
 		mi := l.newRequant(float64(it.scale()) / float64(ot.scale()))
 		ma := l.newRequant(float64(it.scale()) * float64(alpha) / float64(ot.scale()))
-		iz, oz := it.zp(), ot.zp()
 		return func(q int32) int32 {
 			x := q - iz
 			if x >= 0 {

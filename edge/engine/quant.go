@@ -80,21 +80,29 @@ func mulQSingle(x, q int32, shift int) int32 {
 	return int32(min(max(r, math.MinInt32), math.MaxInt32))
 }
 
-// Rounding selects how integer kernels round when they rescale an int32 accumulator.
+// Rounding selects how integer kernels rescale int32 accumulators to 8-bit outputs. TFLite's
+// runtimes differ here by ±1 in a few percent of values, and the differences compound in
+// deep networks, so the engine can reproduce each of them.
 type Rounding int
 
 const (
-	// RoundSingle rounds once (TFLite built with TFLITE_SINGLE_ROUNDING). It is the default
-	// because LiteRT (XNNPACK) gives the same bytes on every conformance model.
-	RoundSingle Rounding = iota
+	// RoundLiteRT, the default, reproduces LiteRT's CPU kernels (XNNPACK): CONV_2D,
+	// DEPTHWISE_CONV_2D and FULLY_CONNECTED rescale in float32 and round half to even;
+	// other operators round once in fixed point. The engine then gives LiteRT's bytes on
+	// every conformance model and random input.
+	RoundLiteRT Rounding = iota
+	// RoundSingle is TFLite's reference kernels built with TFLITE_SINGLE_ROUNDING: one
+	// fixed-point rounding of x·q·2^(shift−31), ties towards +∞.
+	RoundSingle
 	// RoundDouble is gemmlowp's SaturatingRoundingDoublingHighMul followed by
-	// RoundingDivideByPOT, the default of TFLite's reference kernels and of tflite-micro.
-	// It differs from RoundSingle by ±1 in a few percent of requantised values.
+	// RoundingDivideByPOT: the default of TFLite's reference kernels and of tflite-micro.
 	RoundDouble
 )
 
 func (r Rounding) String() string {
 	switch r {
+	case RoundLiteRT:
+		return "litert"
 	case RoundSingle:
 		return "single"
 	case RoundDouble:
@@ -108,9 +116,15 @@ type requant struct {
 	q      int32
 	shift  int
 	double bool
+	f      float32 // float32 scale for RoundLiteRT's float rescaling; 0 = fixed point
 }
 
 func (r requant) apply(x int32) int32 {
+	if r.f != 0 {
+		// XNNPACK's fp32 requantisation: float32 product, round half to even. The float64
+		// round of a float32 value is exact.
+		return int32(math.RoundToEven(float64(float32(x) * r.f)))
+	}
 	if r.double {
 		return mulQ(x, r.q, r.shift)
 	}
