@@ -53,14 +53,14 @@ func binaryModel(code tflite.BuiltinOp, opts tflite.Options, typ tflite.TensorTy
 }
 
 type convSpec struct {
-	typ                 tflite.TensorType
+	typ                  tflite.TensorType
 	h, w, ic, oc, kh, kw int
-	stride, dil         int32
-	pad                 tflite.Padding
-	act                 tflite.Activation
-	depthwise           bool
-	mult                int
-	hybrid              bool
+	stride, dil          int32
+	pad                  tflite.Padding
+	act                  tflite.Activation
+	depthwise            bool
+	mult                 int
+	hybrid               bool
 }
 
 func convModel(s convSpec) *tflite.Model {
