@@ -85,6 +85,9 @@ type Folder struct {
 	proc Processor
 	// candidates maps a file name to its last observation; only Run's goroutine touches it.
 	candidates map[string]observation
+	// stuck holds files that could be neither moved nor removed (permissions); they are left
+	// alone until the daemon restarts rather than processed again and again.
+	stuck map[string]bool
 }
 
 type observation struct {
@@ -107,7 +110,7 @@ func NewFolder(opts FolderOptions, proc Processor) (*Folder, error) {
 			return nil, fmt.Errorf("intake: hot folder: %w", err)
 		}
 	}
-	return &Folder{opts: opts, proc: proc, candidates: map[string]observation{}}, nil
+	return &Folder{opts: opts, proc: proc, candidates: map[string]observation{}, stuck: map[string]bool{}}, nil
 }
 
 // Ignored reports whether the hot folder skips a file name: dotfiles and names ending in
@@ -180,7 +183,7 @@ func (f *Folder) rescan() {
 
 // consider records a (possibly changed) file; check decides when it is ready.
 func (f *Folder) consider(name string) {
-	if Ignored(name) {
+	if Ignored(name) || f.stuck[name] {
 		return
 	}
 	if _, ok := f.candidates[name]; !ok {
@@ -271,7 +274,8 @@ func (f *Folder) handle(ctx context.Context, name string, fi os.FileInfo) bool {
 	if f.opts.KeepDone {
 		f.moveTo(name, DoneDir, "")
 	} else if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		log.Error("removing processed file", "err", err)
+		log.Error("cannot remove processed file; leaving it until restart", "err", err)
+		f.stuck[name] = true
 	}
 	log.Info("processed", "id", res.ID, "label", res.Label, "score", res.Score)
 	return true
@@ -326,12 +330,9 @@ func (f *Folder) moveTo(name, sub, reason string) {
 		}
 	}
 	if err := os.Rename(src, dst); err != nil {
-		f.opts.Logger.Error("moving file", "file", name, "to", sub, "err", err)
-		// Do not loop on a file that cannot be moved: delete it (its bytes are in the store
-		// when it was processed) rather than fill the disk or reprocess it forever.
-		if err := os.Remove(src); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			f.opts.Logger.Error("removing file", "file", name, "err", err)
-		}
+		// Leave the input where it is (never lose it) and stop looking at it until restart.
+		f.opts.Logger.Error("cannot move file; leaving it in the hot folder until restart", "file", name, "to", sub, "err", err)
+		f.stuck[name] = true
 	}
 	f.prune()
 }

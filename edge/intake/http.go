@@ -143,7 +143,9 @@ func (h *httpAPI) postStudy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.opts.Counters.received(SourceHTTP)
-	res, err := h.opts.Processor.Process(r.Context(), Input{
+	// The image is scored even if the client disconnects meanwhile: it is already being
+	// recorded, and the result stays available under GET /v1/results/{id}.
+	res, err := h.opts.Processor.Process(context.WithoutCancel(r.Context()), Input{
 		Source: SourceHTTP, Format: format, Data: data, ReceivedAt: h.opts.Now(),
 	})
 	if err != nil {
