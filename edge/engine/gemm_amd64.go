@@ -113,3 +113,24 @@ func dwPixelsAsm(acc []int32, src []byte, soff, woff []int, f []int32, n int, zp
 	}
 	return n &^ 7
 }
+
+// addQ8S8AVX2 and addQ8U8AVX2 run addQ8.run on the first n&^7 elements.
+//
+//go:noescape
+func addQ8S8AVX2(dst, a, b *byte, n int, vec *[addQ8VecN][8]int32, sub bool)
+
+//go:noescape
+func addQ8U8AVX2(dst, a, b *byte, n int, vec *[addQ8VecN][8]int32, sub bool)
+
+func addQ8Asm(k *addQ8, dst, a, b []byte, u8 bool) int {
+	n := len(dst)
+	if n < 8 || !k.simd || !cpu.X86.HasAVX2 {
+		return 0
+	}
+	if u8 {
+		addQ8U8AVX2(&dst[0], &a[0], &b[0], n, &k.vec, k.sub)
+	} else {
+		addQ8S8AVX2(&dst[0], &a[0], &b[0], n, &k.vec, k.sub)
+	}
+	return n &^ 7
+}
