@@ -142,14 +142,15 @@ func (p *Pipeline) Process(ctx context.Context, in intake.Input) (telemetry.Resu
 	if p.opts.Store == nil {
 		return p.evaluate(ctx, store.HashID(in.Data), in)
 	}
-	rec, dup, err := p.opts.Store.Submit(in.Source, in.Name, in.Data, in.ReceivedAt)
+	// A duplicate (same bytes as an earlier input) is answered from the store below.
+	rec, _, err := p.opts.Store.Submit(in.Source, in.Name, in.Data, in.ReceivedAt)
 	if err != nil {
 		return telemetry.Result{}, fmt.Errorf("recording input: %w", err)
 	}
-	return p.processRecorded(ctx, rec, dup, in)
+	return p.processRecorded(ctx, rec, in)
 }
 
-func (p *Pipeline) processRecorded(ctx context.Context, rec store.Input, dup bool, in intake.Input) (telemetry.Result, error) {
+func (p *Pipeline) processRecorded(ctx context.Context, rec store.Input, in intake.Input) (telemetry.Result, error) {
 	// One goroutine per id: a second arrival of the same image waits for the first.
 	for {
 		p.mu.Lock()
@@ -165,7 +166,6 @@ func (p *Pipeline) processRecorded(ctx context.Context, rec store.Input, dup boo
 		case <-ctx.Done():
 			return telemetry.Result{}, ctx.Err()
 		}
-		dup = true
 	}
 	defer func() {
 		p.mu.Lock()
@@ -173,8 +173,9 @@ func (p *Pipeline) processRecorded(ctx context.Context, rec store.Input, dup boo
 		delete(p.inflight, rec.ID)
 		p.mu.Unlock()
 	}()
-	if dup {
-		// Already scored: answer with the committed result, score nothing.
+	// Already scored (a duplicate, or scored by Recover meanwhile): answer with the committed
+	// result, score nothing.
+	{
 		r, err := p.opts.Store.Result(rec.ID)
 		if err == nil {
 			p.opts.Logger.Info("duplicate input, returning its result", "id", rec.ID, "source", in.Source)
@@ -195,6 +196,11 @@ func (p *Pipeline) processRecorded(ctx context.Context, rec store.Input, dup boo
 		return telemetry.Result{}, fmt.Errorf("not scored, re-queued: %w", err)
 	}
 	if _, err := p.opts.Store.Commit(res); err != nil {
+		if errors.Is(err, store.ErrNotPending) {
+			if r, rerr := p.opts.Store.Result(rec.ID); rerr == nil {
+				return r, nil
+			}
+		}
 		return telemetry.Result{}, fmt.Errorf("committing result: %w", err)
 	}
 	if p.opts.Publisher != nil {
@@ -230,7 +236,7 @@ func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 			continue
 		}
 		in := intake.Input{Source: rec.Source, Name: rec.Name, Format: intake.Sniff(data), Data: data, ReceivedAt: rec.ReceivedAt}
-		if _, err := p.processRecorded(ctx, rec, false, in); err != nil {
+		if _, err := p.processRecorded(ctx, rec, in); err != nil {
 			return n, err
 		}
 		n++
