@@ -234,12 +234,12 @@ func newKernel(src, dst int) kernel {
 	support := 2 * scale
 	n := int(math.Ceil(2*support)) + 1
 	k := kernel{start: make([]int, dst), n: n, w: make([]float32, dst*n)}
+	ws := make([]float64, n)
 	for x := 0; x < dst; x++ {
 		c := (float64(x)+0.5)*s - 0.5
 		first := int(math.Floor(c - support + 1))
 		k.start[x] = first
 		var sum float64
-		ws := make([]float64, n)
 		for j := 0; j < n; j++ {
 			wt := catmullRom((float64(first+j) - c) / scale)
 			ws[j] = wt
