@@ -72,6 +72,12 @@ func requantAVX2(dst *byte, acc *int32, n, m int, bias, mult, lshift, rshift, rm
 //go:noescape
 func requantSingleAVX2(dst *byte, acc *int32, n, m int, bias, mult, ts, tsm1 *int32, p *[4]int32, adds *int32)
 
+// requantFloatAVX2 is requantAVX2 with XNNPACK's float rescaling: VCVTDQ2PS, VMULPS and
+// VCVTPS2DQ, which rounds half to even in the default MXCSR mode Go runs with.
+//
+//go:noescape
+func requantFloatAVX2(dst *byte, acc *int32, n, m int, bias *int32, fscale *float32, p *[4]int32, adds *int32)
+
 // requantAsm requantises the first n&^7 channels of m rows and returns n&^7 (0 when it
 // cannot: no AVX2, fewer than 8 channels, or single rounding with a shift > 0). The caller
 // has checked the lengths of dst, acc and adds.
@@ -84,7 +90,9 @@ func requantAsm(r *requantChannels, dst []byte, acc []int32, m int, adds []int32
 	if adds != nil {
 		ap = &adds[0]
 	}
-	if !r.double {
+	if r.fscale != nil {
+		requantFloatAVX2(&dst[0], &acc[0], r.n, m, &r.bias[0], &r.fscale[0], &p, ap)
+	} else if !r.double {
 		requantSingleAVX2(&dst[0], &acc[0], r.n, m, &r.bias[0], &r.mult[0], &r.ts[0], &r.tsm1[0], &p, ap)
 	} else {
 		requantAVX2(&dst[0], &acc[0], r.n, m, &r.bias[0], &r.mult[0], &r.lshift[0], &r.rshift[0], &r.rmask[0], &r.rhalf[0], &p, ap)

@@ -712,3 +712,61 @@ addQ8U8AVX2_add:
 addQ8U8AVX2_done:
 	VZEROUPPER
 	RET
+
+// func requantFloatAVX2(dst *byte, acc *int32, n, m int, bias *int32, fscale *float32, p *[4]int32, adds *int32)
+TEXT ·requantFloatAVX2(SB), NOSPLIT, $0-64
+	MOVQ dst+0(FP), DI
+	MOVQ acc+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ bias+32(FP), R8
+	MOVQ fscale+40(FP), R9
+	MOVQ p+48(FP), AX
+	VPBROADCASTD 0(AX), Y10  // add
+	VPBROADCASTD 4(AX), Y11  // zp
+	VPBROADCASTD 8(AX), Y12  // lo
+	VPBROADCASTD 12(AX), Y13 // hi
+	VMOVDQU requantShuf<>(SB), Y14
+	VMOVDQU requantPerm<>(SB), Y15
+	MOVQ n+16(FP), AX        // row stride
+	MOVQ m+24(FP), DX        // rows left
+	MOVQ adds+56(FP), R14    // per-row adds, or nil
+	ANDQ $-8, CX
+
+float_row:
+	TESTQ DX, DX
+	JZ    float_end
+	TESTQ R14, R14
+	JZ    float_noadd
+	VPBROADCASTD (R14), Y10
+	ADDQ  $4, R14
+
+float_noadd:
+	XORQ BX, BX
+
+float_loop:
+	CMPQ BX, CX
+	JGE  float_done
+	VMOVDQU   (SI)(BX*4), Y0
+	VPADDD    (R8)(BX*4), Y0, Y0
+	VPADDD    Y10, Y0, Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    (R9)(BX*4), Y0, Y0
+	VCVTPS2DQ Y0, Y0
+	VPADDD    Y11, Y0, Y0
+	VPMAXSD   Y12, Y0, Y0
+	VPMINSD   Y13, Y0, Y0
+	VPSHUFB   Y14, Y0, Y0
+	VPERMD    Y0, Y15, Y0
+	VMOVQ     X0, (DI)(BX*1)
+	ADDQ      $8, BX
+	JMP       float_loop
+
+float_done:
+	ADDQ AX, DI
+	LEAQ (SI)(AX*4), SI
+	DECQ DX
+	JMP  float_row
+
+float_end:
+	VZEROUPPER
+	RET

@@ -18,6 +18,7 @@ type requantChannels struct {
 	rmask      []int32 // double: 1<<rshift − 1
 	rhalf      []int32 // double: rmask >> 1
 	ts, tsm1   []int32 // single: 31 − shift and 30 − shift
+	fscale     []float32 // non-nil: XNNPACK's float rescaling (the engine's RoundLiteRT)
 	zp, lo, hi int32   // lo, hi within one byte's range (int8 or uint8)
 }
 
@@ -25,6 +26,17 @@ type requantChannels struct {
 // quantizeMultiplier; outputs are clamp(mulQ(acc+bias[c]+add, q[c], shift[c]) + zp, lo, hi)
 // with mulQ rounding twice (double) or once, as the engine's Rounding option says.
 func newRequantChannels(bias, q []int32, shift []int, zp, lo, hi int32, double bool) *requantChannels {
+	return newRequantChannelsFloat(bias, q, shift, nil, zp, lo, hi, double)
+}
+
+// newRequantFloat prepares XNNPACK's float32 rescaling: outputs are
+// clamp(roundHalfEven(float32(acc+bias[c]+add)·fscale[c]) + zp, lo, hi).
+func newRequantFloat(bias []int32, fscale []float32, zp, lo, hi int32) *requantChannels {
+	n := len(fscale)
+	return newRequantChannelsFloat(bias, make([]int32, n), make([]int, n), fscale, zp, lo, hi, false)
+}
+
+func newRequantChannelsFloat(bias, q []int32, shift []int, fscale []float32, zp, lo, hi int32, double bool) *requantChannels {
 	n := len(q)
 	r := &requantChannels{
 		n: n, double: double, simd: true, bias: make([]int32, n), mult: make([]int32, n),
@@ -34,6 +46,11 @@ func newRequantChannels(bias, q []int32, shift []int, zp, lo, hi int32, double b
 	}
 	copy(r.bias, bias)
 	copy(r.mult, q)
+	if fscale != nil {
+		r.fscale = make([]float32, n)
+		copy(r.fscale, fscale[:n])
+		return r
+	}
 	for c, s := range shift[:n] {
 		if s > 0 {
 			r.lshift[c] = int32(s)
@@ -93,6 +110,10 @@ func (r *requantChannels) rows(dst []byte, acc []int32, m int, adds []int32) {
 // one is the scalar definition (also the tail after the SIMD kernel).
 func (r *requantChannels) one(c int, x int32) int32 {
 	x += r.bias[c]
+	if r.fscale != nil {
+		// float32 product, round half to even (the float64 round of a float32 is exact).
+		return min(max(int32(math.RoundToEven(float64(float32(x)*r.fscale[c])))+r.zp, r.lo), r.hi)
+	}
 	if !r.double {
 		// TFLITE_SINGLE_ROUNDING: one rounding of x·q·2^(shift−31), ties towards +∞,
 		// saturated to int32.

@@ -117,6 +117,54 @@ func testRequantRow(t *testing.T, double bool) {
 	}
 }
 
+// refRequantFloat is XNNPACK's fp32 requantisation as the engine's RoundLiteRT defines it.
+func refRequantFloat(x int32, f float32, zp, lo, hi int32) int32 {
+	return min(max(int32(math.RoundToEven(float64(float32(x)*f)))+zp, lo), hi)
+}
+
+func TestRequantFloatMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(27, 28))
+	for _, n := range []int{1, 7, 8, 9, 24, 33, 96} {
+		bias, fs := make([]int32, n), make([]float32, n)
+		for c := range n {
+			bias[c] = int32(r.IntN(1<<16) - 1<<15)
+			fs[c] = float32(math.Ldexp(0.5+r.Float64()/2, -r.IntN(16)))
+		}
+		// Ties: x·f exactly halfway between integers must round to even.
+		fs[0] = 0.5
+		rq := newRequantFloat(bias, fs, 7, -128, 127)
+		for _, m := range []int{1, 3, 32} {
+			acc := make([]int32, m*n)
+			for i := range acc {
+				acc[i] = int32(r.IntN(1<<22) - 1<<21)
+				if r.IntN(4) == 0 {
+					acc[i] = -bias[i%n] + int32(r.IntN(21)-10) // small sums: many exact halves
+				}
+			}
+			adds := make([]int32, m)
+			for i := range adds {
+				adds[i] = int32(r.IntN(200) - 100)
+			}
+			for _, ad := range [][]int32{nil, adds} {
+				got := make([]byte, m*n)
+				rq.rows(got, acc, m, ad)
+				for i := range m {
+					var add int32
+					if ad != nil {
+						add = ad[i]
+					}
+					for c := range n {
+						want := refRequantFloat(acc[i*n+c]+bias[c]+add, fs[c], 7, -128, 127)
+						if got[i*n+c] != byte(want) {
+							t.Fatalf("n=%d m=%d row %d channel %d: x=%d f=%g: got %d, want %d", n, m, i, c, acc[i*n+c]+bias[c]+add, fs[c], int8(got[i*n+c]), want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestRequantRowsMatchesRow checks the multi-row call, with and without per-row terms,
 // against row on each row.
 func TestRequantRowsMatchesRow(t *testing.T) {
