@@ -13,13 +13,13 @@ type requantChannels struct {
 	double     bool // gemmlowp's two roundings (RoundDouble), else TFLITE_SINGLE_ROUNDING
 	simd       bool // false when a single-rounding shift > 0 could overflow int32: scalar only
 	bias, mult []int32
-	lshift     []int32 // double: max(shift, 0)
-	rshift     []int32 // double: max(-shift, 0)
-	rmask      []int32 // double: 1<<rshift − 1
-	rhalf      []int32 // double: rmask >> 1
-	ts, tsm1   []int32 // single: 31 − shift and 30 − shift
+	lshift     []int32   // double: max(shift, 0)
+	rshift     []int32   // double: max(-shift, 0)
+	rmask      []int32   // double: 1<<rshift − 1
+	rhalf      []int32   // double: rmask >> 1
+	ts, tsm1   []int32   // single: 31 − shift and 30 − shift
 	fscale     []float32 // non-nil: XNNPACK's float rescaling (the engine's RoundLiteRT)
-	zp, lo, hi int32   // lo, hi within one byte's range (int8 or uint8)
+	zp, lo, hi int32     // lo, hi within one byte's range (int8 or uint8)
 }
 
 // newRequantChannels prepares bias[c] and the multipliers (q[c], shift[c]) of
