@@ -206,6 +206,9 @@ func TestPrune(t *testing.T) {
 	if ps.Results != 2 || len(res) != 3 || res[2].ID != "r2" {
 		t.Errorf("pruned %d results, kept %+v; want the newest 3", ps.Results, res)
 	}
+	if byDev, _ := r.store.results(ResultQuery{Site: "s", Device: "d", Limit: 100}); len(byDev) != 3 || byDev[0].ID != "r4" {
+		t.Errorf("device index after prune: %+v, want the newest 3", byDev)
+	}
 	if len(hist) != 2 || !hist[1].TS.Equal(now.Add(4*time.Second)) {
 		t.Errorf("kept history %+v, want the newest 2 points", hist)
 	}

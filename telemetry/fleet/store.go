@@ -20,11 +20,13 @@ import (
 //	health     "site/id" (bucket)   → ts (8-byte big-endian unix ns) → HealthPoint JSON
 //	results    seq (8-byte BE)      → ResultRecord JSON, in arrival order
 //	result_ids "site/id/resultID"   → seq, to count a redelivered result once
+//	by_device  "site/id" (bucket)   → seq → empty: each device's results, for its page
 var (
 	bktDevices   = []byte("devices")
 	bktHealth    = []byte("health")
 	bktResults   = []byte("results")
 	bktResultIDs = []byte("result_ids")
+	bktByDevice  = []byte("by_device")
 )
 
 // store is the bbolt database of one dashboard.
@@ -43,7 +45,7 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bktDevices, bktHealth, bktResults, bktResultIDs} {
+		for _, b := range [][]byte{bktDevices, bktHealth, bktResults, bktResultIDs, bktByDevice} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -211,6 +213,13 @@ func addResult(tx *bolt.Tx, rec ResultRecord) error {
 	if err := b.Put(u64(seq), v); err != nil {
 		return err
 	}
+	idx, err := tx.Bucket(bktByDevice).CreateBucketIfNotExists([]byte(deviceKey(rec.Site, rec.Device)))
+	if err != nil {
+		return err
+	}
+	if err := idx.Put(u64(seq), nil); err != nil {
+		return err
+	}
 	return ids.Put(idKey, u64(seq))
 }
 
@@ -223,19 +232,39 @@ type ResultQuery struct {
 // maxScan bounds the records one query reads, so a filter that matches little stays cheap.
 const maxScan = 500000
 
-// results returns matching results, newest first.
+// results returns matching results, newest first. With both site and device it walks the
+// device's index; otherwise it scans the feed from the newest end.
 func (s *store) results(q ResultQuery) ([]ResultRecord, error) {
 	out := []ResultRecord{}
+	match := func(r ResultRecord) bool {
+		return (q.Site == "" || q.Site == r.Site) && (q.Device == "" || q.Device == r.Device) && (q.Label == "" || q.Label == r.Label)
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bktResults).Cursor()
+		feed := tx.Bucket(bktResults)
+		var c *bolt.Cursor
+		index := q.Site != "" && q.Device != ""
+		if index {
+			idx := tx.Bucket(bktByDevice).Bucket([]byte(deviceKey(q.Site, q.Device)))
+			if idx == nil {
+				return nil
+			}
+			c = idx.Cursor()
+		} else {
+			c = feed.Cursor()
+		}
 		n := 0
 		for k, v := c.Last(); k != nil && len(out) < q.Limit && n < maxScan; k, v = c.Prev() {
 			n++
+			if index {
+				if v = feed.Get(k); v == nil {
+					continue // pruned
+				}
+			}
 			var r ResultRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("result %d: %w", binary.BigEndian.Uint64(k), err)
 			}
-			if (q.Site == "" || q.Site == r.Site) && (q.Device == "" || q.Device == r.Device) && (q.Label == "" || q.Label == r.Label) {
+			if match(r) {
 				out = append(out, r)
 			}
 		}
@@ -265,6 +294,9 @@ func (s *store) prune(now time.Time, r Retention) (pruneStats, error) {
 					break
 				}
 				_ = tx.Bucket(bktResultIDs).Delete([]byte(rec.Site + "/" + rec.Device + "/" + rec.ID))
+				if idx := tx.Bucket(bktByDevice).Bucket([]byte(deviceKey(rec.Site, rec.Device))); idx != nil {
+					_ = idx.Delete(k)
+				}
 				if err := c.Delete(); err != nil {
 					return err
 				}

@@ -7,11 +7,27 @@
   var live = document.getElementById("live");
   var pending = {}, timer = null;
 
+  // A fragment is fetched at most once per max(1 s, 10 × its last fetch time), so a large
+  // fleet table does not keep the browser busy; a change in between is fetched afterwards.
   function load(el) {
-    return fetch(el.getAttribute("data-fragment"), { cache: "no-store" })
+    var now = Date.now();
+    if (el._busy || now < (el._next || 0)) {
+      el._again = true;
+      if (!el._timer) {
+        el._timer = setTimeout(function () { el._timer = null; if (el._again) { load(el); } },
+          Math.max(50, (el._next || now) - now));
+      }
+      return;
+    }
+    el._busy = true; el._again = false;
+    fetch(el.getAttribute("data-fragment"), { cache: "no-store" })
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
       .then(function (html) { el.innerHTML = html; })
-      .catch(function () { /* keep what is shown; the next event retries */ });
+      .catch(function () { /* keep what is shown; the next event retries */ })
+      .then(function () {
+        el._busy = false;
+        el._next = Date.now() + Math.max(1000, 10 * (Date.now() - now));
+      });
   }
   function flush() {
     timer = null;
