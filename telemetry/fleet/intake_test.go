@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,14 @@ func TestRobustIntake(t *testing.T) {
 	}
 	if st.Rejected["malformed"] != 1 || st.Rejected["oversized"] != 1 || st.Rejected["bad_topic"] != 2 {
 		t.Errorf("rejected = %v", st.Rejected)
+	}
+	_, _, metrics := get(t, r.http.URL+"/metrics")
+	for _, line := range []string{`cxr_dashboard_messages_total{kind="unknown",outcome="oversized"} 1`,
+		`cxr_dashboard_messages_total{kind="result",outcome="duplicate"} 2`,
+		`cxr_dashboard_messages_total{kind="health",outcome="malformed"} 1`} {
+		if !strings.Contains(metrics, line) {
+			t.Errorf("/metrics lacks %s", line)
+		}
 	}
 	d, ok := r.state.Device("clinic", "dev1")
 	if !ok {
@@ -213,5 +222,49 @@ func TestTLSClientCertificate(t *testing.T) {
 	}
 	if svc.Connected() {
 		t.Error("connected with a certificate from an unknown CA")
+	}
+}
+
+// TestSharedSubscription: two dashboards in one shared group split the messages; together
+// they see every message once.
+func TestSharedSubscription(t *testing.T) {
+	b := broker(t)
+	var rs []*running
+	for i := range 2 {
+		o := testOptions(t, b.URL())
+		o.MQTT.ClientID = fmt.Sprintf("dash-shared-%d", i)
+		o.MQTT.SharedGroup = "dashboards"
+		rs = append(rs, start(t, o))
+	}
+	p := publisher(t, b.URL(), "pub-shared")
+	tp, _ := telemetry.NewTopics("cxr", "clinic", "shared")
+	for i := range 40 {
+		publish(t, p, tp.Result(), false, resultMsg(fmt.Sprint("s", i), telemetry.LabelNormal, 0.1, time.Now()))
+	}
+	total := func() uint64 { return rs[0].count("result/accepted") + rs[1].count("result/accepted") }
+	waitFor(t, 10*time.Second, "40 results across both", func() bool { return total() >= 40 })
+	time.Sleep(200 * time.Millisecond) // any double delivery would show up now
+	a, c := rs[0].count("result/accepted"), rs[1].count("result/accepted")
+	if a+c != 40 || a == 0 || c == 0 {
+		t.Errorf("instances accepted %d and %d, want 40 split between both", a, c)
+	}
+}
+
+func TestRateLog(t *testing.T) {
+	rl := newRateLog(10 * time.Second)
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	if ok, _ := rl.allow("malformed", t0); !ok {
+		t.Fatal("first line suppressed")
+	}
+	for i := range 5 {
+		if ok, _ := rl.allow("malformed", t0.Add(time.Duration(i)*time.Second)); ok {
+			t.Fatal("line within the interval logged")
+		}
+	}
+	if ok, _ := rl.allow("oversized", t0); !ok {
+		t.Fatal("another reason suppressed")
+	}
+	if ok, quiet := rl.allow("malformed", t0.Add(11*time.Second)); !ok || quiet != 5 {
+		t.Fatalf("after the interval: ok=%v suppressed=%d, want true 5", ok, quiet)
 	}
 }
