@@ -1,0 +1,648 @@
+package telemetry_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/cxr-edge/cxr-edge/edge/store"
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func topics(t *testing.T) telemetry.Topics {
+	t.Helper()
+	tp, err := telemetry.NewTopics("", "clinic-7", "dev_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp
+}
+
+// msg is one message a test subscriber received.
+type msg struct {
+	topic    string
+	payload  []byte
+	retained bool
+}
+
+// sub is a real paho subscriber recording everything it receives.
+type sub struct {
+	mu   sync.Mutex
+	msgs []msg
+	c    paho.Client
+}
+
+// subscribe connects a subscriber. persistent gives it a non-clean session so QoS 1
+// messages sent while it is disconnected (broker restart) are kept for it.
+func subscribe(t *testing.T, broker, clientID string, persistent bool, filters ...string) *sub {
+	t.Helper()
+	s := &sub{}
+	o := paho.NewClientOptions().AddBroker(broker).SetClientID(clientID).SetCleanSession(!persistent).
+		SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).SetConnectRetry(true).
+		SetConnectRetryInterval(100 * time.Millisecond).SetOrderMatters(true)
+	f := map[string]byte{}
+	for _, x := range filters {
+		f[x] = 1
+	}
+	o.SetOnConnectHandler(func(c paho.Client) {
+		c.SubscribeMultiple(f, func(_ paho.Client, m paho.Message) {
+			s.mu.Lock()
+			s.msgs = append(s.msgs, msg{m.Topic(), append([]byte(nil), m.Payload()...), m.Retained()})
+			s.mu.Unlock()
+		}).Wait()
+	})
+	s.c = paho.NewClient(o)
+	if tok := s.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { s.c.Disconnect(100) })
+	return s
+}
+
+func (s *sub) all(topic string) []msg {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []msg
+	for _, m := range s.msgs {
+		if topic == "" || m.topic == topic {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func status(t *testing.T, m msg) telemetry.Status {
+	t.Helper()
+	var s telemetry.Status
+	if err := json.Unmarshal(m.payload, &s); err != nil || s.Schema != telemetry.SchemaStatus {
+		t.Fatalf("status payload %s: %v", m.payload, err)
+	}
+	return s
+}
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(t.TempDir(), store.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// addResults submits and commits n distinct inputs, returning their ids in commit order.
+func addResults(t *testing.T, s *store.Store, n int, tag string) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		in, _, err := s.Submit("folder", "DOE^JANE.dcm", []byte(fmt.Sprintf("%s image %d", tag, i)), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := telemetry.Result{ID: in.ID, ReceivedAt: in.ReceivedAt, ScoredAt: time.Now(), Source: "folder",
+			Study: "k:3f2a", Label: telemetry.LabelNormal, Score: 0.2, Threshold: 0.5,
+			Model: telemetry.ModelRef{Name: "cxr", Version: "1", SHA256: "00"}, Image: telemetry.ImageInfo{Format: "png", Width: 8, Height: 8}}
+		if _, err := s.Commit(r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, in.ID)
+	}
+	return ids
+}
+
+type fixedHealth struct{ calls atomic.Int64 }
+
+func (h *fixedHealth) Health(context.Context) (telemetry.Health, error) {
+	n := h.calls.Add(1)
+	return telemetry.Health{UptimeS: float64(n), Queue: 1, Outbox: 2, Indicator: "ready"}, nil
+}
+
+// run starts a publisher and returns a stop function that cancels it and waits for Run.
+func run(t *testing.T, opts telemetry.PublisherOptions, ob telemetry.Outbox, h telemetry.HealthSource, cmds telemetry.CommandHandler) (*telemetry.Publisher, func()) {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quiet
+	}
+	p, err := telemetry.NewPublisher(opts, ob, h, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return after cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return p, stop
+}
+
+// cutter is a Dial that remembers connections so a test can cut them without a
+// DISCONNECT, as a network failure would.
+type cutter struct {
+	mu    sync.Mutex
+	conns []*cutConn
+}
+
+// cutConn reports a cut as a network error: paho ignores "use of closed network
+// connection", taking it for its own Close.
+type cutConn struct {
+	net.Conn
+	cut atomic.Bool
+}
+
+var errCut = errors.New("connection cut by test")
+
+func (c *cutConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && c.cut.Load() {
+		err = errCut
+	}
+	return n, err
+}
+
+func (c *cutConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil && c.cut.Load() {
+		err = errCut
+	}
+	return n, err
+}
+
+func (c *cutter) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	cc := &cutConn{Conn: conn}
+	c.mu.Lock()
+	c.conns = append(c.conns, cc)
+	c.mu.Unlock()
+	return cc, nil
+}
+
+func (c *cutter) cutAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		conn.cut.Store(true)
+		conn.Close()
+	}
+	c.conns = nil
+}
+
+func TestPublisherStatusWillAndShutdown(t *testing.T) {
+	b := testenv.Mosquitto(t, testenv.BrokerOptions{})
+	tp := topics(t)
+	s := subscribe(t, b.URL(), "watch-status", false, tp.Status())
+	cut := &cutter{}
+	model := telemetry.ModelRef{Name: "cxr", Version: "3", SHA256: "ab12"}
+	p, stop := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Version: "1.2.3", Model: model, Dial: cut.Dial},
+		openStore(t), nil, nil)
+
+	waitFor(t, "online status", 10*time.Second, func() bool { return len(s.all(tp.Status())) >= 1 })
+	first := status(t, s.all(tp.Status())[0])
+	if first.State != telemetry.StateOnline || first.Version != "1.2.3" || first.Model != model {
+		t.Fatalf("first status %+v", first)
+	}
+	// Cut the TCP connection: the broker sends the Last Will (offline), the publisher
+	// reconnects and says online again.
+	cut.cutAll()
+	waitFor(t, "will then online", 15*time.Second, func() bool { return len(s.all(tp.Status())) >= 3 })
+	got := s.all(tp.Status())
+	if st := status(t, got[1]); st.State != telemetry.StateOffline || st.Model != model {
+		t.Fatalf("after cut want the offline will, got %+v", st)
+	}
+	if st := status(t, got[2]); st.State != telemetry.StateOnline {
+		t.Fatalf("after reconnect want online, got %+v", st)
+	}
+	if c := p.Stats().Connects; c != 2 {
+		t.Fatalf("connects = %d, want 2", c)
+	}
+	// Graceful stop: offline, retained — a subscriber arriving later sees it.
+	stop()
+	late := subscribe(t, b.URL(), "late", false, tp.Status())
+	waitFor(t, "retained offline", 5*time.Second, func() bool { return len(late.all(tp.Status())) == 1 })
+	m := late.all(tp.Status())[0]
+	if st := status(t, m); !m.retained || st.State != telemetry.StateOffline {
+		t.Fatalf("retained status after stop: retained=%v %+v", m.retained, st)
+	}
+}
+
+func TestPublisherHealthRetainedAtInterval(t *testing.T) {
+	b := testenv.Mosquitto(t, testenv.BrokerOptions{})
+	tp := topics(t)
+	h := &fixedHealth{}
+	s := subscribe(t, b.URL(), "watch-health", false, tp.Health())
+	run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, HealthInterval: 150 * time.Millisecond}, openStore(t), h, nil)
+	waitFor(t, "4 health messages", 10*time.Second, func() bool { return len(s.all(tp.Health())) >= 4 })
+	var prev float64
+	for _, m := range s.all(tp.Health()) {
+		var hp telemetry.Health
+		if err := json.Unmarshal(m.payload, &hp); err != nil || hp.Schema != telemetry.SchemaHealth || hp.TS.IsZero() {
+			t.Fatalf("health payload %s: %v", m.payload, err)
+		}
+		if hp.UptimeS <= prev {
+			t.Fatalf("health not fresh each interval: %v after %v", hp.UptimeS, prev)
+		}
+		prev = hp.UptimeS
+	}
+	late := subscribe(t, b.URL(), "late-health", false, tp.Health())
+	waitFor(t, "retained health", 5*time.Second, func() bool { return len(late.all(tp.Health())) >= 1 })
+	if !late.all(tp.Health())[0].retained {
+		t.Fatal("health is not retained")
+	}
+}
+
+// brokerKeepsRoot stops a Mosquitto started as root from switching to the mosquitto user,
+// which cannot write its persistence file into the test's private temporary directory
+// ("Error saving in-memory database ... Permission denied"). Without persistence the
+// restart would drop the test subscriber's session and the results queued for it: a loss
+// in the test's instrument, not in the device. Ignored when not running as root.
+const brokerKeepsRoot = "user root"
+
+// TestPublisherOutage publishes 200 results while the broker is stopped for a few seconds
+// mid-batch and restarted: none may be lost, order is kept, duplicates are counted.
+func TestPublisherOutage(t *testing.T) {
+	b := testenv.Mosquitto(t, testenv.BrokerOptions{ExtraConfig: brokerKeepsRoot})
+	tp := topics(t)
+	st := openStore(t)
+	recv := subscribe(t, b.URL(), "watch-results", true, tp.Result())
+	ids := addResults(t, st, 100, "a")
+	p, stop := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, InFlight: 8,
+		MinReconnectInterval: 50 * time.Millisecond, MaxReconnectInterval: 500 * time.Millisecond,
+		PollInterval: 50 * time.Millisecond}, st, nil, nil)
+
+	// Feed the second half while the first drains; stop the broker once ~60 are through.
+	fed := make(chan []string)
+	go func() {
+		var more []string
+		for i := range 10 {
+			more = append(more, addResults(t, st, 10, fmt.Sprint("b", i))...)
+			p.Notify()
+			time.Sleep(30 * time.Millisecond)
+		}
+		fed <- more
+	}()
+	waitFor(t, "60 acked", 20*time.Second, func() bool { return p.Stats().Acked >= 60 })
+	stopStart := time.Now()
+	b.Stop()
+	stopTook := time.Since(stopStart)
+	time.Sleep(3 * time.Second)
+	b.Start()
+	ids = append(ids, <-fed...)
+
+	unique := func() map[string]int {
+		seen := map[string]int{}
+		for _, m := range recv.all(tp.Result()) {
+			var r telemetry.Result
+			if err := json.Unmarshal(m.payload, &r); err == nil {
+				seen[r.ID]++
+			}
+		}
+		return seen
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(unique()) != len(ids) {
+		if time.Now().After(deadline) {
+			got := unique()
+			var missing []int
+			for i, id := range ids {
+				if got[id] == 0 {
+					missing = append(missing, i)
+				}
+			}
+			sst, _ := st.Stats()
+			t.Fatalf("received %d of %d results; missing indices %v; outbox %d; publisher %+v; broker stop took %v",
+				len(got), len(ids), missing, sst.Outbox, p.Stats(), stopTook)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor(t, "outbox empty", 20*time.Second, func() bool { s, _ := st.Stats(); return s.Outbox == 0 })
+	stop()
+
+	msgs := recv.all(tp.Result())
+	dups := len(msgs) - len(ids)
+	// First occurrences must come in commit order: nothing overtakes an earlier result.
+	seen := map[string]bool{}
+	var order []string
+	for _, m := range msgs {
+		var r telemetry.Result
+		if err := json.Unmarshal(m.payload, &r); err != nil {
+			t.Fatalf("result payload: %v", err)
+		}
+		if !seen[r.ID] {
+			seen[r.ID] = true
+			order = append(order, r.ID)
+		}
+	}
+	for i := range ids {
+		if order[i] != ids[i] {
+			t.Fatalf("result %d received out of order", i)
+		}
+	}
+	ps := p.Stats()
+	if ps.Acked != uint64(len(ids)) {
+		t.Errorf("acked %d, want %d", ps.Acked, len(ids))
+	}
+	t.Logf("outage: results=%d sent=%d (resent %d) received=%d duplicates=%d connects=%d",
+		len(ids), ps.Published, ps.Resent, len(msgs), dups, ps.Connects)
+	if ps.Connects < 2 {
+		t.Errorf("broker outage did not cause a reconnect (connects=%d)", ps.Connects)
+	}
+}
+
+type reloader struct {
+	mu   sync.Mutex
+	got  []telemetry.ReloadModelCommand
+	fail error
+}
+
+func (r *reloader) ReloadModel(_ context.Context, c telemetry.ReloadModelCommand) (telemetry.ModelRef, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, c)
+	if r.fail != nil {
+		return telemetry.ModelRef{}, r.fail
+	}
+	return telemetry.ModelRef{Name: "cxr", Version: "4", SHA256: c.SHA256}, nil
+}
+
+func TestPublisherCommands(t *testing.T) {
+	b := testenv.Mosquitto(t, testenv.BrokerOptions{})
+	tp := topics(t)
+	rl := &reloader{}
+	s := subscribe(t, b.URL(), "operator", false, tp.CommandReply("+"), tp.Status())
+	p, _ := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Version: "9"}, openStore(t), nil, rl)
+	waitFor(t, "connected", 10*time.Second, func() bool { return p.Stats().Connected })
+	sha := strings.Repeat("ab", 32)
+	cases := []struct {
+		cmd, payload string
+		ok           bool
+		errHas       string
+	}{
+		{"ping", `{"id":"p1"}`, true, ""},
+		{"ping", ``, true, ""},
+		{"reload-model", `{"id":"r1","path":"/var/lib/cxr/m.tflite","sha256":"` + sha + `"}`, true, ""},
+		{"reload-model", `{"id":"r2","path":"/a","url":"http://x/m","sha256":"` + sha + `"}`, false, "exactly one of url or path"},
+		{"reload-model", `{"id":"r3","path":"/a","sha256":"zz"}`, false, "64 hex"},
+		{"reload-model", `{not json`, false, "not valid JSON"},
+		{"selfdestruct", `{}`, false, "unknown command"},
+	}
+	for i, c := range cases {
+		replyTopic := tp.CommandReply(c.cmd)
+		before := len(s.all(replyTopic))
+		if tok := s.c.Publish(tp.Command(c.cmd), 1, false, c.payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish command: %v", tok.Error())
+		}
+		waitFor(t, "reply to "+c.cmd, 10*time.Second, func() bool { return len(s.all(replyTopic)) > before })
+		var r telemetry.Reply
+		if err := json.Unmarshal(s.all(replyTopic)[before].payload, &r); err != nil || r.Schema != telemetry.SchemaReply {
+			t.Fatalf("case %d reply: %v", i, err)
+		}
+		if r.OK != c.ok || !strings.Contains(r.Error, c.errHas) {
+			t.Errorf("case %d (%s %s): reply %+v", i, c.cmd, c.payload, r)
+		}
+		if c.ok && strings.Contains(c.payload, `"id"`) && r.ID == "" {
+			t.Errorf("case %d: id not echoed", i)
+		}
+	}
+	rl.mu.Lock()
+	if len(rl.got) != 1 || rl.got[0].Path != "/var/lib/cxr/m.tflite" {
+		t.Errorf("handler calls %+v, want only the valid one", rl.got)
+	}
+	rl.mu.Unlock()
+	// A successful reload republishes status with the new model.
+	waitFor(t, "status with new model", 5*time.Second, func() bool {
+		all := s.all(tp.Status())
+		return len(all) > 0 && status(t, all[len(all)-1]).Model.Version == "4"
+	})
+}
+
+func TestPublisherTLS(t *testing.T) {
+	b := testenv.MosquittoTLS(t)
+	tp := topics(t)
+	// The subscriber uses the plain listener; the device only TLS with its client cert.
+	s := subscribe(t, b.URL(), "watch-tls", false, tp.Status())
+	p, _ := run(t, telemetry.PublisherOptions{Broker: b.TLSURL(), Topics: tp, CAFile: b.CAFile, CertFile: b.ClientCert, KeyFile: b.ClientKey},
+		openStore(t), nil, nil)
+	waitFor(t, "online over TLS", 15*time.Second, func() bool { return len(s.all(tp.Status())) >= 1 && p.Stats().Connected })
+	// A certificate from another CA is refused (under TLS 1.3 the client sees the broker
+	// reset the connection): the publisher keeps retrying and never connects.
+	tp2, _ := telemetry.NewTopics("", "clinic-7", "intruder")
+	var logs syncBuffer
+	bad, _ := run(t, telemetry.PublisherOptions{Broker: b.TLSURL(), Topics: tp2, CAFile: b.CAFile, CertFile: b.OtherCert, KeyFile: b.OtherKey,
+		MaxReconnectInterval: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, openStore(t), nil, nil)
+	waitFor(t, "refused attempts", 10*time.Second, func() bool { return strings.Count(logs.String(), "mqtt connect failed") >= 2 })
+	if st := bad.Stats(); st.Connected || st.Connects != 0 {
+		t.Fatalf("connected with a certificate from an unknown CA: %+v", st)
+	}
+}
+
+// memOutbox is an in-memory Outbox to feed the publisher entries the store would never
+// write (extra fields, garbage).
+type memOutbox struct {
+	mu      sync.Mutex
+	entries []telemetry.OutboxEntry
+}
+
+func (m *memOutbox) Outbox(limit int) ([]telemetry.OutboxEntry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]telemetry.OutboxEntry(nil), m.entries[:min(limit, len(m.entries))]...), nil
+}
+
+func (m *memOutbox) Ack(seq uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, e := range m.entries {
+		if e.Seq == seq {
+			m.entries = append(m.entries[:i], m.entries[i+1:]...)
+		}
+	}
+	return nil
+}
+
+func (m *memOutbox) len() int { m.mu.Lock(); defer m.mu.Unlock(); return len(m.entries) }
+
+// TestPublisherPrivacy: every payload the device publishes holds only contract fields;
+// the original file name, patient fields smuggled into an outbox entry, and image bytes
+// never leave.
+func TestPublisherPrivacy(t *testing.T) {
+	b := testenv.Mosquitto(t, testenv.BrokerOptions{})
+	tp := topics(t)
+	st := openStore(t)
+	addResults(t, st, 2, "priv")
+	entries, _ := st.Outbox(0)
+	ob := &memOutbox{entries: entries}
+	smuggled := `{"schema":"cxr-edge/result/v1","id":"x1","label":"normal","patient_name":"DOE^JANE","patient_id":"12345","birth_date":"19700101","pixels":"iVBORw0KGgo="}`
+	ob.entries = append(ob.entries,
+		telemetry.OutboxEntry{Seq: 100, ResultID: "x1", Payload: []byte(smuggled)},
+		telemetry.OutboxEntry{Seq: 101, ResultID: "junk", Payload: []byte("not json")})
+	s := subscribe(t, b.URL(), "privacy", false, "#")
+	p, stop := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Discovery: true, HealthInterval: 100 * time.Millisecond},
+		ob, &fixedHealth{}, nil)
+	waitFor(t, "outbox drained", 10*time.Second, func() bool { return ob.len() == 0 })
+	waitFor(t, "health", 10*time.Second, func() bool { return len(s.all(tp.Health())) > 0 })
+	stop()
+	if p.Stats().Rejected != 1 {
+		t.Errorf("rejected = %d, want the one garbage entry", p.Stats().Rejected)
+	}
+	allowed := map[string][]string{
+		tp.Result(): {"schema", "id", "received_at", "scored_at", "source", "study", "label", "score", "threshold", "reason", "model", "timings_ms", "image"},
+		tp.Status(): {"schema", "state", "ts", "version", "model"},
+		tp.Health(): {"schema", "ts", "uptime_s", "cpu_pct", "load1", "mem_used", "mem_total", "disk_free", "temp_c", "throttled",
+			"queue", "outbox", "scored", "failed", "infer_ms_p50", "infer_ms_p95", "indicator"},
+	}
+	results := 0
+	for _, m := range s.all("") {
+		for _, bad := range []string{"DOE", "JANE", "12345", "19700101", "iVBOR", ".dcm"} {
+			if strings.Contains(string(m.payload), bad) {
+				t.Errorf("%s leaks %q: %s", m.topic, bad, m.payload)
+			}
+		}
+		keys, ok := allowed[m.topic]
+		if !ok {
+			continue // discovery configs carry no device data besides topics
+		}
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(m.payload, &fields); err != nil {
+			t.Fatalf("%s: %v", m.topic, err)
+		}
+		for k := range fields {
+			if !contains(keys, k) {
+				t.Errorf("%s carries field %q outside contract v1", m.topic, k)
+			}
+		}
+		if m.topic == tp.Result() {
+			results++
+		}
+	}
+	if results != 3 {
+		t.Errorf("published %d results, want 3 (2 stored + 1 sanitised)", results)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPublisherDiscovery(t *testing.T) {
+	b := testenv.Mosquitto(t, testenv.BrokerOptions{})
+	tp := topics(t)
+	p, stop := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Discovery: true}, openStore(t), nil, nil)
+	waitFor(t, "connected", 10*time.Second, func() bool { return p.Stats().Connected })
+	stop()
+	s := subscribe(t, b.URL(), "ha", false, "homeassistant/#")
+	waitFor(t, "6 retained configs", 5*time.Second, func() bool { return len(s.all("")) >= 6 })
+	var temp map[string]any
+	for _, m := range s.all("") {
+		if !m.retained {
+			t.Errorf("%s not retained", m.topic)
+		}
+		if m.topic == "homeassistant/sensor/clinic-7_dev_1/temperature/config" {
+			if err := json.Unmarshal(m.payload, &temp); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if temp["state_topic"] != tp.Health() || temp["value_template"] != "{{ value_json.temp_c }}" || temp["availability_topic"] != tp.Status() {
+		t.Fatalf("temperature config %v", temp)
+	}
+}
+
+func TestPublisherOptions(t *testing.T) {
+	tp := topics(t)
+	d := telemetry.PublisherOptions{Topics: tp}.WithDefaults()
+	if d.KeepAlive != 30*time.Second || d.ConnectTimeout != 10*time.Second || d.MinReconnectInterval != 500*time.Millisecond ||
+		d.MaxReconnectInterval != time.Minute || d.HealthInterval != time.Minute || d.InFlight != 8 ||
+		d.PublishTimeout != 30*time.Second || d.PollInterval != 2*time.Second || d.DiscoveryPrefix != "homeassistant" ||
+		d.ClientID != "cxr-edge-clinic-7-dev_1" || d.Logger == nil || d.Now == nil {
+		t.Fatalf("defaults %+v", d)
+	}
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("secret\n"), 0o600)
+	notPEM := filepath.Join(dir, "ca.pem")
+	os.WriteFile(notPEM, []byte("hello"), 0o600)
+	ob := &memOutbox{}
+	cases := []struct {
+		name string
+		o    telemetry.PublisherOptions
+		err  string
+	}{
+		{"ok", telemetry.PublisherOptions{Broker: "tcp://127.0.0.1:1883", Topics: tp, PasswordFile: pw, Username: "u"}, ""},
+		{"no broker", telemetry.PublisherOptions{Topics: tp}, "broker URL"},
+		{"bad scheme", telemetry.PublisherOptions{Broker: "http://x:1", Topics: tp}, "scheme"},
+		{"bad topics", telemetry.PublisherOptions{Broker: "tcp://x:1", Topics: telemetry.Topics{Site: "a b", Device: "d"}}, "site id"},
+		{"window", telemetry.PublisherOptions{Broker: "tcp://x:1", Topics: tp, InFlight: 17}, "in-flight"},
+		{"tls on tcp", telemetry.PublisherOptions{Broker: "tcp://x:1", Topics: tp, CAFile: notPEM}, "not TLS"},
+		{"bad CA", telemetry.PublisherOptions{Broker: "ssl://x:1", Topics: tp, CAFile: notPEM}, "no PEM"},
+		{"cert without key", telemetry.PublisherOptions{Broker: "ssl://x:1", Topics: tp, CertFile: notPEM}, "both"},
+		{"missing password file", telemetry.PublisherOptions{Broker: "tcp://x:1", Topics: tp, PasswordFile: filepath.Join(dir, "nope")}, "password file"},
+	}
+	for _, c := range cases {
+		_, err := telemetry.NewPublisher(c.o, ob, nil, nil)
+		if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%s: err %v, want %q", c.name, err, c.err)
+		}
+	}
+	if _, err := telemetry.NewPublisher(telemetry.PublisherOptions{Broker: "tcp://x:1", Topics: tp}, nil, nil, nil); err == nil {
+		t.Error("nil outbox accepted")
+	}
+}
