@@ -419,7 +419,6 @@ func (k *fconv) rows(ip *Interpreter, _, lo, hi int) {
 type qdw struct {
 	w       window
 	in, out int
-	flip    byte
 	wts     []int32 // [kh][kw][oc], filter value minus its zero point
 	bias    []int32
 	mult    []requant

@@ -81,7 +81,6 @@ type tensorMeta struct {
 	offset int    // arena offset; -1 when the tensor has no arena space
 	first  int    // index of the producing op (-1: graph input)
 	last   int    // index of the last consuming op
-	used   bool
 }
 
 func (t *tensorMeta) scale() float32 {
@@ -340,7 +339,6 @@ type kernel interface {
 func (ip *Interpreter) i8(t int) []int8     { return asI8(ip.t[t].b) }
 func (ip *Interpreter) u8(t int) []uint8    { return ip.t[t].b }
 func (ip *Interpreter) f32(t int) []float32 { return asF32(ip.t[t].b) }
-func (ip *Interpreter) i32(t int) []int32   { return asI32(ip.t[t].b) }
 
 func asI8(b []byte) []int8 {
 	if len(b) == 0 {

@@ -57,7 +57,7 @@ func tinyModel() *tflite.Model {
 	return &tflite.Model{
 		Version:       3,
 		OperatorCodes: []tflite.OperatorCode{{Builtin: tflite.OpFullyConnected, Version: 1}},
-		Buffers: []tflite.Buffer{{}, {}, {Data: f32(1, 1, 1, -1, -1, -1)}, {Data: f32(0, 0)}, {}},
+		Buffers:       []tflite.Buffer{{}, {}, {Data: f32(1, 1, 1, -1, -1, -1)}, {Data: f32(0, 0)}, {}},
 		Subgraphs: []tflite.Subgraph{{
 			Tensors: []tflite.Tensor{
 				{Name: "x", Type: tflite.Float32, Shape: []int32{1, 3}, Buffer: 1},

@@ -374,8 +374,6 @@ func (l *loader) io() (int, *tensorMeta, int, *tensorMeta, error) {
 	return in, it, out, ot, nil
 }
 
-func (l *loader) threads() int { return l.m.threads }
-
 func unsupportedType(what string, t *tensorMeta) error {
 	return fmt.Errorf("%w: %s of %s", ErrUnsupported, what, typeName(t.info.Type))
 }

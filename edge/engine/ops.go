@@ -277,12 +277,11 @@ func (k *mean) eval(ip *Interpreter) {
 
 // bcast iterates two inputs broadcast to an output shape (rank ≤ 6).
 type bcast struct {
-	rank    int
-	shape   [6]int
-	sa, sb  [6]int // strides of a and b per output dim (0 where broadcast)
-	n       int
-	same    bool // no broadcasting: flat loop
-	scalarB bool
+	rank   int
+	shape  [6]int
+	sa, sb [6]int // strides of a and b per output dim (0 where broadcast)
+	n      int
+	same   bool // no broadcasting: flat loop
 }
 
 func newBcast(a, b, out []int) (bcast, error) {
@@ -689,12 +688,10 @@ type concatIn struct {
 }
 
 type concat struct {
-	out    int
-	outer  int
-	ins    []concatIn
-	outZp  int32
-	fused  bool
-	lo, hi int32
+	out   int
+	outer int
+	ins   []concatIn
+	outZp int32
 }
 
 func prepConcat(l *loader) (kernel, error) {

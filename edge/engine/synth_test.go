@@ -150,8 +150,7 @@ func fcModel(typ tflite.TensorType, in []int32, k, n int, keep bool, hybridW boo
 	bt := tflite.Int32
 	switch {
 	case typ == tflite.Int8:
-		qin, qout, qw = q8(0.05, 2), q8(0.1, -7), qPerChannel(scalesN(n, 0.003), 0)
-		qw = q8(0.004, 0)
+		qin, qout, qw = q8(0.05, 2), q8(0.1, -7), q8(0.004, 0)
 		wdata, bdata = i8Bytes(seq8(n*k, 3)), i32Bytes(biasN(n, 4, 30))
 	case typ == tflite.Float32 && hybridW:
 		wt, qw = tflite.Int8, q8(0.004, 0)
