@@ -27,14 +27,10 @@ const DefaultHTTPListen = "127.0.0.1:8090"
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("invalid configuration")
 
-// SetConfigDefaults registers every configuration key with its default on v, so environment
-// variables (CXR_MQTT_BROKER, CXR_HTTP_LISTEN, …) and flags bound to the keys are seen.
-func SetConfigDefaults(v *viper.Viper) {
+// configDefaults is every configuration key with its default.
+func configDefaults() map[string]any {
 	d := DefaultOptions()
-	v.SetEnvPrefix("CXR")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
-	defs := map[string]any{
+	return map[string]any{
 		"mqtt.broker":                   "",
 		"mqtt.client_id":                d.MQTT.ClientID,
 		"mqtt.topic_prefix":             d.MQTT.TopicPrefix,
@@ -62,7 +58,15 @@ func SetConfigDefaults(v *viper.Viper) {
 		"alerts.outbox_growth_reports":  d.Alerts.OutboxGrowth,
 		"alerts.failed_rise":            d.Alerts.FailedRise,
 	}
-	for k, val := range defs {
+}
+
+// SetConfigDefaults registers every configuration key with its default on v, so environment
+// variables (CXR_MQTT_BROKER, CXR_HTTP_LISTEN, …) and flags bound to the keys are seen.
+func SetConfigDefaults(v *viper.Viper) {
+	v.SetEnvPrefix("CXR")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	for k, val := range configDefaults() {
 		v.SetDefault(k, val)
 	}
 }
@@ -71,6 +75,13 @@ func SetConfigDefaults(v *viper.Viper) {
 // SetConfigDefaults first). An invalid value stops start-up with an error naming the key and
 // what is allowed.
 func LoadConfig(v *viper.Viper) (Config, error) {
+	known := configDefaults()
+	for _, k := range v.AllKeys() {
+		if _, ok := known[k]; !ok {
+			// A misspelt key would otherwise be ignored silently.
+			return Config{}, fmt.Errorf("%w: unknown key %q (see configs/cxr-dashboard.yaml for the keys)", ErrConfig, k)
+		}
+	}
 	r := reader{v: v}
 	var c Config
 	o := &c.Options

@@ -95,6 +95,7 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"alerts.disk_free_min_mb", "-1", "alerts.disk_free_min_mb"},
 		{"retention.results_max_count", "1.5", "whole number"},
 		{"intake.max_payload_kb", "0", "intake.max_payload_kb"},
+		{"alerts.temperature", "80", `unknown key "alerts.temperature"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
