@@ -377,7 +377,7 @@ func TestUnsupportedFields(t *testing.T) {
 			return func() { b.PrependUOffsetTSlot(4, q, 0) }
 		}}, "subgraphs[0].tensors[0].quantization.details"},
 		{"custom options format", rawSpec{operatorHook: byteSlot(6, 1)}, "subgraphs[0].operators[0].custom_options_format"},
-		{"large custom options", rawSpec{operatorHook: scalar(9, 1 << 31)}, "subgraphs[0].operators[0].large_custom_options_offset"},
+		{"large custom options", rawSpec{operatorHook: scalar(9, 1<<31)}, "subgraphs[0].operators[0].large_custom_options_offset"},
 		{"builtin options 2", rawSpec{operatorHook: byteSlot(11, 3)}, "subgraphs[0].operators[0].builtin_options_2"},
 		{"external buffers", rawSpec{modelHook: vectorOfOne(9)}, "external_buffers"},
 		{"external buffer groups", rawSpec{modelHook: vectorOfOne(8)}, "external_buffer_groups"},

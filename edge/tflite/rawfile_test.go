@@ -17,7 +17,7 @@ type rawOpcode struct {
 
 type rawOperator struct {
 	opcode  uint32
-	tag     uint8                                          // builtin_options_type
+	tag     uint8                                             // builtin_options_type
 	options func(b *flatbuffers.Builder) flatbuffers.UOffsetT // nil: no table
 }
 
