@@ -54,16 +54,19 @@ func (l *loader) tensors() error {
 		tm := &l.m.tensors[i]
 		tm.offset, tm.first, tm.last = -1, -2, -2
 		tm.info = TensorInfo{Name: t.Name, Type: t.Type, Shape: make([]int, len(t.Shape))}
-		n := 1
+		n := int64(1)
 		for d, v := range t.Shape {
-			if v < 0 || (n > 0 && int(v) > (1<<31)/n) {
+			if v < 0 || (n > 0 && int64(v) > maxTensorBytes/n) {
 				return fmt.Errorf("%w: tensor %d (%q) has shape %v", ErrInvalidModel, i, t.Name, t.Shape)
 			}
 			tm.info.Shape[d] = int(v)
-			n *= int(v)
+			n *= int64(v)
 		}
-		tm.n = n
-		tm.bytes = n * elemSize(t.Type)
+		if n*int64(elemSize(t.Type)) > maxTensorBytes {
+			return fmt.Errorf("%w: tensor %d (%q) of shape %v is over %d bytes", ErrUnsupported, i, t.Name, t.Shape, maxTensorBytes)
+		}
+		tm.n = int(n)
+		tm.bytes = int(n) * elemSize(t.Type)
 		if q := t.Quantization; q != nil && len(q.Scale) > 0 {
 			if len(q.ZeroPoint) != 0 && len(q.ZeroPoint) != len(q.Scale) {
 				return fmt.Errorf("%w: tensor %d (%q) has %d scales and %d zero points", ErrInvalidModel, i, t.Name, len(q.Scale), len(q.ZeroPoint))
@@ -309,6 +312,9 @@ func (l *loader) plan(keep []string) error {
 		}
 		t.offset = off
 		size = max(size, off+t.bytes)
+		if size > maxTensorBytes {
+			return fmt.Errorf("%w: activations need an arena over %d bytes", ErrUnsupported, maxTensorBytes)
+		}
 		placed = append(placed, i)
 	}
 	l.m.arenaSize = align16(size)
@@ -330,6 +336,10 @@ func (l *loader) newConvRequant(in, filter, out float32) requant {
 	}
 	return r
 }
+
+// maxTensorBytes bounds every tensor and the arena (1 GiB), which keeps sizes within int on
+// 32-bit ARM and stops a hostile file from making each interpreter allocate gigabytes.
+const maxTensorBytes = 1 << 30
 
 func align16(n int) int { return (n + 15) &^ 15 }
 

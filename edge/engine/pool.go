@@ -22,6 +22,8 @@ type pool struct {
 	jobs chan job
 	wg   sync.WaitGroup
 	once sync.Once
+	mu   sync.Mutex
+	perr any // a worker's panic, re-raised in the invoking goroutine
 }
 
 func newPool(workers int) *pool {
@@ -34,10 +36,20 @@ func newPool(workers int) *pool {
 
 func (p *pool) work() {
 	for j := range p.jobs {
-		j.k.rows(j.ip, j.w, j.lo, j.hi)
-		j = job{}
-		p.wg.Done()
+		p.run(j)
 	}
+}
+
+func (p *pool) run(j job) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.mu.Lock()
+			p.perr = r
+			p.mu.Unlock()
+		}
+		p.wg.Done()
+	}()
+	j.k.rows(j.ip, j.w, j.lo, j.hi)
 }
 
 func (p *pool) close() { p.once.Do(func() { close(p.jobs) }) }
@@ -65,6 +77,14 @@ func (ip *Interpreter) parallel(k rowKernel, n, minRows int) {
 		hi := min(n, lo+chunk)
 		ip.pool.jobs <- job{k: k, ip: ip, w: w, lo: lo, hi: hi}
 	}
-	k.rows(ip, 0, 0, min(n, chunk))
-	ip.pool.wg.Wait()
+	func() {
+		// Wait for the workers even if this goroutine's share panics.
+		defer ip.pool.wg.Wait()
+		k.rows(ip, 0, 0, min(n, chunk))
+	}()
+	if ip.pool.perr != nil {
+		r := ip.pool.perr
+		ip.pool.perr = nil
+		panic(r)
+	}
 }
