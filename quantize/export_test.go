@@ -52,7 +52,7 @@ func exportFixture(t *testing.T, size int) (*Model, [][]uint8) {
 }
 
 func TestExportInt8MatchesFloat(t *testing.T) {
-	const size = 64
+	const size = 48
 	m, grey := exportFixture(t, size)
 	// Folding batch norm and reordering weights to OHWI must not change the float function.
 	pred, err := m.NewPredictor()
@@ -123,7 +123,7 @@ func TestExportInt8MatchesFloat(t *testing.T) {
 	if err := os.WriteFile(model, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 2; i++ { // each call starts Node: two images suffice to show agreement
 		in := filepath.Join(dir, strconv.Itoa(i)+".bin")
 		buf := make([]byte, spec.Bytes())
 		imaging.Quantize(grey[i], spec, buf)

@@ -257,7 +257,7 @@ func (c *cancelAfter) Write(p []byte) (int, error) {
 // an epoch and resumed ends with bit-identical weights.
 func TestTrainSubsetAndResume(t *testing.T) {
 	data := testenv.SharedPath(t, "data", "chest_xray")
-	cfg := Config{Data: data, Arch: DefaultArch(40), Epochs: 3, Subset: 160, BatchSize: 16, Seed: 3}
+	cfg := Config{Data: data, Arch: DefaultArch(32), Epochs: 3, Subset: 128, BatchSize: 16, Seed: 3}
 	cfg.Out = t.TempDir()
 	full, err := Train(context.Background(), cfg)
 	if err != nil {
