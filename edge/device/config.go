@@ -140,6 +140,7 @@ type MQTTConfig struct {
 	KeyFile        string        `mapstructure:"key_file" yaml:"key_file"`
 	TopicPrefix    string        `mapstructure:"topic_prefix" yaml:"topic_prefix"`
 	HealthInterval time.Duration `mapstructure:"health_interval" yaml:"health_interval"`
+	Discovery      bool          `mapstructure:"discovery" yaml:"discovery"`
 	Embedded       bool          `mapstructure:"embedded" yaml:"embedded"`
 	EmbeddedListen string        `mapstructure:"embedded_listen" yaml:"embedded_listen"`
 }
@@ -200,6 +201,7 @@ var defaults = []struct {
 	{"mqtt.key_file", ""},
 	{"mqtt.topic_prefix", telemetry.DefaultTopicPrefix},
 	{"mqtt.health_interval", "30s"},
+	{"mqtt.discovery", false},
 	{"mqtt.embedded", false},
 	{"mqtt.embedded_listen", "127.0.0.1:1883"},
 	{"indicator.kind", "console"},
