@@ -1,0 +1,25 @@
+// Package quantize is cxr-edge's model pipeline, in pure Go: it reads the chest X-ray dataset,
+// trains the float32 pneumonia CNN, and exports it as an int8 TFLite model that the device's
+// engine (and Google's runtime) run.
+//
+// The stages:
+//
+//   - Data: ListSplit reads the Kaggle layout {train,val,test}/{NORMAL,PNEUMONIA};
+//     SplitByPatient holds out 15% of the training patients (stratified, seeded) for
+//     validation, the official 16-image val split joins it, and the test split is read only
+//     for the final report. Every image goes through imaging.Grey, the device's own
+//     preprocessing, once, and stays in memory as size×size grey bytes.
+//   - Training (Train): float32 layers with hand-written backward passes (convolution via
+//     im2col + gonum's SGEMM, batch norm, ReLU, pooling, dense, dropout), class-weighted
+//     sigmoid cross-entropy, AdamW with warm-up and cosine decay, X-ray augmentation, one
+//     network replica per batch shard in parallel, per-epoch checkpoints with bit-identical
+//     resume, early stopping on validation AUC.
+//   - Export (ExportInt8): batch norm folded into the convolutions, activation ranges
+//     calibrated on training images, weights int8 per output channel, the operating threshold
+//     (validation sensitivity ≥ 0.95, re-chosen on the int8 model's own scores) stored as
+//     metadata "cxr_threshold".
+//
+// The network input is x = p/255 for grey pixel p, which is exactly what the int8 input
+// (scale 1/255, zero point −128, q = p − 128) represents, so training, calibration and the
+// device agree on every input value.
+package quantize
