@@ -1,0 +1,136 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+// memOutbox is the device outbox the publisher drains (the device keeps it in edge/store).
+type memOutbox struct {
+	mu      sync.Mutex
+	entries []telemetry.OutboxEntry
+}
+
+func (o *memOutbox) Outbox(limit int) ([]telemetry.OutboxEntry, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]telemetry.OutboxEntry(nil), o.entries[:min(limit, len(o.entries))]...), nil
+}
+
+func (o *memOutbox) Ack(seq uint64) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, e := range o.entries {
+		if e.Seq == seq {
+			o.entries = append(o.entries[:i], o.entries[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
+// cutConn makes a test's cut look like a network failure: paho ignores "use of closed
+// network connection", which is what closing our own end would report.
+type cutConn struct {
+	net.Conn
+	cut atomic.Bool
+}
+
+var errCut = errors.New("connection cut by test")
+
+func (c *cutConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && c.cut.Load() {
+		err = errCut
+	}
+	return n, err
+}
+
+func (c *cutConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil && c.cut.Load() {
+		err = errCut
+	}
+	return n, err
+}
+
+type fixedHealth struct{}
+
+func (fixedHealth) Health(context.Context) (telemetry.Health, error) {
+	return healthAt(time.Now(), 55, 0), nil
+}
+
+// TestDevicePublisherInterop runs the device's own telemetry.Publisher against the dashboard
+// through Mosquitto: its status, health and results arrive; when its connection is cut the
+// Last Will (whose ts is the connect time, older than the online status) turns it offline;
+// it reconnects and is online again; a clean stop reports offline.
+func TestDevicePublisherInterop(t *testing.T) {
+	b := broker(t)
+	r := start(t, testOptions(t, b.URL()))
+	tp, _ := telemetry.NewTopics("cxr", "interop", "edge-1")
+	res, _ := json.Marshal(resultMsg("dev-r1", telemetry.LabelPneumonia, 0.77, time.Now()))
+	ob := &memOutbox{entries: []telemetry.OutboxEntry{{Seq: 1, ResultID: "dev-r1", Payload: res}}}
+	var mu sync.Mutex
+	var conn *cutConn
+	var blocked atomic.Bool // while set, the device cannot reach the broker
+	pub, err := telemetry.NewPublisher(telemetry.PublisherOptions{
+		Broker: b.URL(), Topics: tp, Version: "0.9.0", Model: testModel, HealthInterval: time.Hour,
+		MinReconnectInterval: 2 * time.Second, MaxReconnectInterval: 2 * time.Second, Logger: r.opts.Logger,
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if blocked.Load() {
+				return nil, errors.New("network down (test)")
+			}
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			mu.Lock()
+			conn = &cutConn{Conn: c}
+			mu.Unlock()
+			return conn, nil
+		},
+	}, ob, fixedHealth{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = pub.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	dev := func() DeviceView { d, _ := r.state.Device("interop", "edge-1"); return d }
+	waitFor(t, 10*time.Second, "device online with health and its result", func() bool {
+		d := dev()
+		return d.State == telemetry.StateOnline && d.Health != nil && d.Results == 1
+	})
+	if d := dev(); d.Version != "0.9.0" || d.Model.SHA256 != testModel.SHA256 {
+		t.Errorf("device %+v: version or model missing", d)
+	}
+
+	blocked.Store(true)
+	mu.Lock()
+	conn.cut.Store(true)
+	conn.Close() // no DISCONNECT: the broker publishes the Last Will
+	mu.Unlock()
+	waitFor(t, 5*time.Second, "offline by Last Will", func() bool { return dev().State == telemetry.StateOffline })
+	blocked.Store(false)
+	waitFor(t, 10*time.Second, "online again after reconnect", func() bool { return dev().State == telemetry.StateOnline })
+
+	cancel()
+	<-done
+	waitFor(t, 5*time.Second, "offline after a clean stop", func() bool { return dev().State == telemetry.StateOffline })
+	if n := r.count("status/stale"); n != 0 {
+		t.Errorf("%d status messages of the real publisher were judged stale", n)
+	}
+	if d := dev(); d.Results != 1 {
+		t.Errorf("results %d, want 1 (a result resent after the reconnect is counted once)", d.Results)
+	}
+}
