@@ -41,6 +41,8 @@ type HTTPOptions struct {
 	// NotFound reports whether an error of Results means "no such result"; default
 	// errors.Is(err, ErrNotFound).
 	NotFound func(error) bool
+	// Title of the status page (GET /), e.g. "cxr-edge clinic-7/cart-1"; default "cxr-edge".
+	Title string
 	// Counters, optional.
 	Counters *Metrics
 	Logger   *slog.Logger
@@ -66,6 +68,7 @@ var idPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 //	GET  /v1/results?limit=N  the newest N results (default 20, at most 1000), newest first
 //	GET  /healthz             200 {"status":"ok"} or 503 {"status":"unhealthy","error":…}
 //	GET  /metrics             Prometheus metrics
+//	GET  /                    status page: the latest results (HTML, refreshes every 5 s)
 //
 // Errors are JSON objects {"error": "..."}.
 func NewHTTPHandler(opts HTTPOptions) (http.Handler, error) {
@@ -90,6 +93,7 @@ func NewHTTPHandler(opts HTTPOptions) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/results/{id}", h.getResult)
 	mux.HandleFunc("GET /v1/results", h.listResults)
 	mux.HandleFunc("GET /healthz", h.healthz)
+	mux.HandleFunc("GET /{$}", h.statusPage)
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}

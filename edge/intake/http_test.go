@@ -84,6 +84,11 @@ func TestHTTPPostAndGet(t *testing.T) {
 	if code != http.StatusOK || json.Unmarshal(body, &list) != nil || len(list.Results) != 2 {
 		t.Errorf("list = %d %s", code, body)
 	}
+	// The status page lists both results.
+	code, body = do(t, "GET", srv.URL+"/", nil)
+	if code != http.StatusOK || bytes.Count(body, []byte(`<span class="label normal">`)) != 2 {
+		t.Errorf("status page = %d\n%s", code, body)
+	}
 }
 
 func TestHTTPErrors(t *testing.T) {
