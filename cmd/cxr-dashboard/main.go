@@ -43,6 +43,9 @@ func main() {
 	default:
 		err = serve(ctx, log, args)
 	}
+	if errors.Is(err, pflag.ErrHelp) {
+		return
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cxr-dashboard:", err)
 		os.Exit(1)
