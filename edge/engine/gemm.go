@@ -102,8 +102,10 @@ func (p *packedInt8) gemm(dst []int32, a []int8, m int) {
 	p.gemmBlock(dst, a, m, 0, m, 0, p.npanels)
 }
 
-// gemmBlock computes the rows [r0,r1) and the output channels of panels [p0,p1) of gemm's
-// result. Disjoint blocks write disjoint parts of dst, so workers can share one call.
+// gemmBlock computes the rows [r0,r1) and the output channels of panels [p0,p1) (channels
+// 8·p0 up to 8·p1) of gemm's result. Disjoint blocks write disjoint parts of dst, so workers
+// can share one product: by rows for convolutions, by panels for FULLY_CONNECTED (m = 1).
+// Each element is computed the same way whatever the split: results do not depend on it.
 func (p *packedInt8) gemmBlock(dst []int32, a []int8, m, r0, r1, p0, p1 int) {
 	n, k := p.n, p.k
 	if m <= 0 || n == 0 || r0 >= r1 || p0 >= p1 {

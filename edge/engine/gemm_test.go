@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
@@ -152,9 +153,9 @@ func TestGemmShortBuffersPanic(t *testing.T) {
 	p.gemm(make([]int32, 5), make([]int8, 8), 2)
 }
 
-// TestGemmWorkersIdentical checks that splitting over any number of workers, by rows or by
-// panels, gives exactly the single-threaded result.
-func TestGemmWorkersIdentical(t *testing.T) {
+// TestGemmBlockSplitsIdentical checks that computing gemm as disjoint blocks of rows or of
+// panels (how callers spread it over cores) gives exactly the single-call result.
+func TestGemmBlockSplitsIdentical(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, s := range [][3]int{{1000, 24, 32}, {49, 320, 960}, {1, 1000, 1280}, {333, 17, 27}} {
 		m, n, k := s[0], s[1], s[2]
@@ -163,38 +164,30 @@ func TestGemmWorkersIdentical(t *testing.T) {
 		gemmRef(want, a, w, m, n, k)
 		for _, kern := range kernels() {
 			p := packInt8With(w, n, k, kern)
-			for threads := 1; threads <= 5; threads++ {
-				ws := newWorkers(threads)
-				got := make([]int32, m*n)
-				for range 2 { // the second call reuses the workers
-					ws.gemm(p, got, a, m)
-					for i := range want {
-						if got[i] != want[i] {
-							t.Fatalf("%v threads=%d %v: dst[%d] = %d, want %d", kern, threads, s, i, got[i], want[i])
-						}
-					}
+			for parts := 1; parts <= 5; parts++ {
+				byRows := make([]int32, m*n)
+				for i := range parts {
+					p.gemmBlock(byRows, a, m, m*i/parts, m*(i+1)/parts, 0, p.npanels)
 				}
-				ws.close()
-				clear(got)
-				ws.gemm(p, got, a, m) // closed: runs on the caller
-				if got[len(got)-1] != want[len(want)-1] {
-					t.Fatalf("%v after close: wrong result", kern)
+				byPanels := make([]int32, m*n)
+				for i := range parts {
+					p.gemmBlock(byPanels, a, m, 0, m, p.npanels*i/parts, p.npanels*(i+1)/parts)
+				}
+				for i := range want {
+					if byRows[i] != want[i] || byPanels[i] != want[i] {
+						t.Fatalf("%v parts=%d %v: dst[%d] = %d by rows, %d by panels, want %d", kern, parts, s, i, byRows[i], byPanels[i], want[i])
+					}
 				}
 			}
 		}
 	}
 }
 
-func TestGemmWorkersAllocateNothing(t *testing.T) {
+func TestGemmAllocatesNothing(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	m, n, k := 256, 64, 96
 	p := packInt8(randInt8(r, n*k), n, k)
 	a, dst := randInt8(r, m*k), make([]int32, m*n)
-	ws := newWorkers(2)
-	defer ws.close()
-	if allocs := testing.AllocsPerRun(20, func() { ws.gemm(p, dst, a, m) }); allocs != 0 {
-		t.Fatalf("workers.gemm allocates %v times per call", allocs)
-	}
 	if allocs := testing.AllocsPerRun(20, func() { p.gemm(dst, a, m) }); allocs != 0 {
 		t.Fatalf("gemm allocates %v times per call", allocs)
 	}
@@ -247,14 +240,23 @@ func BenchmarkGemm(b *testing.B) {
 				report(b)
 			})
 		}
+		// Two goroutines, split by rows (by panels when there are few rows), as an
+		// interpreter's workers would.
 		p := packInt8(w, s.n, s.k)
-		ws := newWorkers(2)
 		b.Run(s.name+"/"+p.kern.String()+"_2threads", func(b *testing.B) {
+			var wg sync.WaitGroup
 			for b.Loop() {
-				ws.gemm(p, dst, a, s.m)
+				wg.Add(1)
+				if s.m >= 32 {
+					go func() { p.gemmBlock(dst, a, s.m, s.m/2, s.m, 0, p.npanels); wg.Done() }()
+					p.gemmBlock(dst, a, s.m, 0, s.m/2, 0, p.npanels)
+				} else {
+					go func() { p.gemmBlock(dst, a, s.m, 0, s.m, p.npanels/2, p.npanels); wg.Done() }()
+					p.gemmBlock(dst, a, s.m, 0, s.m, 0, p.npanels/2)
+				}
+				wg.Wait()
 			}
 			report(b)
 		})
-		ws.close()
 	}
 }
