@@ -385,12 +385,11 @@ func TestRealFileTruncatedAndCorrupted(t *testing.T) {
 	}
 	// Flips in the header (the first 1 kB) must never panic and any error must be classified.
 	for i := 0; i < pixelStart; i++ {
-		for _, x := range []byte{0x01, 0x80, 0xFF} {
-			mut := slices.Clone(data)
-			mut[i] ^= x
-			if _, err := Decode(mut, Options{}); err != nil && !classified(err) {
-				t.Fatalf("flip at %d: unclassified %v", i, err)
-			}
+		x := []byte{0x01, 0x80, 0xFF}[i%3] // low bit, high bit, all bits, in turn
+		mut := slices.Clone(data)
+		mut[i] ^= x
+		if _, err := Decode(mut, Options{}); err != nil && !classified(err) {
+			t.Fatalf("flip %#x at %d: unclassified %v", x, i, err)
 		}
 	}
 }
