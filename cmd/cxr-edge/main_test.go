@@ -334,7 +334,7 @@ func TestDaemon(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`cxr_intake_received_total{source="folder"} 2`, `cxr_intake_received_total{source="http"} 1`, `cxr_stage_seconds_bucket{stage="infer"`} {
+	for _, want := range []string{`cxr_intake_received_total{source="folder"} 2`, `cxr_intake_received_total{source="http"} 1`, `cxr_stage_seconds_bucket{stage="infer"`, "cxr_disk_free_bytes ", "cxr_scored_total 3", `cxr_indicator_state{state="`} {
 		if !bytes.Contains(metrics, []byte(want)) {
 			t.Errorf("metrics lack %s", want)
 		}

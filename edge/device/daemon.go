@@ -13,14 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	mqttserver "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cxr-edge/cxr-edge/edge/intake"
@@ -53,6 +52,9 @@ type DaemonOptions struct {
 	// Notify sends systemd notifications; default daemon.SdNotify (a no-op outside systemd).
 	Notify func(state string) error
 }
+
+// RecoverInterval is how often the daemon looks for inputs left pending.
+const RecoverInterval = time.Minute
 
 // StudyKeyFile is the name, in store.dir, of the key that pseudonymises DICOM study UIDs.
 const StudyKeyFile = "study.key"
@@ -95,6 +97,22 @@ func (c consoleIndicator) Show(r telemetry.Result) {
 	c.log.Info("indicator", "light", signal, "label", r.Label, "score", r.Score, "id", r.ID)
 }
 
+// trackedIndicator remembers the last light shown, for the health payload.
+type trackedIndicator struct {
+	inner Indicator
+	state atomic.Value // string
+}
+
+func (t *trackedIndicator) Show(r telemetry.Result) {
+	t.state.Store(map[string]string{
+		telemetry.LabelNormal: "green", telemetry.LabelPneumonia: "amber", telemetry.LabelUnreadable: "red",
+	}[r.Label])
+	t.inner.Show(r)
+}
+
+// State is the light now shown: off, green, amber or red.
+func (t *trackedIndicator) State() string { return t.state.Load().(string) }
+
 type noIndicator struct{}
 
 func (noIndicator) Show(telemetry.Result) {}
@@ -113,7 +131,15 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		notify = func(state string) error { _, err := daemon.SdNotify(false, state); return err }
 	}
 
-	model, err := LoadModel(cfg.Model)
+	mcfg, reloaded, err := activeModelConfig(cfg.Model, cfg.Store.Dir)
+	if err != nil {
+		return fmt.Errorf("remotely reloaded model: %w", err)
+	}
+	if reloaded {
+		log.Warn("using the model set by a remote reload-model command instead of model.path; delete "+
+			filepath.Join(cfg.Store.Dir, modelsDir, activeModelFile)+" to revert", "path", mcfg.Path)
+	}
+	model, err := LoadModel(mcfg)
 	if err != nil {
 		return err
 	}
@@ -134,8 +160,6 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ind := opts.Indicator
 	if ind == nil {
 		switch cfg.Indicator.Kind {
@@ -160,8 +184,46 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		defer embedded.Close()
 	}
 
+	tracked := &trackedIndicator{inner: ind}
+	tracked.state.Store("off")
+	ind = tracked
+
+	// MQTT: the configured broker, else the embedded one.
+	broker := cfg.MQTT.Broker
+	if broker == "" && cfg.MQTT.Embedded {
+		broker = "tcp://" + cfg.MQTT.EmbeddedListen
+	}
+	health := &healthSource{host: telemetry.NewCollector(telemetry.CollectorOptions{DiskPath: cfg.Store.Dir}),
+		store: st, indicator: tracked.State}
+	// The registry holds the health figures (read at each scrape), Go and process metrics,
+	// and the intake and pipeline metrics registered below.
+	reg := telemetry.NewMetricsRegistry(health)
+	reloader := &modelReloader{cfg: cfg.Model, stateDir: cfg.Store.Dir}
+	var pub *telemetry.Publisher
+	var publisher Publisher
+	if broker != "" {
+		topics, err := telemetry.NewTopics(cfg.MQTT.TopicPrefix, cfg.Device.Site, cfg.Device.ID)
+		if err != nil {
+			return err
+		}
+		pub, err = telemetry.NewPublisher(telemetry.PublisherOptions{
+			Broker: broker, Topics: topics,
+			Username: cfg.MQTT.Username, PasswordFile: cfg.MQTT.PasswordFile,
+			CAFile: cfg.MQTT.CAFile, CertFile: cfg.MQTT.CertFile, KeyFile: cfg.MQTT.KeyFile,
+			HealthInterval: cfg.MQTT.HealthInterval, Version: opts.Version, Model: model.Ref(),
+			Discovery: cfg.MQTT.Discovery,
+			Logger:    log.With("component", "mqtt"),
+		}, st, health, reloader)
+		if err != nil {
+			return fmt.Errorf("mqtt: %w", err)
+		}
+		publisher = pub
+	} else {
+		log.Info("no MQTT broker configured (mqtt.broker, mqtt.embedded); results stay in the store's outbox")
+	}
+
 	pipe, err := NewPipeline(PipelineOptions{
-		Scorer: model, Store: st, Indicator: ind, Threshold: cfg.Model.Threshold,
+		Scorer: model, Store: st, Indicator: ind, Publisher: publisher, Threshold: cfg.Model.Threshold,
 		MaxBytes: int64(cfg.Intake.MaxBytes), MaxPixels: cfg.Intake.MaxPixels,
 		DecodeTimeout: cfg.Intake.DecodeTimeout, StudyKey: key,
 		Metrics: NewMetrics(reg), Logger: log,
@@ -169,6 +231,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	if err != nil {
 		return err
 	}
+	health.pipe, reloader.pipe = pipe, pipe
 	intakeMetrics := intake.NewMetrics(reg)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -183,15 +246,25 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		cancel()
 	}
 
-	// Inputs left pending by a crash or a shutdown are scored first, in arrival order.
+	// Inputs left pending by a crash or a shutdown are scored at start, in arrival order, and
+	// again every minute: an HTTP upload whose commit failed (503) is not left behind either.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		n, err := pipe.Recover(ctx)
-		if err != nil && ctx.Err() == nil {
-			log.Error("recovering pending inputs", "err", err)
-		} else if n > 0 {
-			log.Info("recovered pending inputs", "count", n)
+		t := time.NewTicker(RecoverInterval)
+		defer t.Stop()
+		for {
+			n, err := pipe.Recover(ctx)
+			if err != nil && ctx.Err() == nil {
+				log.Error("recovering pending inputs", "err", err)
+			} else if n > 0 {
+				log.Info("recovered pending inputs", "count", n)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 	}()
 
@@ -217,11 +290,23 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		log.Info("watching hot folder", "dir", cfg.Intake.WatchDir)
 	}
 
-	health := func(context.Context) error {
+	healthy := func(context.Context) error {
 		if _, err := st.Stats(); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
 		return nil
+	}
+
+	if pub != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Run returns after publishing "offline" once ctx is cancelled.
+			if err := pub.Run(ctx); err != nil {
+				fail(fmt.Errorf("mqtt: %w", err))
+			}
+		}()
+		log.Info("publishing to MQTT", "broker", broker, "topics", cfg.MQTT.TopicPrefix+"/"+cfg.Device.Site+"/"+cfg.Device.ID+"/")
 	}
 
 	var srv *http.Server
@@ -229,10 +314,11 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	if cfg.Intake.HTTPListen != "" {
 		h, err := intake.NewHTTPHandler(intake.HTTPOptions{
 			Processor: pipe, Results: st, MaxBytes: int64(cfg.Intake.MaxBytes),
-			Health:   health,
+			Health:   healthy,
 			Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 			NotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) },
 			Counters: intakeMetrics, Logger: log.With("intake", "http"),
+			Title: "cxr-edge " + cfg.Device.Site + "/" + cfg.Device.ID,
 		})
 		if err != nil {
 			return err
@@ -293,7 +379,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					if err := health(ctx); err != nil {
+					if err := healthy(ctx); err != nil {
 						log.Error("unhealthy; withholding the watchdog ping", "err", err)
 						continue
 					}

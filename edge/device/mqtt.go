@@ -1,0 +1,198 @@
+package device
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cxr-edge/cxr-edge/edge/store"
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+// healthSource builds the periodic health payload (and the /metrics health figures) from the
+// machine's figures (telemetry.Collector) and the daemon's own counters.
+type healthSource struct {
+	host      *telemetry.Collector
+	pipe      *Pipeline
+	store     *store.Store
+	indicator func() string
+}
+
+func (h *healthSource) Health(ctx context.Context) (telemetry.Health, error) {
+	sys, err := h.host.System(ctx)
+	if err != nil {
+		return telemetry.Health{}, fmt.Errorf("system health: %w", err)
+	}
+	st, err := h.store.Stats()
+	if err != nil {
+		return telemetry.Health{}, fmt.Errorf("store: %w", err)
+	}
+	ps := h.pipe.Stats()
+	return telemetry.NewHealth(time.Now().UTC(), sys, telemetry.Counters{
+		Queue: st.Pending, Outbox: st.Outbox, Scored: ps.Scored, Failed: ps.Failed,
+		InferMsP50: ps.InferMsP50, InferMsP95: ps.InferMsP95, Indicator: h.indicator(),
+	}), nil
+}
+
+// Remote model reloads are kept under store.dir so that the model survives a restart.
+const (
+	modelsDir        = "models"
+	activeModelFile  = "active" // holds the file name of the model in use, in modelsDir
+	maxModelDownload = 256 << 20
+)
+
+// modelReloader carries out the reload-model command: fetch or open, check the sha256, load,
+// switch the pipeline, and remember the choice in store.dir/models/active.
+type modelReloader struct {
+	mu       sync.Mutex
+	cfg      ModelConfig
+	stateDir string
+	pipe     *Pipeline
+	client   *http.Client
+}
+
+func (r *modelReloader) ReloadModel(ctx context.Context, cmd telemetry.ReloadModelCommand) (telemetry.ModelRef, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var data []byte
+	name := ""
+	switch {
+	case cmd.Path != "":
+		b, err := os.ReadFile(cmd.Path)
+		if err != nil {
+			return telemetry.ModelRef{}, fmt.Errorf("reload-model: %w", err)
+		}
+		data, name = b, filepath.Base(cmd.Path)
+	case cmd.URL != "":
+		b, err := r.download(ctx, cmd.URL)
+		if err != nil {
+			return telemetry.ModelRef{}, fmt.Errorf("reload-model: %w", err)
+		}
+		u, _ := url.Parse(cmd.URL)
+		data, name = b, filepath.Base(u.Path)
+	default:
+		return telemetry.ModelRef{}, errors.New("reload-model: needs url or path")
+	}
+	cfg := r.cfg
+	cfg.SHA256 = cmd.SHA256 // the command's pin replaces the configured one
+	m, err := LoadModelBytes(data, name, cfg)
+	if err != nil {
+		return telemetry.ModelRef{}, fmt.Errorf("reload-model: %w", err)
+	}
+	if err := saveActiveModel(r.stateDir, name, m.Ref().SHA256, data); err != nil {
+		return telemetry.ModelRef{}, fmt.Errorf("reload-model: keeping the model: %w", err)
+	}
+	if err := r.pipe.SetScorer(m); err != nil {
+		return telemetry.ModelRef{}, fmt.Errorf("reload-model: %w", err)
+	}
+	return m.Ref(), nil
+}
+
+func (r *modelReloader) download(ctx context.Context, rawURL string) ([]byte, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("url %q: want http(s)://host/path", rawURL)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	client := r.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", rawURL, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxModelDownload+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxModelDownload {
+		return nil, fmt.Errorf("GET %s: model larger than %d bytes", rawURL, maxModelDownload)
+	}
+	return b, nil
+}
+
+// saveActiveModel writes the model as models/<sha256>-<name> and points models/active at it,
+// each by write-to-temporary and rename, so a crash leaves the old or the new choice.
+func saveActiveModel(stateDir, name, digest string, data []byte) error {
+	dir := filepath.Join(stateDir, modelsDir)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	file := digest + "-" + strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r < ' ' {
+			return '_'
+		}
+		return r
+	}, name)
+	if err := writeAtomic(filepath.Join(dir, file), data); err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(dir, activeModelFile), []byte(file+"\n"))
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ActiveModelPath returns the model a remote reload chose earlier (store.dir/models/active),
+// or "" when there is none. It wins over model.path so that a reload survives a restart;
+// deleting the active file reverts to model.path.
+func ActiveModelPath(stateDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, modelsDir, activeModelFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	name := strings.TrimSpace(string(b))
+	if name == "" || strings.ContainsAny(name, `/\`) {
+		return "", fmt.Errorf("%s: bad model name %q", filepath.Join(stateDir, modelsDir, activeModelFile), name)
+	}
+	return filepath.Join(stateDir, modelsDir, name), nil
+}
+
+// activeModelConfig returns cfg with the remotely reloaded model, if any, and its pin.
+func activeModelConfig(cfg ModelConfig, stateDir string) (ModelConfig, bool, error) {
+	p, err := ActiveModelPath(stateDir)
+	if err != nil || p == "" {
+		return cfg, false, err
+	}
+	digest, _, _ := strings.Cut(filepath.Base(p), "-")
+	cfg.Path, cfg.SHA256 = p, digest
+	return cfg, true, nil
+}
