@@ -288,3 +288,9 @@ func (l *Latencies) Percentiles(ps ...float64) []float64 {
 	}
 	return out
 }
+
+// HealthFunc adapts a function to HealthSource.
+type HealthFunc func(ctx context.Context) (Health, error)
+
+// Health implements HealthSource.
+func (f HealthFunc) Health(ctx context.Context) (Health, error) { return f(ctx) }
