@@ -47,6 +47,7 @@ const (
 	kernGo   gemmKernel = iota // portable Go, every architecture
 	kernAVX2                   // amd64 AVX2: VPMOVSXBW + VPMADDWD
 	kernVNNI                   // amd64 AVX-512 VNNI (256-bit): VPDPBUSD with the +128 offset
+	kernNEON                   // arm64 Advanced SIMD: SXTL to int16, SMLAL/SMLAL2 into int32
 )
 
 func (k gemmKernel) String() string {
@@ -57,6 +58,8 @@ func (k gemmKernel) String() string {
 		return "avx2"
 	case kernVNNI:
 		return "vnni"
+	case kernNEON:
+		return "neon"
 	}
 	return fmt.Sprintf("gemmKernel(%d)", int(k))
 }

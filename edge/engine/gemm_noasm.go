@@ -2,14 +2,7 @@
 
 package engine
 
-func (k gemmKernel) available() bool { return k == kernGo }
-
-func bestKernel() gemmKernel { return kernGo }
-
-// panelAsm reports that this architecture has no SIMD kernel yet: panelGo runs instead.
-func panelAsm(gemmKernel, []int32, int, []int8, int, int, []int8, int, []int32) bool {
-	return false
-}
+// Kernels with no SIMD version off amd64 yet: the callers' Go loops run instead.
 
 func requantAsm(*requantChannels, []byte, []int32, int, []int32) int { return 0 }
 

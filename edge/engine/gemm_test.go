@@ -23,7 +23,7 @@ func gemmRef(dst []int32, a, w []int8, m, n, k int) {
 // kernels lists the kernels this CPU can run, portable Go first.
 func kernels() []gemmKernel {
 	var ks []gemmKernel
-	for _, k := range []gemmKernel{kernGo, kernAVX2, kernVNNI} {
+	for _, k := range []gemmKernel{kernGo, kernAVX2, kernVNNI, kernNEON} {
 		if k.available() {
 			ks = append(ks, k)
 		}
