@@ -76,6 +76,7 @@ func TestScoreTableAndJSON(t *testing.T) {
 }
 
 func TestCLIErrors(t *testing.T) {
+	m, storeDir := model(t), t.TempDir()
 	for _, tc := range []struct {
 		args []string
 		env  map[string]string
@@ -90,6 +91,8 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"config"}, map[string]string{"CXR_MODEL_THRESHOLD": "2"}, exitUsage, "model.threshold"},
 		{[]string{"config", "--config", "/nonexistent.yaml"}, nil, exitUsage, "no such file"},
 		{[]string{"run"}, map[string]string{"CXR_STORE_DIR": "/nonexistent-dir/x"}, exitFailed, "no model configured"},
+		// This machine has no GPIO17: a clear start-up error, not a silent console fallback.
+		{[]string{"run", "--indicator", "gpio", "--listen", "127.0.0.1:0"}, map[string]string{"CXR_MODEL_PATH": m, "CXR_STORE_DIR": storeDir}, exitFailed, "indicator.kind gpio"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, _, errs := runCLI(t, tc.env, tc.args...)

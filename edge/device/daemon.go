@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -44,8 +43,8 @@ type DaemonOptions struct {
 	Version string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Indicator overrides the one indicator.kind selects (tests, the status screen).
-	Indicator Indicator
+	// Console is where indicator.kind console writes; default os.Stderr.
+	Console io.Writer
 	// Ready, if set, is called with the HTTP address once the daemon serves (tests use it to
 	// learn a port chosen by the kernel for http_listen "127.0.0.1:0").
 	Ready func(httpAddr string)
@@ -86,36 +85,6 @@ func LoadStudyKey(dir string) ([]byte, error) {
 	}
 	return key, nil
 }
-
-// consoleIndicator writes each result to the log: the indicator of a device without LEDs.
-type consoleIndicator struct{ log *slog.Logger }
-
-func (c consoleIndicator) Show(r telemetry.Result) {
-	signal := map[string]string{
-		telemetry.LabelNormal: "GREEN", telemetry.LabelPneumonia: "AMBER", telemetry.LabelUnreadable: "RED",
-	}[r.Label]
-	c.log.Info("indicator", "light", signal, "label", r.Label, "score", r.Score, "id", r.ID)
-}
-
-// trackedIndicator remembers the last light shown, for the health payload.
-type trackedIndicator struct {
-	inner Indicator
-	state atomic.Value // string
-}
-
-func (t *trackedIndicator) Show(r telemetry.Result) {
-	t.state.Store(map[string]string{
-		telemetry.LabelNormal: "green", telemetry.LabelPneumonia: "amber", telemetry.LabelUnreadable: "red",
-	}[r.Label])
-	t.inner.Show(r)
-}
-
-// State is the light now shown: off, green, amber or red.
-func (t *trackedIndicator) State() string { return t.state.Load().(string) }
-
-type noIndicator struct{}
-
-func (noIndicator) Show(telemetry.Result) {}
 
 // Run starts the daemon and blocks until ctx is cancelled (SIGTERM/SIGINT), then stops the
 // intake, lets an HTTP request in progress finish, leaves a folder image in progress pending
@@ -160,20 +129,15 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		return err
 	}
 
-	ind := opts.Indicator
-	if ind == nil {
-		switch cfg.Indicator.Kind {
-		case "console":
-			ind = consoleIndicator{log}
-		case "gpio":
-			// The GPIO driver (edge/indicator) is wired here once it lands; until then the
-			// device logs what it would show.
-			log.Warn("indicator.kind gpio: GPIO driver not built in yet; using the console")
-			ind = consoleIndicator{log}
-		default:
-			ind = noIndicator{}
-		}
+	console := opts.Console
+	if console == nil {
+		console = os.Stderr
 	}
+	lt, closeLights, err := openIndicator(ctx, cfg.Indicator, console, log)
+	if err != nil {
+		return err
+	}
+	defer closeLights()
 
 	var embedded *mqttserver.Server
 	if cfg.MQTT.Embedded {
@@ -184,17 +148,13 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		defer embedded.Close()
 	}
 
-	tracked := &trackedIndicator{inner: ind}
-	tracked.state.Store("off")
-	ind = tracked
-
 	// MQTT: the configured broker, else the embedded one.
 	broker := cfg.MQTT.Broker
 	if broker == "" && cfg.MQTT.Embedded {
 		broker = "tcp://" + cfg.MQTT.EmbeddedListen
 	}
 	health := &healthSource{host: telemetry.NewCollector(telemetry.CollectorOptions{DiskPath: cfg.Store.Dir}),
-		store: st, indicator: tracked.State}
+		store: st, indicator: lt.State}
 	// The registry holds the health figures (read at each scrape), Go and process metrics,
 	// and the intake and pipeline metrics registered below.
 	reg := telemetry.NewMetricsRegistry(health)
@@ -223,7 +183,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	}
 
 	pipe, err := NewPipeline(PipelineOptions{
-		Scorer: model, Store: st, Indicator: ind, Publisher: publisher, Threshold: cfg.Model.Threshold,
+		Scorer: model, Store: st, Indicator: lt, Publisher: publisher, Threshold: cfg.Model.Threshold,
 		MaxBytes: int64(cfg.Intake.MaxBytes), MaxPixels: cfg.Intake.MaxPixels,
 		DecodeTimeout: cfg.Intake.DecodeTimeout, StudyKey: key,
 		Metrics: NewMetrics(reg), Logger: log,

@@ -140,7 +140,14 @@ func (p *Pipeline) Threshold() float64 {
 // by Recover (after a restart) or when it arrives again.
 func (p *Pipeline) Process(ctx context.Context, in intake.Input) (telemetry.Result, error) {
 	if p.opts.Store == nil {
-		return p.evaluate(ctx, store.HashID(in.Data), in)
+		if b, ok := p.opts.Indicator.(busyIndicator); ok {
+			b.Busy()
+		}
+		res, err := p.evaluate(ctx, store.HashID(in.Data), in)
+		if err == nil && p.opts.Indicator != nil {
+			p.opts.Indicator.Show(res)
+		}
+		return res, err
 	}
 	// A duplicate (same bytes as an earlier input) is answered from the store below.
 	rec, _, err := p.opts.Store.Submit(in.Source, in.Name, in.Data, in.ReceivedAt)
@@ -190,6 +197,9 @@ func (p *Pipeline) processRecorded(ctx context.Context, rec store.Input, in inta
 		// Recorded but not scored (a crash, or an earlier failure): score it now.
 	}
 	in.ReceivedAt = rec.ReceivedAt
+	if b, ok := p.opts.Indicator.(busyIndicator); ok {
+		b.Busy()
+	}
 	res, err := p.evaluate(ctx, rec.ID, in)
 	if err != nil {
 		// Shutting down mid-image: leave the input pending; it is scored after restart.
