@@ -248,6 +248,9 @@ func TestConformanceGolden(t *testing.T) {
 					if c.heavy && testing.Short() {
 						t.Skip("heavy model skipped with -short")
 					}
+					if c.heavy && raceEnabled && rounding != RoundLiteRT {
+						t.Skip("heavy model runs once under the race detector")
+					}
 					tried++
 					m, err := loadShared(t, c.file, Options{Rounding: rounding})
 					if c.expect == refused {
