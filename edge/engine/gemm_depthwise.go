@@ -35,19 +35,24 @@ func dwPixels(acc []int32, src []byte, soff, woff []int, f []int32, n int, zp in
 	if c0 == n {
 		return
 	}
+	// Taps outer, channels inner: contiguous loops the compiler keeps free of bounds checks.
 	for p := range npix {
-		a := acc[p*n : p*n+n]
-		for c := c0; c < n; c++ {
-			var s int32
-			for t, o := range soff {
-				v := src[o+p*pixStride+c]
-				x := int32(int8(v))
-				if u8 {
-					x = int32(v)
+		a := acc[p*n+c0 : p*n+n]
+		clear(a)
+		for t, o := range soff {
+			x := src[o+p*pixStride+c0 : o+p*pixStride+n]
+			w := f[woff[t]+c0 : woff[t]+n]
+			w = w[:len(x)]
+			a := a[:len(x)]
+			if u8 {
+				for c, v := range x {
+					a[c] += (int32(v) - zp) * w[c]
 				}
-				s += (x - zp) * f[woff[t]+c]
+			} else {
+				for c, v := range x {
+					a[c] += (int32(int8(v)) - zp) * w[c]
+				}
 			}
-			a[c] = s
 		}
 	}
 }
