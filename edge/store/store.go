@@ -165,8 +165,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("%w: empty store directory", ErrInvalid)
 	}
 	blobDir := filepath.Join(dir, "blobs")
-	if err := os.MkdirAll(blobDir, 0o700); err != nil {
-		return nil, fmt.Errorf("store: create %s: %w", blobDir, err)
+	if err := makeBlobDirs(blobDir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dir, "store.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
@@ -279,16 +279,37 @@ func (s *Store) Submit(source, name string, data []byte, receivedAt time.Time) (
 	return in, duplicate, nil
 }
 
+// makeBlobDirs creates blobs/00 … blobs/ff once, durably, so writing a blob never has to
+// make (and fsync) a directory entry in blobs/ itself.
+func makeBlobDirs(blobDir string) error {
+	if err := os.MkdirAll(blobDir, 0o700); err != nil {
+		return fmt.Errorf("store: create %s: %w", blobDir, err)
+	}
+	created := false
+	for i := range 256 {
+		sub := filepath.Join(blobDir, fmt.Sprintf("%02x", i))
+		err := os.Mkdir(sub, 0o700)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("store: create %s: %w", sub, err)
+		}
+		created = created || err == nil
+	}
+	if created {
+		if err := syncDir(blobDir); err != nil {
+			return err
+		}
+		return syncDir(filepath.Dir(blobDir))
+	}
+	return nil
+}
+
 // writeBlob makes the bytes durable under blobs/: temp file, fsync, rename, fsync dirs.
 func (s *Store) writeBlob(id string, data []byte) error {
 	final := s.BlobPath(id)
 	if st, err := os.Stat(final); err == nil && st.Size() == int64(len(data)) {
 		return nil // same content already durable (a duplicate racing us, or an orphan)
 	}
-	sub := filepath.Dir(final)
-	if err := os.MkdirAll(sub, 0o700); err != nil {
-		return fmt.Errorf("store: blob dir: %w", err)
-	}
+	sub := filepath.Dir(final) // created durably by Open
 	f, err := os.CreateTemp(s.blob, id+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("store: blob temp: %w", err)
@@ -308,10 +329,7 @@ func (s *Store) writeBlob(id string, data []byte) error {
 		os.Remove(tmp)
 		return fmt.Errorf("store: write blob %s: %w", id, werr)
 	}
-	if err := syncDir(sub); err != nil {
-		return err
-	}
-	return syncDir(s.blob)
+	return syncDir(sub)
 }
 
 func syncDir(dir string) error {
