@@ -12,7 +12,9 @@ const usage = `usage: cxr-quantize COMMAND [flags]
 
 commands:
   inspect MODEL     print a model's graph: ops, tensors, quantization, parameters, MACs, arena
-  run               run a model on raw input files (or the deterministic pattern), print JSON
+  run               run a model in the Go engine, print JSON shaped like the oracle runners':
+                    --model M [--input IN.bin ...] [--bench N] [--out F] [--threads N]
+                    (no --input: the deterministic pattern of the reference models)
   bench             time the reference models in the Go engine and LiteRT.js, print a Markdown table
                     [--models DIR] [--runs N] [--threads N] [--litert DIR] [--only a.tflite,b.tflite]
   train             train the float pneumonia model: --data DIR --out DIR [--epochs N] [--size 128]
@@ -31,6 +33,10 @@ func main() {
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	// Each subcommand lives in its own file as cmdNAME(args []string) error.
+	case "inspect":
+		err = cmdInspect(args)
+	case "run":
+		err = cmdRun(args)
 	case "bench":
 		err = cmdBench(args)
 	case "train":
