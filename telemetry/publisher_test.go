@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -644,5 +645,36 @@ func TestPublisherOptions(t *testing.T) {
 	}
 	if _, err := telemetry.NewPublisher(telemetry.PublisherOptions{Broker: "tcp://x:1", Topics: tp}, nil, nil, nil); err == nil {
 		t.Error("nil outbox accepted")
+	}
+}
+
+// TestPublisherPasswordAuth: a broker that refuses anonymous clients accepts the device
+// with its username and password file, and refuses a wrong password.
+func TestPublisherPasswordAuth(t *testing.T) {
+	passwd := testenv.LookPath(t, "mosquitto_passwd")
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "broker.passwd")
+	if out, err := exec.Command(passwd, "-b", "-c", pwFile, "dev-1", "s3cret").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v %s", err, out)
+	}
+	b := testenv.Mosquitto(t, testenv.BrokerOptions{ExtraConfig: brokerKeepsRoot + "\nallow_anonymous false\npassword_file " + pwFile})
+	good := filepath.Join(dir, "good")
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(good, []byte("s3cret\n"), 0o600)
+	os.WriteFile(bad, []byte("guess\n"), 0o600)
+	tp := topics(t)
+	p, _ := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Username: "dev-1", PasswordFile: good}, openStore(t), nil, nil)
+	waitFor(t, "authenticated connection", 10*time.Second, func() bool { return p.Stats().Connected })
+
+	tp2, _ := telemetry.NewTopics("", "clinic-7", "dev_2")
+	var logs syncBuffer
+	q, _ := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp2, Username: "dev-1", PasswordFile: bad,
+		MaxReconnectInterval: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, openStore(t), nil, nil)
+	waitFor(t, "refused attempts", 10*time.Second, func() bool { return strings.Count(logs.String(), "mqtt connect failed") >= 2 })
+	if q.Stats().Connects != 0 {
+		t.Fatal("connected with a wrong password")
+	}
+	if !strings.Contains(logs.String(), "not Authorized") && !strings.Contains(logs.String(), "bad user name or password") {
+		t.Errorf("refusal does not say why:\n%s", logs.String())
 	}
 }
