@@ -103,8 +103,8 @@ type OperatorCode struct {
 // Subgraph is a graph of tensors and operators; subgraph 0 is the model's main graph.
 type Subgraph struct {
 	Tensors   []Tensor
-	Inputs    []int32
-	Outputs   []int32
+	Inputs    []int32    // tensor indices
+	Outputs   []int32    // tensor indices
 	Operators []Operator // in execution order
 	Name      string
 }
@@ -136,8 +136,10 @@ type Operator struct {
 	OpcodeIndex uint32
 	Inputs      []int32 // -1 marks an optional input left out
 	Outputs     []int32
-	// Options is the builtin options table, one of the *Options types of this package,
-	// or nil when the file has none. An empty table (e.g. PAD's) is a non-nil empty struct.
+	// Options is the builtin options table, one of the *Options types of this package
+	// (*RawOptions for operators it does not model), or nil when the file has none. An
+	// empty table (e.g. PAD's) is a non-nil empty struct; absent fields take the schema's
+	// defaults (dilations 1, pot_scale_int16 true).
 	Options       Options
 	CustomOptions []byte
 	Intermediates []int32
@@ -148,6 +150,7 @@ type Operator struct {
 
 // Buffer holds constant tensor data.
 type Buffer struct {
+	// Data is the raw little-endian contents. After Read it aliases the input slice.
 	Data []byte
 	// Offset and Size locate data outside the flatbuffer (files over 2 GB); unsupported
 	// for execution but preserved.

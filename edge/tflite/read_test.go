@@ -489,3 +489,52 @@ func TestNotTFLite(t *testing.T) {
 		}
 	}
 }
+
+// Benchmarks: Read and Write of real models, against copying the file as a peer (the least
+// any reader must do to own the bytes).
+func benchModel(b *testing.B, name string) []byte {
+	data, err := os.ReadFile(testenv.SharedPath(b, "models", name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+func BenchmarkRead(b *testing.B) {
+	for _, name := range []string{"vww_96_int8.tflite", "mobilenet_v2_pytorch_int8_1x3x224x224.tflite"} {
+		data := benchModel(b, name)
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Read(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/peer-copy", func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = bytes.Clone(data)
+			}
+		})
+	}
+}
+
+func BenchmarkWrite(b *testing.B) {
+	for _, name := range []string{"vww_96_int8.tflite", "mobilenet_v2_pytorch_int8_1x3x224x224.tflite"} {
+		m, err := Read(benchModel(b, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Write(m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
