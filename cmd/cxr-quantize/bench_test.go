@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
 )
 
 func TestParseBench(t *testing.T) {
@@ -35,13 +38,42 @@ func TestParseBench(t *testing.T) {
 	}
 }
 
-func TestBenchMissingOracleAndModel(t *testing.T) {
+func TestBenchMissingOracle(t *testing.T) {
 	_, err := runBench(context.Background(), benchOptions{Models: t.TempDir(), Only: benchModels, Runs: 1, LiteRT: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "LiteRT.js oracle not found") {
 		t.Fatalf("missing oracle: err = %v", err)
 	}
 	if strings.Contains(err.Error(), "\n") {
 		t.Fatalf("error spans lines: %q", err)
+	}
+}
+
+func TestBenchUnreadableModel(t *testing.T) {
+	testenv.LookPath(t, "node")
+	oracle, models := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(oracle, "litert-run.mjs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(models, "bad.tflite"), []byte("not a flatbuffer"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runBench(context.Background(), benchOptions{Models: models, Only: []string{"bad.tflite"}, Runs: 1, LiteRT: oracle})
+	if err == nil || !strings.Contains(err.Error(), "bad.tflite: Go engine") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("unreadable model: err = %v", err)
+	}
+}
+
+// TestBenchRealRuntimes times the smallest table model in both runtimes for real.
+func TestBenchRealRuntimes(t *testing.T) {
+	lrt := testenv.LiteRT(t)
+	models := testenv.SharedPath(t, "models")
+	o := benchOptions{Models: models, Only: []string{"vww_96_int8.tflite"}, Runs: 2, Threads: 1, LiteRT: filepath.Dir(lrt[1])}
+	rows, err := runBench(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Model != "vww_96_int8" || !(rows[0].GoMs > 0) || !(rows[0].LiteRTMs > 0) {
+		t.Fatalf("rows = %+v", rows)
 	}
 }
 
