@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -37,6 +38,9 @@ type benchOptions struct {
 	Runs    int      // timed runs per model and runtime, after one warm-up; default 20
 	Threads int      // engine.Options.Threads; default 0 = GOMAXPROCS
 	LiteRT  string   // LiteRT.js oracle folder; default $CXR_LITERT_DIR or ~/.cache/litert-oracle
+	// CPUProfile, if set, receives a pprof CPU profile of the Go engine's timed runs (all
+	// models), to see where the time goes: go tool pprof -top FILE.
+	CPUProfile string
 }
 
 // benchRow is one line of the table.
@@ -68,6 +72,7 @@ func parseBench(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.IntVar(&o.Runs, "runs", o.Runs, "timed runs per model and runtime (median reported), after one warm-up")
 	fs.IntVar(&o.Threads, "threads", 0, "engine threads (0 = GOMAXPROCS)")
 	fs.StringVar(&o.LiteRT, "litert", o.LiteRT, "LiteRT.js oracle folder (holds litert-run.mjs)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the Go engine's timed runs to this file")
 	only := fs.String("only", "", "comma-separated model file names (default: the four table models)")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("%w: bench: %v", errUsage, err)
@@ -134,6 +139,19 @@ func runBench(ctx context.Context, o benchOptions) ([]benchRow, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	if o.CPUProfile != "" {
+		// LiteRT.js runs in a child process, so the profile shows the Go engine (plus its
+		// model loading, which is small next to the timed runs).
+		prof, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer prof.Close()
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var rows []benchRow
 	for _, name := range o.Only {
 		path := filepath.Join(o.Models, name)

@@ -21,14 +21,14 @@ func TestParseBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Runs != 20 || o.Threads != 0 || o.Models != filepath.Join("/data/shared", "models") || o.LiteRT != "/opt/litert" || !slices.Equal(o.Only, benchModels) {
+	if o.Runs != 20 || o.Threads != 0 || o.CPUProfile != "" || o.Models != filepath.Join("/data/shared", "models") || o.LiteRT != "/opt/litert" || !slices.Equal(o.Only, benchModels) {
 		t.Fatalf("defaults: %+v", o)
 	}
-	o, err = parseBench([]string{"--runs", "3", "--threads", "1", "--models", "m", "--litert", "l", "--only", "a.tflite,b.tflite"}, io.Discard)
+	o, err = parseBench([]string{"--runs", "3", "--threads", "1", "--models", "m", "--litert", "l", "--only", "a.tflite,b.tflite", "--cpuprofile", "p"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Runs != 3 || o.Threads != 1 || o.Models != "m" || o.LiteRT != "l" || !slices.Equal(o.Only, []string{"a.tflite", "b.tflite"}) {
+	if o.Runs != 3 || o.Threads != 1 || o.Models != "m" || o.LiteRT != "l" || !slices.Equal(o.Only, []string{"a.tflite", "b.tflite"}) || o.CPUProfile != "p" {
 		t.Fatalf("flags: %+v", o)
 	}
 	for _, args := range [][]string{{"--runs", "0"}, {"--threads", "-1"}, {"extra"}, {"--nope"}} {
@@ -67,10 +67,14 @@ func TestBenchUnreadableModel(t *testing.T) {
 func TestBenchRealRuntimes(t *testing.T) {
 	lrt := testenv.LiteRT(t)
 	models := testenv.SharedPath(t, "models")
-	o := benchOptions{Models: models, Only: []string{"vww_96_int8.tflite"}, Runs: 2, Threads: 1, LiteRT: filepath.Dir(lrt[1])}
+	prof := filepath.Join(t.TempDir(), "cpu.pprof")
+	o := benchOptions{Models: models, Only: []string{"vww_96_int8.tflite"}, Runs: 2, Threads: 1, LiteRT: filepath.Dir(lrt[1]), CPUProfile: prof}
 	rows, err := runBench(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
+		t.Fatalf("CPU profile: %v", err)
 	}
 	if len(rows) != 1 || rows[0].Model != "vww_96_int8" || !(rows[0].GoMs > 0) || !(rows[0].LiteRTMs > 0) {
 		t.Fatalf("rows = %+v", rows)

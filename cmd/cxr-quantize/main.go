@@ -17,6 +17,7 @@ commands:
                     (no --input: the deterministic pattern of the reference models)
   bench             time the reference models in the Go engine and LiteRT.js, print a Markdown table
                     [--models DIR] [--runs N] [--threads N] [--litert DIR] [--only a.tflite,b.tflite]
+                    [--cpuprofile FILE]
   train             train the float pneumonia model: --data DIR --out DIR [--epochs N] [--size 128]
                     [--seed S] [--resume] [--subset N] [--export-only] (checkpoints, float.model,
                     int8 model.tflite, train.log, history.json)
