@@ -112,7 +112,20 @@ func TestCrashSafety(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(20+rng.IntN(150)) * time.Millisecond)
+		// Kill at a random moment after the child has started working (its start-up under
+		// -race on a loaded machine can take longer than the whole random delay).
+		logPath := filepath.Join(dir, "child.log")
+		before := fileSize(logPath)
+		deadline := time.Now().Add(30 * time.Second)
+		for fileSize(logPath) <= before {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("round %d: child made no progress: %s", round, stderr.String())
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -126,6 +139,14 @@ func TestCrashSafety(t *testing.T) {
 	s := open(t, dir, store.Options{})
 	st, _ := s.Stats()
 	t.Logf("%d kills; store holds %d inputs (%d pending, %d in outbox)", rounds, st.Inputs, st.Pending, st.Outbox)
+}
+
+func fileSize(p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		return -1
+	}
+	return st.Size()
 }
 
 func checkInvariants(t *testing.T, round int, dir string) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -211,7 +212,7 @@ func TestOrphanBlobsRemovedOnOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s2 := open(t, dir, store.Options{})
+	s2 := open(t, dir, store.Options{Logger: slog.New(slog.DiscardHandler)})
 	for _, p := range []string{orphan, tmp} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s survived Open: %v", p, err)
