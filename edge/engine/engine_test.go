@@ -32,25 +32,30 @@ func runSeed(t testing.TB, m *Model, ip *Interpreter, seed uint64) [][]byte {
 }
 
 func TestInvokeAllocatesNothing(t *testing.T) {
-	for _, threads := range []int{1, 4} {
-		t.Run(fmt.Sprintf("threads=%d", threads), func(t *testing.T) {
-			m, err := loadShared(t, "vww_96_int8.tflite", Options{Threads: threads})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ip := m.NewInterpreter()
-			defer ip.Close()
-			fillPattern(ip.Input(0))
-			ctx := context.Background()
-			allocs := testing.AllocsPerRun(5, func() {
-				if err := ip.Invoke(ctx); err != nil {
+	models := []string{"vww_96_int8.tflite", "vww_96_float.tflite", "resnet8_cifar10_int8.tflite", "kws_dscnn_int8.tflite", "toycar_ae_int8_floatio.tflite", "split_concat_uint8.tflite"}
+	for _, name := range models {
+		for _, threads := range []int{1, 3} {
+			t.Run(fmt.Sprintf("%s/threads=%d", name, threads), func(t *testing.T) {
+				m, err := loadShared(t, name, Options{Threads: threads})
+				if err != nil {
 					t.Fatal(err)
 				}
+				ip := m.NewInterpreter()
+				defer ip.Close()
+				for i := range m.Inputs() {
+					fillPattern(ip.Input(i))
+				}
+				ctx := context.Background()
+				allocs := testing.AllocsPerRun(3, func() {
+					if err := ip.Invoke(ctx); err != nil {
+						t.Fatal(err)
+					}
+				})
+				if allocs != 0 {
+					t.Errorf("Invoke allocated %v times per run", allocs)
+				}
 			})
-			if allocs != 0 {
-				t.Errorf("Invoke allocated %v times per run", allocs)
-			}
-		})
+		}
 	}
 }
 
