@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -610,9 +609,6 @@ func sanitizeResult(b []byte) ([]byte, error) {
 	return json.Marshal(r)
 }
 
-// maxCommandBytes bounds a command payload; commands are small JSON objects.
-const maxCommandBytes = 64 << 10
-
 func (p *Publisher) handleCommand(ctx context.Context, s *session, topic string, payload []byte) {
 	_, _, leaf, ok := ParseTopic(p.opts.Topics.Prefix, topic)
 	name, found := strings.CutPrefix(leaf, "cmd/")
@@ -622,21 +618,20 @@ func (p *Publisher) handleCommand(ctx context.Context, s *session, topic string,
 	reply := Reply{Schema: SchemaReply}
 	var detail any
 	var err error
-	switch {
-	case len(payload) > maxCommandBytes:
-		err = fmt.Errorf("command payload of %d bytes exceeds %d", len(payload), maxCommandBytes)
-	case name == CmdPing:
+	switch name {
+	case CmdPing:
 		var c PingCommand
-		if err = decodeCommand(payload, &c); err == nil {
+		if c, err = ParsePing(payload); err == nil {
 			reply.ID = c.ID
 			p.mu.Lock()
 			detail = map[string]any{"version": p.opts.Version, "model": p.model}
 			p.mu.Unlock()
 		}
-	case name == CmdReloadModel:
+	case CmdReloadModel:
 		var c ReloadModelCommand
-		if err = decodeCommand(payload, &c); err == nil {
-			reply.ID = c.ID
+		c, err = ParseReloadModel(payload)
+		reply.ID = c.ID
+		if err == nil {
 			detail, err = p.reloadModel(ctx, c)
 		}
 	default:
@@ -656,23 +651,7 @@ func (p *Publisher) handleCommand(ctx context.Context, s *session, topic string,
 	}
 }
 
-func decodeCommand(payload []byte, v any) error {
-	if len(strings.TrimSpace(string(payload))) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(payload, v); err != nil {
-		return fmt.Errorf("command payload is not valid JSON: %w", err)
-	}
-	return nil
-}
-
 func (p *Publisher) reloadModel(ctx context.Context, c ReloadModelCommand) (any, error) {
-	if (c.URL == "") == (c.Path == "") {
-		return nil, errors.New("reload-model needs exactly one of url or path")
-	}
-	if b, err := hex.DecodeString(c.SHA256); err != nil || len(b) != 32 {
-		return nil, fmt.Errorf("reload-model sha256 %q: want 64 hex digits", c.SHA256)
-	}
 	if p.cmds == nil {
 		return nil, errors.New("reload-model is not supported by this device")
 	}
