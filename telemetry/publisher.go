@@ -426,14 +426,18 @@ func (p *Publisher) setSession(s *session) {
 	p.mu.Unlock()
 }
 
-// awaitSession returns the current session, waiting for one; nil when ctx ends.
+// awaitSession returns the current live session, waiting for one; nil when ctx ends.
 func (p *Publisher) awaitSession(ctx context.Context) *session {
 	for {
 		p.mu.Lock()
 		s, ready := p.sess, p.ready
 		p.mu.Unlock()
 		if s != nil {
-			return s
+			select {
+			case <-s.lost: // lost but not yet replaced: wait for the next one
+			default:
+				return s
+			}
 		}
 		select {
 		case <-ctx.Done():
