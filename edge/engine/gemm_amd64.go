@@ -100,7 +100,8 @@ func requantAsm(r *requantChannels, dst []byte, acc []int32, m int, adds []int32
 	return r.n &^ 7
 }
 
-// dwPixelsS8AVX2 and dwPixelsU8AVX2 run dwPixels for the first n&^7 channels.
+// dwPixelsS8AVX2 and dwPixelsU8AVX2 run dwPixels for the first n&^7 channels, with the
+// weights of dwWeights.f16.
 //
 //go:noescape
 func dwPixelsS8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32, npix, pixStride int)

@@ -366,7 +366,7 @@ dwPixelsS8AVX2_tap:
 	VPSUBD  Y15, Y1, Y1
 	MOVQ    (R9)(R12*8), R14
 	ADDQ    BX, R14
-	VPMULLD (R11)(R14*4), Y1, Y1
+	VPMADDWD (R11)(R14*4), Y1, Y1 // (x−zp)·w: high halves of the weights are 0
 	VPADDD  Y1, Y0, Y0
 	INCQ    R12
 	CMPQ    R12, R10
@@ -422,7 +422,7 @@ dwPixelsU8AVX2_tap:
 	VPSUBD  Y15, Y1, Y1
 	MOVQ    (R9)(R12*8), R14
 	ADDQ    BX, R14
-	VPMULLD (R11)(R14*4), Y1, Y1
+	VPMADDWD (R11)(R14*4), Y1, Y1 // (x−zp)·w: high halves of the weights are 0
 	VPADDD  Y1, Y0, Y0
 	INCQ    R12
 	CMPQ    R12, R10

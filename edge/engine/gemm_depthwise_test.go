@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -58,7 +59,7 @@ func TestDwPixelMatchesReference(t *testing.T) {
 						got[i] = -9
 					}
 					dwPixelRef(want, src, soff, woff, f, n, zp, u8)
-					dwPixel(got, src, soff, woff, f, n, zp, u8)
+					dwPixel(got, src, soff, woff, packDepthwise(f), n, zp, u8)
 					for c := range want {
 						if got[c] != want[c] {
 							t.Fatalf("n=%d taps=%d u8=%v zp=%d: acc[%d] = %d, want %d", n, ntaps, u8, zp, c, got[c], want[c])
@@ -97,7 +98,7 @@ func TestDwPixelsMatchesPixel(t *testing.T) {
 				zp := int32(r.IntN(256) - 128)
 				got := make([]int32, npix*n+1)
 				got[npix*n] = 99
-				dwPixels(got, src, soff, woff, f, n, zp, u8, npix, pixStride)
+				dwPixels(got, src, soff, woff, packDepthwise(f), n, zp, u8, npix, pixStride)
 				want := make([]int32, n)
 				so := make([]int, ntaps)
 				for p := range npix {
@@ -119,13 +120,49 @@ func TestDwPixelsMatchesPixel(t *testing.T) {
 	}
 }
 
+// TestDwPixelWideValues covers what the VPMADDWD kernel cannot take, weights beyond int16
+// and a zero point beyond ±255, which must still give exact sums.
+func TestDwPixelWideValues(t *testing.T) {
+	r := rand.New(rand.NewPCG(29, 30))
+	n, ntaps := 24, 9
+	src := make([]byte, ntaps*n)
+	for i := range src {
+		src[i] = byte(r.IntN(256))
+	}
+	soff, woff := make([]int, ntaps), make([]int, ntaps)
+	for tp := range ntaps {
+		soff[tp], woff[tp] = tp*n, tp*n
+	}
+	for _, c := range []struct {
+		wmax int
+		zp   int32
+	}{{40000, 3}, {255, 1000}, {255, -300}} {
+		f := make([]int32, ntaps*n)
+		for i := range f {
+			f[i] = int32(r.IntN(2*c.wmax+1) - c.wmax)
+		}
+		fw := packDepthwise(f)
+		if (c.wmax > math.MaxInt16) != (fw.f16 == nil) {
+			t.Fatalf("wmax %d: f16 nil = %v", c.wmax, fw.f16 == nil)
+		}
+		want, got := make([]int32, n), make([]int32, n)
+		dwPixelRef(want, src, soff, woff, f, n, c.zp, false)
+		dwPixel(got, src, soff, woff, fw, n, c.zp, false)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("wmax %d zp %d: acc[%d] = %d, want %d", c.wmax, c.zp, i, got[i], want[i])
+			}
+		}
+	}
+}
+
 func TestDwPixelBadOffsetsPanic(t *testing.T) {
 	defer func() {
 		if recover() == nil {
 			t.Fatal("out-of-range source offset did not panic")
 		}
 	}()
-	dwPixel(make([]int32, 8), make([]byte, 10), []int{5}, []int{0}, make([]int32, 8), 8, 0, false)
+	dwPixel(make([]int32, 8), make([]byte, 10), []int{5}, []int{0}, packDepthwise(make([]int32, 8)), 8, 0, false)
 }
 
 // BenchmarkDwPixel is one 3×3 output pixel of MobileNetV2's 56×56×144 depthwise layer,
@@ -146,6 +183,7 @@ func BenchmarkDwPixel(b *testing.B) {
 		soff[t], woff[t] = t*n, t*n
 	}
 	acc := make([]int32, n)
+	fw := packDepthwise(f)
 	macs := float64(9 * n)
 	var refNs float64
 	b.Run("reference", func(b *testing.B) {
@@ -164,7 +202,7 @@ func BenchmarkDwPixel(b *testing.B) {
 	}
 	b.Run("dwPixels_row56", func(b *testing.B) {
 		for b.Loop() {
-			dwPixels(acc56, row, soffRow, woff, f, n, -3, false, 56, n)
+			dwPixels(acc56, row, soffRow, woff, fw, n, -3, false, 56, n)
 		}
 		ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*56)
 		b.ReportMetric(macs/ns, "GMAC/s")
@@ -174,7 +212,7 @@ func BenchmarkDwPixel(b *testing.B) {
 	})
 	b.Run("dwPixel", func(b *testing.B) {
 		for b.Loop() {
-			dwPixel(acc, src, soff, woff, f, n, -3, false)
+			dwPixel(acc, src, soff, woff, fw, n, -3, false)
 		}
 		ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 		b.ReportMetric(macs/ns, "GMAC/s")
