@@ -165,6 +165,7 @@ type qconv struct {
 	fzp       int32 // filter zero point in the int8 domain (0 for symmetric int8)
 	fold      []int32
 	mult      []requant
+	rq        *requantChannels // fold and mult, packed for the requantisation kernel
 	outZp     int32
 	lo, hi    int32
 	pointwise bool
@@ -215,7 +216,7 @@ func prepConv(l *loader) (kernel, error) {
 	if err := k.prepQ(l, it, ft, bt, ot, o.Activation); err != nil {
 		return nil, err
 	}
-	l.m.scratch.grow(convTile*k.k, convTile*k.n, 0)
+	l.m.scratch.grow(convTile*k.k, convTile*k.n+convTile, 0)
 	return k, nil
 }
 
@@ -265,7 +266,25 @@ func (k *qconv) prepQ(l *loader, it, ft, bt, ot *tensorMeta, act tflite.Activati
 	if !ok {
 		return fmt.Errorf("%w: fused activation %d", ErrUnsupported, act)
 	}
+	k.rq = l.channelRequant(k.fold, k.mult, k.outZp, k.lo, k.hi)
 	return nil
+}
+
+// requantTile writes the 8-bit outputs of m rows of accumulators; a holds the rows' inputs
+// (for the per-row filter-zero-point term) and adds is scratch for m values.
+func (k *qconv) requantTile(dst []byte, acc []int32, a []int8, m int, adds []int32) {
+	if k.fzp == 0 {
+		k.rq.rows(dst, acc, m, nil)
+		return
+	}
+	for r := range m {
+		var sa int32
+		for _, v := range a[r*k.k : r*k.k+k.k] {
+			sa += int32(v)
+		}
+		adds[r] = -k.fzp * sa
+	}
+	k.rq.rows(dst, acc, m, adds[:m])
 }
 
 func (k *qconv) eval(ip *Interpreter) {
@@ -289,22 +308,7 @@ func (k *qconv) rows(ip *Interpreter, wk, lo, hi int) {
 		}
 		acc := s.i32[:m*k.n]
 		k.wts.gemm(acc, a, m)
-		for r := range m {
-			row := acc[r*k.n : r*k.n+k.n]
-			var corr int32
-			if k.fzp != 0 {
-				var sa int32
-				for _, v := range a[r*k.k : r*k.k+k.k] {
-					sa += int32(v)
-				}
-				corr = -k.fzp * sa
-			}
-			o := dst[(p0+r)*k.n : (p0+r)*k.n+k.n]
-			for c, v := range row {
-				q := k.mult[c].apply(v+k.fold[c]+corr) + k.outZp
-				o[c] = byte(clamp32(q, k.lo, k.hi))
-			}
-		}
+		k.requantTile(dst[p0*k.n:p1*k.n], acc, a, m, s.i32[convTile*k.n:])
 	}
 	_ = w
 }
@@ -422,7 +426,9 @@ type qdw struct {
 	wts     []int32 // [kh][kw][oc], filter value minus its zero point
 	bias    []int32
 	mult    []requant
-	inZp    int32 // original domain
+	rq      *requantChannels
+	dww     *dwWeights // wts packed for the depthwise kernel
+	inZp    int32      // original domain
 	outZp   int32
 	lo, hi  int32
 	u8      bool
@@ -517,7 +523,10 @@ func prepDepthwise(l *loader) (kernel, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: fused activation %d", ErrUnsupported, o.Activation)
 	}
+	k.rq = l.channelRequant(k.bias, k.mult, k.outZp, k.lo, k.hi)
+	k.dww = packDepthwise(k.wts)
 	l.m.scratch.grow(0, oc, 0)
+	l.m.scratch.ints = max(l.m.scratch.ints, 2*kh*kw)
 	return k, nil
 }
 
@@ -528,9 +537,36 @@ func (k *qdw) rows(ip *Interpreter, wk, lo, hi int) {
 	w := &k.w
 	oc, ic, dm := w.outC, w.inC, w.depthMult
 	acc := ip.scratch[wk].i32[:oc]
+	taps := ip.scratch[wk].ints
+	nt := w.fH * w.fW
+	soff, woff := taps[:nt], taps[nt:2*nt]
 	for r := lo; r < hi; r++ {
 		b, oy := r/w.outH, r%w.outH
 		for ox := range w.outW {
+			o := dst[((b*w.outH+oy)*w.outW+ox)*oc:][:oc]
+			if dm == 1 {
+				// Only taps inside the input: padding adds nothing once the zero point
+				// is subtracted.
+				t := 0
+				for fy := range w.fH {
+					iy := oy*w.strideH - w.padTop + fy*w.dilH
+					if iy < 0 || iy >= w.inH {
+						continue
+					}
+					for fx := range w.fW {
+						ix := ox*w.strideW - w.padLeft + fx*w.dilW
+						if ix < 0 || ix >= w.inW {
+							continue
+						}
+						soff[t] = ((b*w.inH+iy)*w.inW + ix) * ic
+						woff[t] = (fy*w.fW + fx) * oc
+						t++
+					}
+				}
+				dwPixel(acc, src, soff[:t], woff[:t], k.dww, oc, k.inZp, k.u8)
+				k.rq.row(o, acc, 0)
+				continue
+			}
 			clear(acc)
 			for fy := range w.fH {
 				iy := oy*w.strideH - w.padTop + fy*w.dilH
@@ -544,18 +580,6 @@ func (k *qdw) rows(ip *Interpreter, wk, lo, hi int) {
 					}
 					in := src[((b*w.inH+iy)*w.inW+ix)*ic:][:ic]
 					f := k.wts[(fy*w.fW+fx)*oc:][:oc]
-					if dm == 1 {
-						if k.u8 {
-							for c, v := range in {
-								acc[c] += (int32(v) - k.inZp) * f[c]
-							}
-						} else {
-							for c, v := range in {
-								acc[c] += (int32(int8(v)) - k.inZp) * f[c]
-							}
-						}
-						continue
-					}
 					for c, v := range in {
 						x := int32(int8(v))
 						if k.u8 {
@@ -568,11 +592,7 @@ func (k *qdw) rows(ip *Interpreter, wk, lo, hi int) {
 					}
 				}
 			}
-			o := dst[((b*w.outH+oy)*w.outW+ox)*oc:][:oc]
-			for c, v := range acc {
-				q := k.mult[c].apply(v+k.bias[c]) + k.outZp
-				o[c] = byte(clamp32(q, k.lo, k.hi))
-			}
+			k.rq.row(o, acc, 0)
 		}
 	}
 }
@@ -682,7 +702,7 @@ func prepFC(l *loader) (kernel, error) {
 	if err := k.prepQ(l, it, ft, bt, ot, o.Activation); err != nil {
 		return nil, err
 	}
-	l.m.scratch.grow(convTile*kk, convTile*n, 0)
+	l.m.scratch.grow(convTile*kk, convTile*n+convTile, 0)
 	return k, nil
 }
 
@@ -703,21 +723,7 @@ func (k *qfc) eval(ip *Interpreter) {
 		}
 		acc := s.i32[:m*k.n]
 		k.wts.gemm(acc, a, m)
-		for r := range m {
-			var corr int32
-			if k.fzp != 0 {
-				var sa int32
-				for _, v := range a[r*k.k : r*k.k+k.k] {
-					sa += int32(v)
-				}
-				corr = -k.fzp * sa
-			}
-			o := dst[(p0+r)*k.n : (p0+r)*k.n+k.n]
-			for c, v := range acc[r*k.n : r*k.n+k.n] {
-				q := k.mult[c].apply(v+k.fold[c]+corr) + k.outZp
-				o[c] = byte(clamp32(q, k.lo, k.hi))
-			}
-		}
+		k.requantTile(dst[p0*k.n:p1*k.n], acc, a, m, s.i32[convTile*k.n:])
 	}
 }
 

@@ -113,7 +113,7 @@ type Model struct {
 	scratch   scratchSize
 }
 
-type scratchSize struct{ i8, i32, f32 int }
+type scratchSize struct{ i8, i32, f32, ints int }
 
 func (s *scratchSize) grow(i8, i32, f32 int) {
 	s.i8 = max(s.i8, i8)
@@ -251,9 +251,10 @@ type Interpreter struct {
 }
 
 type scratch struct {
-	i8  []int8
-	i32 []int32
-	f32 []float32
+	i8   []int8
+	i32  []int32
+	f32  []float32
+	ints []int
 }
 
 // NewInterpreter allocates an arena and a small worker pool for m. Its workers stop when
@@ -279,9 +280,10 @@ func (m *Model) NewInterpreter() *Interpreter {
 	ip.scratch = make([]scratch, m.threads)
 	for w := range ip.scratch {
 		ip.scratch[w] = scratch{
-			i8:  make([]int8, m.scratch.i8),
-			i32: make([]int32, m.scratch.i32),
-			f32: make([]float32, m.scratch.f32),
+			i8:   make([]int8, m.scratch.i8),
+			i32:  make([]int32, m.scratch.i32),
+			f32:  make([]float32, m.scratch.f32),
+			ints: make([]int, m.scratch.ints),
 		}
 	}
 	if m.threads > 1 {

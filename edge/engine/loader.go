@@ -341,6 +341,24 @@ func (l *loader) newConvRequant(in, filter, out float32) requant {
 // 32-bit ARM and stops a hostile file from making each interpreter allocate gigabytes.
 const maxTensorBytes = 1 << 30
 
+// channelRequant packs per-channel rescaling (bias folded in) for the shared requantisation
+// kernel, in the arithmetic that l.rounding selects.
+func (l *loader) channelRequant(bias []int32, mult []requant, zp, lo, hi int32) *requantChannels {
+	n := len(mult)
+	if l.rounding == RoundLiteRT {
+		fs := make([]float32, n)
+		for c, m := range mult {
+			fs[c] = m.f
+		}
+		return newRequantFloat(bias, fs, zp, lo, hi)
+	}
+	q, shift := make([]int32, n), make([]int, n)
+	for c, m := range mult {
+		q[c], shift[c] = m.q, m.shift
+	}
+	return newRequantChannels(bias, q, shift, zp, lo, hi, l.rounding == RoundDouble)
+}
+
 func align16(n int) int { return (n + 15) &^ 15 }
 
 // --- helpers used by the operator preparations ---
