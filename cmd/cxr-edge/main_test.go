@@ -232,8 +232,10 @@ func (d *daemonProc) stop(t *testing.T) {
 		if err != nil {
 			t.Errorf("daemon exited with %v after SIGTERM, want 0", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon did not stop within 30 s of SIGTERM")
+	case <-time.After(45 * time.Second):
+		_ = d.cmd.Process.Signal(syscall.SIGQUIT) // the goroutine dump goes to the log below
+		<-d.done
+		t.Fatal("daemon did not stop within 45 s of SIGTERM")
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -51,6 +52,9 @@ type DaemonOptions struct {
 	// Notify sends systemd notifications; default daemon.SdNotify (a no-op outside systemd).
 	Notify func(state string) error
 }
+
+// ShutdownTimeout bounds the stop after SIGTERM (systemd's TimeoutStopSec is longer).
+const ShutdownTimeout = 30 * time.Second
 
 // RecoverInterval is how often the daemon looks for inputs left pending.
 const RecoverInterval = time.Minute
@@ -196,7 +200,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
+	var tasks taskGroup
 	errc := make(chan error, 4)
 	fail := func(err error) {
 		select {
@@ -208,9 +212,8 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 
 	// Inputs left pending by a crash or a shutdown are scored at start, in arrival order, and
 	// again every minute: an HTTP upload whose commit failed (503) is not left behind either.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+
+	tasks.run("recover", func() {
 		t := time.NewTicker(RecoverInterval)
 		defer t.Stop()
 		for {
@@ -226,7 +229,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 			case <-t.C:
 			}
 		}
-	}()
+	})
 
 	if cfg.Intake.WatchDir != "" {
 		folder, err := intake.NewFolder(intake.FolderOptions{
@@ -240,13 +243,12 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		if err != nil {
 			return fmt.Errorf("intake.watch_dir: %w", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+
+		tasks.run("hot folder", func() {
 			if err := folder.Run(ctx); err != nil {
 				fail(fmt.Errorf("hot folder: %w", err))
 			}
-		}()
+		})
 		log.Info("watching hot folder", "dir", cfg.Intake.WatchDir)
 	}
 
@@ -258,14 +260,13 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	}
 
 	if pub != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+
+		tasks.run("mqtt publisher", func() {
 			// Run returns after publishing "offline" once ctx is cancelled.
 			if err := pub.Run(ctx); err != nil {
 				fail(fmt.Errorf("mqtt: %w", err))
 			}
-		}()
+		})
 		log.Info("publishing to MQTT", "broker", broker, "topics", cfg.MQTT.TopicPrefix+"/"+cfg.Device.Site+"/"+cfg.Device.ID+"/")
 	}
 
@@ -295,20 +296,18 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+
+		tasks.run("http server", func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				fail(fmt.Errorf("HTTP server: %w", err))
 			}
-		}()
+		})
 		log.Info("HTTP API listening", "addr", httpAddr)
 	}
 
 	// Retention of the store: hourly, and once at start.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+
+	tasks.run("store retention", func() {
 		t := time.NewTicker(time.Hour)
 		defer t.Stop()
 		for {
@@ -323,15 +322,14 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 			case <-t.C:
 			}
 		}
-	}()
+	})
 
 	// systemd: ready, then watchdog pings at half the interval while the store answers, so a
 	// hung daemon is restarted.
 	_ = notify(daemon.SdNotifyReady)
 	if iv, err := daemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+
+		tasks.run("watchdog", func() {
 			t := time.NewTicker(iv / 2)
 			defer t.Stop()
 			for {
@@ -346,7 +344,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 					_ = notify(daemon.SdNotifyWatchdog)
 				}
 			}
-		}()
+		})
 	}
 	log.Info("cxr-edge running", "version", opts.Version, "device", cfg.Device.ID, "site", cfg.Device.Site)
 	if opts.Ready != nil {
@@ -358,13 +356,18 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	log.Info("stopping")
 	if srv != nil {
 		// Requests in progress finish (their results are committed); new ones are refused.
-		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+		sctx, scancel := context.WithTimeout(context.Background(), ShutdownTimeout*2/3)
 		if err := srv.Shutdown(sctx); err != nil {
 			log.Warn("HTTP shutdown", "err", err)
 		}
 		scancel()
 	}
-	wg.Wait()
+	// Every task stops on ctx; one that does not within ShutdownTimeout is named in the log
+	// and the daemon exits non-zero rather than hang until systemd kills it.
+	if stuck := tasks.wait(ShutdownTimeout); len(stuck) > 0 {
+		log.Error("shutdown timed out", "still_running", stuck)
+		return fmt.Errorf("shutdown timed out waiting for %v", stuck)
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -403,3 +406,51 @@ func (h *allowLocal) Provides(b byte) bool {
 func (h *allowLocal) OnConnectAuthenticate(*mqttserver.Client, packets.Packet) bool { return true }
 
 func (h *allowLocal) OnACLCheck(*mqttserver.Client, string, bool) bool { return true }
+
+// taskGroup runs the daemon's goroutines and tells which are still running at shutdown.
+type taskGroup struct {
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	running map[string]int
+}
+
+func (g *taskGroup) run(name string, fn func()) {
+	g.mu.Lock()
+	if g.running == nil {
+		g.running = map[string]int{}
+	}
+	g.running[name]++
+	g.mu.Unlock()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer func() {
+			g.mu.Lock()
+			g.running[name]--
+			if g.running[name] == 0 {
+				delete(g.running, name)
+			}
+			g.mu.Unlock()
+		}()
+		fn()
+	}()
+}
+
+// wait waits for every task, at most timeout; it returns the names of those still running.
+func (g *taskGroup) wait(timeout time.Duration) []string {
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(timeout):
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var names []string
+	for n := range g.running {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cxr-edge/cxr-edge/telemetry"
 )
@@ -100,5 +101,19 @@ func TestLoadStudyKey(t *testing.T) {
 	}
 	if _, err := LoadStudyKey(dir); err == nil {
 		t.Error("short key accepted")
+	}
+}
+
+func TestTaskGroupNamesStuckTasks(t *testing.T) {
+	var g taskGroup
+	release := make(chan struct{})
+	g.run("quick", func() {})
+	g.run("stuck", func() { <-release })
+	if got := g.wait(50 * time.Millisecond); len(got) != 1 || got[0] != "stuck" {
+		t.Errorf("stuck = %v", got)
+	}
+	close(release)
+	if got := g.wait(5 * time.Second); got != nil {
+		t.Errorf("after release: %v", got)
 	}
 }
