@@ -48,8 +48,15 @@ func Mosquitto(t testing.TB, opts BrokerOptions) *Broker {
 		Missing(t, "mosquitto (apt-get install mosquitto)")
 	}
 	b := &Broker{t: t, bin: bin, dir: t.TempDir(), Port: FreePort(t)}
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n",
-		b.Port, b.dir, opts.ExtraConfig)
+	// Run as root, mosquitto drops to the "mosquitto" user, which cannot write its
+	// persistence file into the test's private temp dir: a restarted broker would come back
+	// empty. Keep it as the invoking user.
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root\n"
+	}
+	conf := fmt.Sprintf("%slistener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n",
+		user, b.Port, b.dir, opts.ExtraConfig)
 	if err := os.WriteFile(filepath.Join(b.dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
