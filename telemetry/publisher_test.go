@@ -293,17 +293,10 @@ func TestPublisherHealthRetainedAtInterval(t *testing.T) {
 	}
 }
 
-// brokerKeepsRoot stops a Mosquitto started as root from switching to the mosquitto user,
-// which cannot write its persistence file into the test's private temporary directory
-// ("Error saving in-memory database ... Permission denied"). Without persistence the
-// restart would drop the test subscriber's session and the results queued for it: a loss
-// in the test's instrument, not in the device. Ignored when not running as root.
-const brokerKeepsRoot = "user root"
-
 // TestPublisherOutage publishes 200 results while the broker is stopped for a few seconds
 // mid-batch and restarted: none may be lost, order is kept, duplicates are counted.
 func TestPublisherOutage(t *testing.T) {
-	b := testenv.Mosquitto(t, testenv.BrokerOptions{ExtraConfig: brokerKeepsRoot})
+	b := testenv.Mosquitto(t, testenv.BrokerOptions{})
 	tp := topics(t)
 	st := openStore(t)
 	recv := subscribe(t, b.URL(), "watch-results", true, tp.Result())
@@ -657,7 +650,7 @@ func TestPublisherPasswordAuth(t *testing.T) {
 	if out, err := exec.Command(passwd, "-b", "-c", pwFile, "dev-1", "s3cret").CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd: %v %s", err, out)
 	}
-	b := testenv.Mosquitto(t, testenv.BrokerOptions{ExtraConfig: brokerKeepsRoot + "\nallow_anonymous false\npassword_file " + pwFile})
+	b := testenv.Mosquitto(t, testenv.BrokerOptions{ExtraConfig: "allow_anonymous false\npassword_file " + pwFile})
 	good := filepath.Join(dir, "good")
 	bad := filepath.Join(dir, "bad")
 	os.WriteFile(good, []byte("s3cret\n"), 0o600)
