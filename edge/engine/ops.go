@@ -876,8 +876,9 @@ func hardSwish(x float32) float32 { return x * min(max(x+3, 0), 6) / 6 }
 
 func prepHardSwish(l *loader) (kernel, error) {
 	return prepUnary(l, hardSwish, func(it, ot *tensorMeta) (func(int32) int32, error) {
-		lut := floatLUT(0, 0, it, ot, hardSwish)
-		return func(q int32) int32 { return lutVal(lut, q, it.info.Type) }, nil
+		qmin, qmax := qrange(ot.info.Type)
+		p := newHardSwishParams(it.scale(), ot.scale(), it.zp(), ot.zp(), qmin, qmax)
+		return p.apply, nil
 	})
 }
 

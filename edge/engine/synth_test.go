@@ -227,6 +227,12 @@ func synthCases() []synthCase {
 		{"leaky_relu_int8", func() *tflite.Model {
 			return unaryModel(tflite.OpLeakyRelu, 2, &tflite.LeakyReluOptions{Alpha: 0.2}, tflite.Int8, []int32{1, 64}, q8(0.05, 3), q8(0.04, -20))
 		}, small},
+		{"hardswish_int8_wide", func() *tflite.Model {
+			return unaryModel(tflite.OpHardSwish, 1, nil, tflite.Int8, []int32{1, 64}, q8(0.2, 10), q8(0.15, -90))
+		}, small},
+		{"hardswish_uint8", func() *tflite.Model {
+			return unaryModel(tflite.OpHardSwish, 1, nil, tflite.Uint8, []int32{1, 64}, q8(0.03, 128), q8(0.02, 30))
+		}, small},
 		{"logistic_f32", func() *tflite.Model {
 			return unaryModel(tflite.OpLogistic, 1, nil, tflite.Float32, []int32{1, 40}, nil, nil)
 		}, small},
