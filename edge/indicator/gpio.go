@@ -28,10 +28,14 @@ type GPIOOptions struct {
 	// Debounce ignores further button edges for this long after a press. Default 50 ms.
 	Debounce time.Duration
 	// OnAcknowledge, if set, is called (in its own goroutine) when the button clears a
-	// latched Pneumonia.
+	// latched Pneumonia. Close waits for it to return.
 	OnAcknowledge func()
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+
+	// now is the debounce clock; tests set it (export_test.go) so that no test has to
+	// sleep through a real debounce time. Defaults to time.Now.
+	now func() time.Time
 }
 
 // Defaults of GPIOOptions.
@@ -50,6 +54,9 @@ func (o GPIOOptions) WithDefaults() GPIOOptions {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.now == nil {
+		o.now = time.Now
 	}
 	return o
 }
@@ -274,7 +281,7 @@ func (g *GPIO) watchButton(ctx context.Context) {
 		if !b.WaitForEdge(100 * time.Millisecond) {
 			continue
 		}
-		now := time.Now()
+		now := g.opts.now()
 		if b.Read() != pressed || now.Sub(lastPress) < g.opts.Debounce {
 			continue
 		}
@@ -282,7 +289,10 @@ func (g *GPIO) watchButton(ctx context.Context) {
 		if _, was := g.l.ack(); was {
 			g.poke()
 			if g.opts.OnAcknowledge != nil {
-				go g.opts.OnAcknowledge()
+				// Tracked so that Close returns only after the callback has: it may
+				// publish through something the caller closes next.
+				g.wg.Add(1)
+				go func() { defer g.wg.Done(); g.opts.OnAcknowledge() }()
 			}
 		}
 	}

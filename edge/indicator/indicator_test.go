@@ -128,9 +128,13 @@ func (p *recPin) reset() {
 	p.mu.Unlock()
 }
 
+// waitLimit is generous: the tests run under -race on a loaded 2-core CI machine, and a
+// passing test never waits this long.
+const waitLimit = 20 * time.Second
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -144,23 +148,48 @@ type rig struct {
 	green, amber, red *recPin
 	button            *gpiotest.Pin
 	acks              atomic.Int32
+	clock             atomic.Int64 // the debounce clock, in nanoseconds since the rig's start
 }
+
+// debounce is the rig's debounce time; the tests step r.clock past it instead of sleeping.
+const debounce = time.Second
 
 func newRig(t *testing.T, activeLow bool) *rig {
 	t.Helper()
+	// Unbuffered: a send returns once the button goroutine has taken the edge, so after the
+	// next send the previous edge has been fully handled — no sleeping to "let it happen".
 	r := &rig{green: newRecPin("green"), amber: newRecPin("amber"), red: newRecPin("red"),
-		button: &gpiotest.Pin{N: "button", EdgesChan: make(chan gpio.Level, 16)}}
-	g, err := indicator.NewGPIO(context.Background(), indicator.GPIOOptions{
+		button: &gpiotest.Pin{N: "button", EdgesChan: make(chan gpio.Level)}}
+	start := time.Now()
+	opts := indicator.WithClock(indicator.GPIOOptions{
 		Green: r.green, Amber: r.amber, Red: r.red, Button: r.button, LEDActiveLow: activeLow,
-		BlinkPeriod: 40 * time.Millisecond, Debounce: time.Second,
+		BlinkPeriod: 40 * time.Millisecond, Debounce: debounce,
 		OnAcknowledge: func() { r.acks.Add(1) },
-	})
+	}, func() time.Time { return start.Add(time.Duration(r.clock.Load())) })
+	g, err := indicator.NewGPIO(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Close() })
 	r.g = g
 	return r
+}
+
+// edge delivers one button edge; it returns once the button goroutine has received it.
+func (r *rig) edge(t *testing.T, l gpio.Level) {
+	t.Helper()
+	select {
+	case r.button.EdgesChan <- l:
+	case <-time.After(waitLimit):
+		t.Fatalf("button goroutine did not take edge %v", l)
+	}
+}
+
+// settle returns once every edge sent before it has been handled: a release edge is taken
+// only after the goroutine has finished with the previous one, and a release does nothing.
+func (r *rig) settle(t *testing.T) {
+	t.Helper()
+	r.edge(t, gpio.High)
 }
 
 // level reads a pin's current level.
@@ -241,11 +270,11 @@ func TestGPIOBlinkPatterns(t *testing.T) {
 }
 
 func TestGPIOButtonAcknowledges(t *testing.T) {
-	r := newRig(t, false) // Debounce 1 s
+	r := newRig(t, false)
 	r.g.Set(indicator.Pneumonia)
 	r.g.Set(indicator.Normal)
 	waitFor(t, "amber on", func() bool { return level(r.amber) == gpio.High })
-	r.button.EdgesChan <- gpio.Low
+	r.edge(t, gpio.Low)
 	waitFor(t, "amber off", func() bool { return level(r.amber) == gpio.Low })
 	waitFor(t, "acknowledge callback", func() bool { return r.acks.Load() == 1 })
 	if r.g.State() != indicator.Normal {
@@ -254,27 +283,32 @@ func TestGPIOButtonAcknowledges(t *testing.T) {
 	// A new suspected case, then contact bounce of the same press: ignored, amber stays.
 	r.g.Set(indicator.Pneumonia)
 	waitFor(t, "amber on again", func() bool { return level(r.amber) == gpio.High })
-	r.button.EdgesChan <- gpio.Low
-	r.button.EdgesChan <- gpio.Low
-	time.Sleep(100 * time.Millisecond)
-	if level(r.amber) != gpio.High || r.acks.Load() != 1 {
-		t.Fatalf("bounce within the debounce time acknowledged (acks %d)", r.acks.Load())
+	r.clock.Add(int64(debounce - time.Millisecond))
+	r.edge(t, gpio.Low)
+	r.edge(t, gpio.Low)
+	r.settle(t)
+	if r.g.State() != indicator.Pneumonia {
+		t.Fatalf("bounce within the debounce time acknowledged: shows %v", r.g.State())
 	}
-	// A real press after the debounce time acknowledges.
-	time.Sleep(time.Second)
-	r.button.EdgesChan <- gpio.Low
+	// A real press once the debounce time has passed acknowledges.
+	r.clock.Add(int64(time.Millisecond))
+	r.edge(t, gpio.Low)
 	waitFor(t, "second acknowledge", func() bool { return level(r.amber) == gpio.Low && r.acks.Load() == 2 })
 	// A release (High) is not a press.
 	r.g.Set(indicator.Pneumonia)
-	time.Sleep(1100 * time.Millisecond)
-	r.button.EdgesChan <- gpio.High
-	time.Sleep(100 * time.Millisecond)
+	r.clock.Add(int64(2 * debounce))
+	r.edge(t, gpio.High)
+	r.settle(t)
 	if r.g.State() != indicator.Pneumonia {
 		t.Fatal("button release acknowledged")
 	}
-	// Acknowledge() does the same as the button.
+	// Acknowledge() does the same as the button, without calling OnAcknowledge (which is
+	// for the button: the caller of Acknowledge knows already).
 	r.g.Acknowledge()
 	waitFor(t, "amber off by Acknowledge", func() bool { return level(r.amber) == gpio.Low })
+	if n := r.acks.Load(); n != 2 {
+		t.Fatalf("OnAcknowledge called %d times, want 2 (the button presses only)", n)
+	}
 }
 
 func TestGPIOCloseSwitchesOff(t *testing.T) {
