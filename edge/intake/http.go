@@ -60,8 +60,10 @@ var idPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // NewHTTPHandler returns the device's HTTP API:
 //
-//	POST /v1/studies          image body (JPEG, PNG or DICOM) → 200 with the result document
-//	                          (telemetry.Result, as published on MQTT); an image that cannot be
+//	POST /v1/studies          image body (JPEG, PNG or DICOM, recognised by content; the
+//	                          Content-Type is not used) → 200 with the result document
+//	                          (telemetry.Result, as published on MQTT); the same image again
+//	                          returns its earlier result (scored once); an image that cannot be
 //	                          decoded → 422 with the "unreadable" result; 400 empty body,
 //	                          413 too large, 415 not an image, 503 when it cannot be processed now
 //	GET  /v1/results/{id}     one result, 404 when unknown
