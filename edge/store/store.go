@@ -31,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cxr-edge/cxr-edge/telemetry"
@@ -47,7 +48,6 @@ var (
 	ErrNotPending = errors.New("store: input is not pending")
 	ErrInvalid    = errors.New("store: invalid argument")
 	ErrCorrupt    = errors.New("store: stored data is corrupt")
-	ErrClosed     = errors.New("store: closed")
 )
 
 // State is the processing state of an input.
@@ -155,6 +155,11 @@ type Store struct {
 	blob string
 	db   *bolt.DB
 	opts Options
+	// blobs orders blob files against their records: Submit holds it shared from writing
+	// the blob until the record is committed, Prune exclusively from deleting records until
+	// their blobs are gone. Without it a Submit of bytes that Prune is removing can find
+	// the old blob, skip writing it, commit a record, and then lose the blob to Prune.
+	blobs sync.RWMutex
 }
 
 // Open opens (creating if needed) the store in dir. A second process opening the same
@@ -241,6 +246,8 @@ func (s *Store) Submit(source, name string, data []byte, receivedAt time.Time) (
 		receivedAt = time.Now()
 	}
 	id := HashID(data)
+	s.blobs.RLock()
+	defer s.blobs.RUnlock()
 	if old, err := s.Input(id); err == nil {
 		return old, true, nil
 	} else if !errors.Is(err, ErrNotFound) {
@@ -306,10 +313,12 @@ func makeBlobDirs(blobDir string) error {
 // writeBlob makes the bytes durable under blobs/: temp file, fsync, rename, fsync dirs.
 func (s *Store) writeBlob(id string, data []byte) error {
 	final := s.BlobPath(id)
-	if st, err := os.Stat(final); err == nil && st.Size() == int64(len(data)) {
-		return nil // same content already durable (a duplicate racing us, or an orphan)
-	}
 	sub := filepath.Dir(final) // created durably by Open
+	if st, err := os.Stat(final); err == nil && st.Size() == int64(len(data)) {
+		// Same content, written by a concurrent Submit of the same bytes that may not have
+		// fsynced the directory yet: sync it before our record can point at the blob.
+		return syncDir(sub)
+	}
 	f, err := os.CreateTemp(s.blob, id+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("store: blob temp: %w", err)
@@ -602,6 +611,8 @@ func (s *Store) Stats() (Stats, error) {
 func (s *Store) Prune(now time.Time) (PruneStats, error) {
 	var ps PruneStats
 	var removed []string
+	s.blobs.Lock()
+	defer s.blobs.Unlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		total := counter(tx, kBytes)
 		inputs := tx.Bucket(bInputs)

@@ -290,3 +290,43 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("resubmit pruned: dup=%v %v", dup, err)
 	}
 }
+
+// TestResubmitWhilePruning races Prune removing an input against a Submit of the same
+// bytes: whenever the record survives, its bytes must too (Submit must not reuse a blob
+// that Prune is about to delete).
+func TestResubmitWhilePruning(t *testing.T) {
+	s := open(t, t.TempDir(), store.Options{MaxAge: time.Nanosecond})
+	data := []byte("the same image, again and again")
+	for i := range 50 {
+		in, _, err := s.Submit("folder", "", data, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.State == store.StatePending {
+			seq, err := s.Commit(result(in.ID, telemetry.LabelNormal))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Ack(seq); err != nil {
+				t.Fatal(err)
+			}
+		}
+		errs := make(chan error, 2)
+		go func() { _, err := s.Prune(time.Now().Add(time.Hour)); errs <- err }()
+		go func() { _, _, err := s.Submit("folder", "", data, time.Time{}); errs <- err }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Input(in.ID); err == nil {
+			if _, err := s.Data(in.ID); err != nil {
+				t.Fatalf("round %d: record kept but bytes lost: %v", i, err)
+			}
+		}
+		// Clear the round: the next one starts from an acked, prunable input.
+		if _, err := s.Prune(time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
