@@ -58,6 +58,7 @@ func seedFiles(t testing.TB) map[string][]byte {
 		}
 		seeds["gen_"+name] = data
 	}
+	seeds["regress_raw_options_shared_vtable"], _ = Write(sharedVtableModel())
 	seeds["raw_opcode_builtin_only"] = rawSpec{opcodes: []rawOpcode{{code: int32(OpMaxPool2D), hasCode: true}}, operators: []rawOperator{{}}}.build()
 	seeds["raw_opcode_above_127"] = rawSpec{opcodes: []rawOpcode{{dep: 127, hasDep: true, code: 150, hasCode: true}}, operators: []rawOperator{{}}}.build()
 	seeds["raw_pad_empty_table"] = rawSpec{opcodes: []rawOpcode{{dep: int32(OpPad), hasDep: true, version: i32p(2)}},

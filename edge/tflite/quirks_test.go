@@ -233,6 +233,40 @@ func TestRawOptionsSurviveRewrite(t *testing.T) {
 	roundTrip(t, m)
 }
 
+// sharedVtableModel: the FlatBuffers Go builder reuses a vtable whose field offsets match,
+// even when its table's inline size differs. Here CONCATENATION's options (an int32 at
+// offset 4, 8 bytes) come first; the SPLIT operator's raw options (an 8-byte field at offset
+// 4, 12 bytes) reuse that vtable. The reader once took the last raw field's size from the
+// vtable's inline size and read it back as 4 bytes (found by TestCorrupted).
+func sharedVtableModel() *Model {
+	m := testModels()["concatenation"]
+	sg := &m.Subgraphs[0]
+	m.OperatorCodes = append(m.OperatorCodes, OperatorCode{Builtin: 49, Version: 1})
+	sg.Operators = append(sg.Operators, Operator{
+		OpcodeIndex: uint32(len(m.OperatorCodes) - 1),
+		Inputs:      []int32{0},
+		Outputs:     []int32{2},
+		Options:     &RawOptions{Type: 35, Fields: []RawField{{ID: 0, Size: 8, Value: 0x600000006}}},
+	})
+	return m
+}
+
+func TestRawOptionsSharedVtable(t *testing.T) {
+	m := sharedVtableModel()
+	data, err := Write(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Read(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, where := sameModel(m, back); !ok {
+		t.Errorf("differs at %s: %+v", where, back.Subgraphs[0].Operators[1].Options)
+	}
+	roundTrip(t, back)
+}
+
 // TestValidation: models that break a rule are refused by Write, and by Read when the
 // same model comes from a file, with the same path.
 func TestValidation(t *testing.T) {
