@@ -275,3 +275,28 @@ func FuzzParseByteSize(f *testing.F) {
 		}
 	})
 }
+
+// A configuration file is outside data: whatever it holds, Load returns a config or an
+// ErrConfig error, never panics.
+func FuzzConfigFile(f *testing.F) {
+	f.Add("device:\n  site: a\n")
+	f.Add("model:\n  threshold: 0.4\nintake:\n  max_bytes: 1GiB\n")
+	f.Add("intake: [1, 2]\n")
+	f.Add("mqtt:\n  health_interval: 5\n")
+	f.Add(": : :\n\t- x")
+	f.Fuzz(func(t *testing.T, content string) {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(LoadOptions{File: path, Env: env(nil), Hostname: host("h")})
+		if err != nil && !errors.Is(err, ErrConfig) {
+			t.Fatalf("error does not wrap ErrConfig: %v", err)
+		}
+		if err == nil {
+			if verr := cfg.Validate(); verr != nil {
+				t.Fatalf("Load returned an invalid config: %v", verr)
+			}
+		}
+	})
+}
