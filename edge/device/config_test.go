@@ -300,3 +300,29 @@ func FuzzConfigFile(f *testing.F) {
 		}
 	})
 }
+
+// What `cxr-edge config` prints is itself a valid configuration file with the same values.
+func TestConfigYAMLRoundTrip(t *testing.T) {
+	thr := 0.42
+	cfg, err := Load(LoadOptions{Dirs: []string{t.TempDir()}, Hostname: host("h"), Env: env(map[string]string{
+		"CXR_MODEL_THRESHOLD": "0.42", "CXR_INTAKE_DONE_MAX_BYTES": "3MB", "CXR_INTAKE_SETTLE": "1.5s",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	writeFile(t, path, string(out))
+	again, err := Load(LoadOptions{File: path, Env: env(nil), Hostname: host("other")})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	again.File = cfg.File
+	out2, _ := again.YAML()
+	if string(out) != string(out2) || *again.Model.Threshold != thr {
+		t.Errorf("round trip differs:\n%s\nvs\n%s", out, out2)
+	}
+}
