@@ -260,11 +260,13 @@ func (f *Folder) handle(ctx context.Context, name string, fi os.FileInfo) bool {
 	f.opts.Metrics.received(SourceFolder)
 	res, err := f.proc.Process(ctx, Input{Source: SourceFolder, Name: name, Format: format, Data: data, ReceivedAt: f.opts.Now()})
 	if err != nil {
-		// Left in place: the next check or rescan tries again (the store already holds the
-		// bytes if they were recorded, so nothing is lost either way).
+		// Left in place and tried again after the rescan interval (not at the next tick: a
+		// full disk must not turn into a busy loop). The store already holds the bytes if
+		// they were recorded, so nothing is lost either way.
 		if ctx.Err() == nil {
-			log.Error("processing failed; will retry", "err", err)
+			log.Error("processing failed; will retry", "err", err, "retry_in", f.opts.Rescan)
 		}
+		f.candidates[name] = observation{size: fi.Size(), mtime: fi.ModTime(), since: f.opts.Now().Add(f.opts.Rescan)}
 		return false
 	}
 	if res.Label == telemetry.LabelUnreadable {

@@ -319,9 +319,14 @@ func TestFolderRetriesTransientFailure(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "x.jpeg"), data, 0o640); err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
 	waitFor(t, "x.jpeg in done/", func() bool { return exists(filepath.Join(dir, DoneDir, "x.jpeg")) })
 	if _, calls := proc.snapshot(); calls != 3 {
 		t.Errorf("calls = %d, want 2 failures then 1 success", calls)
+	}
+	// Retries wait for the rescan interval (200 ms here), not the 37 ms check tick.
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Errorf("two retries took %v: no back-off", took)
 	}
 }
 
