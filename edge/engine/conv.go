@@ -327,6 +327,12 @@ func (k *qconv) im2col(a []int8, src []byte, p0, p1 int) {
 		j := 0
 		for fy := range w.fH {
 			iy := oy*w.strideH - w.padTop + fy*w.dilH
+			if ix0 := ox*w.strideW - w.padLeft; k.flip == 0 && w.dilW == 1 && iy >= 0 && iy < w.inH && ix0 >= 0 && ix0+w.fW <= w.inW {
+				// The whole filter row is inside the input: one contiguous copy.
+				base := ((b*w.inH+iy)*w.inW + ix0) * ic
+				j += copy(row[j:j+w.fW*ic], asI8(src[base:base+w.fW*ic]))
+				continue
+			}
 			for fx := range w.fW {
 				ix := ox*w.strideW - w.padLeft + fx*w.dilW
 				seg := row[j : j+ic]
@@ -525,7 +531,7 @@ func prepDepthwise(l *loader) (kernel, error) {
 	}
 	k.rq = l.channelRequant(k.bias, k.mult, k.outZp, k.lo, k.hi)
 	k.dww = packDepthwise(k.wts)
-	l.m.scratch.grow(0, oc, 0)
+	l.m.scratch.grow(0, w.outW*oc, 0)
 	l.m.scratch.ints = max(l.m.scratch.ints, 2*kh*kw)
 	return k, nil
 }
@@ -540,6 +546,10 @@ func (k *qdw) rows(ip *Interpreter, wk, lo, hi int) {
 	taps := ip.scratch[wk].ints
 	nt := w.fH * w.fW
 	soff, woff := taps[:nt], taps[nt:2*nt]
+	if dm == 1 {
+		k.rowsDM1(src, dst, ip.scratch[wk].i32[:w.outW*oc], soff, woff, lo, hi)
+		return
+	}
 	for r := lo; r < hi; r++ {
 		b, oy := r/w.outH, r%w.outH
 		for ox := range w.outW {
@@ -747,5 +757,52 @@ func (k *ffc) rows(ip *Interpreter, _, lo, hi int) {
 			sum += v * w[i]
 		}
 		dst[r] = clampF(sum+k.bias[c], k.lo, k.hi)
+	}
+}
+
+// rowsDM1 is DEPTHWISE_CONV_2D with depth multiplier 1 for output rows [lo,hi): per row, the
+// columns whose taps all lie inside the input go to dwPixels in one call (same taps, shifted
+// by strideW·channels), the border columns one by one, and the row is requantised at once.
+func (k *qdw) rowsDM1(src, dst []byte, acc []int32, soff, woff []int, lo, hi int) {
+	w := &k.w
+	oc, ic := w.outC, w.inC
+	oxLo := 0
+	for oxLo < w.outW && oxLo*w.strideW-w.padLeft < 0 {
+		oxLo++
+	}
+	oxHi := w.outW
+	for oxHi > oxLo && (oxHi-1)*w.strideW-w.padLeft+(w.fW-1)*w.dilW >= w.inW {
+		oxHi--
+	}
+	for r := lo; r < hi; r++ {
+		b, oy := r/w.outH, r%w.outH
+		for ox := 0; ox < w.outW; ox++ {
+			// Only taps inside the input: padding adds nothing once the zero point is
+			// subtracted.
+			t := 0
+			for fy := range w.fH {
+				iy := oy*w.strideH - w.padTop + fy*w.dilH
+				if iy < 0 || iy >= w.inH {
+					continue
+				}
+				for fx := range w.fW {
+					ix := ox*w.strideW - w.padLeft + fx*w.dilW
+					if ix < 0 || ix >= w.inW {
+						continue
+					}
+					soff[t] = ((b*w.inH+iy)*w.inW + ix) * ic
+					woff[t] = (fy*w.fW + fx) * oc
+					t++
+				}
+			}
+			if ox == oxLo && oxHi > oxLo {
+				dwPixels(acc[ox*oc:], src, soff[:t], woff[:t], k.dww, oc, k.inZp, k.u8, oxHi-oxLo, w.strideW*ic)
+				ox = oxHi - 1
+				continue
+			}
+			dwPixel(acc[ox*oc:ox*oc+oc], src, soff[:t], woff[:t], k.dww, oc, k.inZp, k.u8)
+		}
+		o := (b*w.outH + oy) * w.outW * oc
+		k.rq.rows(dst[o:o+w.outW*oc], acc, w.outW, nil)
 	}
 }

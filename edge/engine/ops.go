@@ -359,6 +359,7 @@ type binop struct {
 	mA, mB, mOut       requant
 	leftShift          int
 	lo, hi             int32
+	add                *addQ8 // same-shape quantized ADD/SUB
 	// float
 	flo, fhi float32
 }
@@ -418,6 +419,10 @@ func prepBinary(l *loader, kind binKind) (kernel, error) {
 		}
 		qmin, qmax := qrange(ot.info.Type)
 		k.lo, k.hi, ok = actRange(int8(act), ot.scale(), ot.zp(), qmin, qmax)
+		if kind != binMul && bc.same {
+			k.add = newAddQ8(k.offA, k.offB, k.offOut, k.mA.q, k.mB.q, k.mOut.q, k.mA.shift, k.mB.shift, k.mOut.shift,
+				k.leftShift, k.lo, k.hi, kind == binSub, k.mOut.double)
+		}
 	default:
 		return nil, unsupportedType("output", ot)
 	}
@@ -457,6 +462,10 @@ func (k *binop) f(x, y float32) float32 {
 }
 
 func (k *binop) eval(ip *Interpreter) {
+	if k.add != nil {
+		k.add.run(ip.u8(k.out), ip.u8(k.a), ip.u8(k.b), k.typ == tflite.Uint8)
+		return
+	}
 	var idx [6]int
 	ia, ib := 0, 0
 	switch k.typ {
@@ -580,8 +589,9 @@ func prepPad(l *loader) (kernel, error) {
 func (k *pad) eval(ip *Interpreter) {
 	src, dst := ip.t[k.in].b, ip.t[k.out].b
 	es := k.es
-	for i := 0; i < len(dst); i += es {
-		copy(dst[i:i+es], k.fill[:es])
+	// Fill by doubling: log2(len) copies instead of one per element.
+	for n := copy(dst, k.fill[:es]); n < len(dst); {
+		n += copy(dst[n:], dst[:n])
 	}
 	row := k.inSh[4] * es
 	for a := range k.inSh[0] {
