@@ -3,10 +3,8 @@ package telemetry_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,16 +58,29 @@ func subscribe(t *testing.T, broker, clientID string, persistent bool, filters .
 	for _, x := range filters {
 		f[x] = 1
 	}
+	subscribed := make(chan struct{})
+	var once sync.Once
 	o.SetOnConnectHandler(func(c paho.Client) {
-		c.SubscribeMultiple(f, func(_ paho.Client, m paho.Message) {
+		tok := c.SubscribeMultiple(f, func(_ paho.Client, m paho.Message) {
 			s.mu.Lock()
 			s.msgs = append(s.msgs, msg{m.Topic(), append([]byte(nil), m.Payload()...), m.Retained()})
 			s.mu.Unlock()
-		}).Wait()
+		})
+		if tok.Wait() && tok.Error() == nil {
+			once.Do(func() { close(subscribed) })
+		}
 	})
 	s.c = paho.NewClient(o)
 	if tok := s.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	// The subscription is made in the connect handler, after Connect's token completed:
+	// wait for its SUBACK, or messages published right away would not reach this subscriber.
+	select {
+	case <-subscribed:
+	case <-time.After(10 * time.Second):
+		s.c.Disconnect(0)
+		t.Fatalf("subscriber %s: no SUBACK for %v", clientID, filters)
 	}
 	t.Cleanup(func() { s.c.Disconnect(100) })
 	return s
@@ -176,65 +187,11 @@ func run(t *testing.T, opts telemetry.PublisherOptions, ob telemetry.Outbox, h t
 	return p, stop
 }
 
-// cutter is a Dial that remembers connections so a test can cut them without a
-// DISCONNECT, as a network failure would.
-type cutter struct {
-	mu    sync.Mutex
-	conns []*cutConn
-}
-
-// cutConn reports a cut as a network error: paho ignores "use of closed network
-// connection", taking it for its own Close.
-type cutConn struct {
-	net.Conn
-	cut atomic.Bool
-}
-
-var errCut = errors.New("connection cut by test")
-
-func (c *cutConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if err != nil && c.cut.Load() {
-		err = errCut
-	}
-	return n, err
-}
-
-func (c *cutConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	if err != nil && c.cut.Load() {
-		err = errCut
-	}
-	return n, err
-}
-
-func (c *cutter) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	cc := &cutConn{Conn: conn}
-	c.mu.Lock()
-	c.conns = append(c.conns, cc)
-	c.mu.Unlock()
-	return cc, nil
-}
-
-func (c *cutter) cutAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, conn := range c.conns {
-		conn.cut.Store(true)
-		conn.Close()
-	}
-	c.conns = nil
-}
-
 func TestPublisherStatusWillAndShutdown(t *testing.T) {
 	b := testenv.Mosquitto(t, testenv.BrokerOptions{})
 	tp := topics(t)
 	s := subscribe(t, b.URL(), "watch-status", false, tp.Status())
-	cut := &cutter{}
+	cut := &testenv.NetCutter{}
 	model := telemetry.ModelRef{Name: "cxr", Version: "3", SHA256: "ab12"}
 	p, stop := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Version: "1.2.3", Model: model, Dial: cut.Dial},
 		openStore(t), nil, nil)
@@ -246,7 +203,7 @@ func TestPublisherStatusWillAndShutdown(t *testing.T) {
 	}
 	// Cut the TCP connection: the broker sends the Last Will (offline), the publisher
 	// reconnects and says online again.
-	cut.cutAll()
+	cut.CutAll()
 	waitFor(t, "will then online", 15*time.Second, func() bool { return len(s.all(tp.Status())) >= 3 })
 	got := s.all(tp.Status())
 	if st := status(t, got[1]); st.State != telemetry.StateOffline || st.Model != model {
@@ -309,12 +266,12 @@ func TestPublisherOutage(t *testing.T) {
 	fed := make(chan []string)
 	go func() {
 		var more []string
+		defer func() { fed <- more }() // also when addResults fails the test
 		for i := range 10 {
 			more = append(more, addResults(t, st, 10, fmt.Sprint("b", i))...)
 			p.Notify()
 			time.Sleep(30 * time.Millisecond)
 		}
-		fed <- more
 	}()
 	waitFor(t, "60 acked", 20*time.Second, func() bool { return p.Stats().Acked >= 60 })
 	stopStart := time.Now()
@@ -515,6 +472,8 @@ func TestPublisherPrivacy(t *testing.T) {
 	p, stop := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Discovery: true, HealthInterval: 100 * time.Millisecond},
 		ob, &fixedHealth{}, nil)
 	waitFor(t, "outbox drained", 10*time.Second, func() bool { return ob.len() == 0 })
+	// The broker's PUBACK to the device does not mean the subscriber has the message yet.
+	waitFor(t, "3 results at the subscriber", 10*time.Second, func() bool { return len(s.all(tp.Result())) >= 3 })
 	waitFor(t, "health", 10*time.Second, func() bool { return len(s.all(tp.Health())) > 0 })
 	stop()
 	if p.Stats().Rejected != 1 {
