@@ -155,6 +155,11 @@ type Publisher struct {
 	sess  *session      // nil while not connected
 	ready chan struct{} // closed (and replaced) whenever sess changes
 
+	// cmdRuns tracks command handlers so Run returns only after they have; stopping
+	// (guarded by mu) turns away commands that arrive while Run is returning.
+	cmdRuns  sync.WaitGroup
+	stopping bool
+
 	reloading atomic.Bool
 	connects  atomic.Uint64
 	published atomic.Uint64
@@ -286,6 +291,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); p.healthLoop(ctx) }()
 	p.connectLoop(ctx)
 	wg.Wait()
+	p.mu.Lock()
+	p.stopping = true
+	p.mu.Unlock()
+	p.cmdRuns.Wait()
 	return nil
 }
 
@@ -393,7 +402,15 @@ func (p *Publisher) setup(ctx context.Context, s *session) error {
 		return fmt.Errorf("publish online status: %w", err)
 	}
 	sub := s.client.Subscribe(p.opts.Topics.Command("+"), 1, func(_ paho.Client, m paho.Message) {
-		go p.handleCommand(ctx, s, m.Topic(), m.Payload())
+		// In its own goroutine: a model reload takes long and must not hold up paho's
+		// message router (PUBACKs of results go through it).
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.stopping {
+			return
+		}
+		p.cmdRuns.Add(1)
+		go func() { defer p.cmdRuns.Done(); p.handleCommand(ctx, s, m.Topic(), m.Payload()) }()
 	})
 	if err := waitToken(ctx, sub, p.opts.PublishTimeout); err != nil {
 		return fmt.Errorf("subscribe to commands: %w", err)
