@@ -3,13 +3,11 @@ package fleet
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
 	"github.com/cxr-edge/cxr-edge/telemetry"
 )
 
@@ -37,31 +35,6 @@ func (o *memOutbox) Ack(seq uint64) error {
 	return nil
 }
 
-// cutConn makes a test's cut look like a network failure: paho ignores "use of closed
-// network connection", which is what closing our own end would report.
-type cutConn struct {
-	net.Conn
-	cut atomic.Bool
-}
-
-var errCut = errors.New("connection cut by test")
-
-func (c *cutConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if err != nil && c.cut.Load() {
-		err = errCut
-	}
-	return n, err
-}
-
-func (c *cutConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	if err != nil && c.cut.Load() {
-		err = errCut
-	}
-	return n, err
-}
-
 type fixedHealth struct{}
 
 func (fixedHealth) Health(context.Context) (telemetry.Health, error) {
@@ -78,25 +51,11 @@ func TestDevicePublisherInterop(t *testing.T) {
 	tp, _ := telemetry.NewTopics("cxr", "interop", "edge-1")
 	res, _ := json.Marshal(resultMsg("dev-r1", telemetry.LabelPneumonia, 0.77, time.Now()))
 	ob := &memOutbox{entries: []telemetry.OutboxEntry{{Seq: 1, ResultID: "dev-r1", Payload: res}}}
-	var mu sync.Mutex
-	var conn *cutConn
-	var blocked atomic.Bool // while set, the device cannot reach the broker
+	link := &testenv.NetCutter{} // while blocked, the device cannot reach the broker
 	pub, err := telemetry.NewPublisher(telemetry.PublisherOptions{
 		Broker: b.URL(), Topics: tp, Version: "0.9.0", Model: testModel, HealthInterval: time.Hour,
 		MinReconnectInterval: 2 * time.Second, MaxReconnectInterval: 2 * time.Second, Logger: r.opts.Logger,
-		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if blocked.Load() {
-				return nil, errors.New("network down (test)")
-			}
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			mu.Lock()
-			conn = &cutConn{Conn: c}
-			mu.Unlock()
-			return conn, nil
-		},
+		Dial: link.Dial,
 	}, ob, fixedHealth{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -115,13 +74,10 @@ func TestDevicePublisherInterop(t *testing.T) {
 		t.Errorf("device %+v: version or model missing", d)
 	}
 
-	blocked.Store(true)
-	mu.Lock()
-	conn.cut.Store(true)
-	conn.Close() // no DISCONNECT: the broker publishes the Last Will
-	mu.Unlock()
+	link.Block(true)
+	link.CutAll() // no DISCONNECT: the broker publishes the Last Will
 	waitFor(t, 5*time.Second, "offline by Last Will", func() bool { return dev().State == telemetry.StateOffline })
-	blocked.Store(false)
+	link.Block(false)
 	waitFor(t, 10*time.Second, "online again after reconnect", func() bool { return dev().State == telemetry.StateOnline })
 
 	cancel()
