@@ -295,7 +295,6 @@ func (k *qconv) rows(ip *Interpreter, wk, lo, hi int) {
 	src := ip.u8(k.in)
 	dst := ip.u8(k.out)
 	s := &ip.scratch[wk]
-	w := &k.w
 	for p0 := lo; p0 < hi; p0 += convTile {
 		p1 := min(hi, p0+convTile)
 		m := p1 - p0
@@ -310,7 +309,6 @@ func (k *qconv) rows(ip *Interpreter, wk, lo, hi int) {
 		k.wts.gemm(acc, a, m)
 		k.requantTile(dst[p0*k.n:p1*k.n], acc, a, m, s.i32[convTile*k.n:])
 	}
-	_ = w
 }
 
 // im2col writes the receptive fields of output pixels [p0,p1) as rows of a, padding with
