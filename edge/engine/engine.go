@@ -333,6 +333,27 @@ func (ip *Interpreter) Invoke(ctx context.Context) (err error) {
 	return nil
 }
 
+// ErrInputSize is wrapped by Run when an input has the wrong number of bytes.
+var ErrInputSize = errors.New("input size mismatch")
+
+// Run copies raw little-endian bytes into the model's inputs, one slice per input of exactly
+// its size, and invokes. Outputs are then read with Output. It allocates nothing.
+func (ip *Interpreter) Run(ctx context.Context, inputs ...[]byte) error {
+	if len(inputs) != len(ip.m.inputs) {
+		return fmt.Errorf("engine: %w: %d inputs given, the model has %d", ErrInputSize, len(inputs), len(ip.m.inputs))
+	}
+	for i, in := range inputs {
+		dst := ip.t[ip.m.inputs[i]].b
+		if len(in) != len(dst) {
+			return fmt.Errorf("engine: %w: input %d has %d bytes, tensor %q needs %d", ErrInputSize, i, len(in), ip.t[ip.m.inputs[i]].meta.info.Name, len(dst))
+		}
+	}
+	for i, in := range inputs {
+		copy(ip.t[ip.m.inputs[i]].b, in)
+	}
+	return ip.Invoke(ctx)
+}
+
 // kernel is a prepared operator.
 type kernel interface {
 	eval(ip *Interpreter)

@@ -397,3 +397,30 @@ func TestInputsSurviveInvoke(t *testing.T) {
 		t.Error("a second Invoke on the same inputs gave another result")
 	}
 }
+
+func TestRunChecksInputSizes(t *testing.T) {
+	m, err := loadShared(t, "kws_dscnn_int8.tflite", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := m.NewInterpreter()
+	defer ip.Close()
+	n := m.Inputs()[0].NumElements()
+	want := runSeed(t, m, ip, 5)
+	raw := bytes.Clone(ip.Input(0).Bytes())
+	clear(ip.Input(0).Bytes())
+	if err := ip.Run(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(want[0], ip.Output(0).Bytes()) {
+		t.Error("Run gave another result than writing the input and Invoke")
+	}
+	for _, bad := range [][][]byte{{make([]byte, n-1)}, {}, {raw, raw}} {
+		if err := ip.Run(context.Background(), bad...); !errors.Is(err, ErrInputSize) {
+			t.Errorf("Run with %d inputs: %v", len(bad), err)
+		}
+	}
+	if !bytes.Equal(raw, ip.Input(0).Bytes()) {
+		t.Error("a refused Run changed the input")
+	}
+}
