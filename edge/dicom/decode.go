@@ -234,11 +234,11 @@ func (a *attrs) info(opts Options) (Info, error) {
 	if a.has[tagRescaleSlope] && a.has[tagRescaleIntercept] {
 		s, ok := firstNumber(a.rescaleSlope)
 		if !ok || s == 0 {
-			return bad("RescaleSlope %q", a.rescaleSlope)
+			return bad("RescaleSlope %s", quoted(a.rescaleSlope))
 		}
 		b, ok := firstNumber(a.rescaleIntercept)
 		if !ok {
-			return bad("RescaleIntercept %q", a.rescaleIntercept)
+			return bad("RescaleIntercept %s", quoted(a.rescaleIntercept))
 		}
 		in.RescaleSlope, in.RescaleIntercept = s, b
 	}
@@ -294,7 +294,7 @@ func decodeNative(a *attrs, in *Info) (image.Image, error) {
 		in.WindowSource = WindowNone
 		return colourToGray(raw, in.Columns, in.Rows, in.PhotometricInterpretation == "RGB", a.planar == 1), nil
 	}
-	return nil, fmt.Errorf("%w: PhotometricInterpretation %q", ErrUnsupported, in.PhotometricInterpretation)
+	return nil, fmt.Errorf("%w: PhotometricInterpretation %s", ErrUnsupported, quoted(in.PhotometricInterpretation))
 }
 
 // colourToGray reduces 8-bit colour pixels to luma: Y itself for YBR_FULL, and for RGB the
@@ -491,7 +491,7 @@ func decodeJPEGFrame(a *attrs, in *Info) (image.Image, error) {
 		in.WindowSource = WindowNone
 		return &image.Gray{Pix: plane, Stride: w, Rect: image.Rect(0, 0, w, h)}, nil
 	}
-	return nil, fmt.Errorf("%w: PhotometricInterpretation %q in a JPEG frame", ErrUnsupported, in.PhotometricInterpretation)
+	return nil, fmt.Errorf("%w: PhotometricInterpretation %s in a JPEG frame", ErrUnsupported, quoted(in.PhotometricInterpretation))
 }
 
 func jpegError(err error) error {

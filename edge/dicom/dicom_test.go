@@ -603,3 +603,28 @@ func TestResultDoesNotAliasInput(t *testing.T) {
 		t.Fatal("image changed when the input buffer was overwritten")
 	}
 }
+
+// TestErrorQuotesAreBounded: decode errors travel as the reason of an unreadable result, so
+// a huge or odd value from the file is quoted clipped, never in full.
+func TestErrorQuotesAreBounded(t *testing.T) {
+	long := strings.Repeat("DOE^JANE ", 500) // 4500 bytes, and a name where none belongs
+	cases := map[string]imageSpec{
+		"photometric": {w: 4, h: 3, bitsAlloc: 8, bitsStore: 8, highBit: 7, photometric: long, pixels: ramp8(4, 3)},
+		"rescale": {w: 4, h: 3, bitsAlloc: 8, bitsStore: 8, highBit: 7, photometric: "MONOCHROME2", pixels: ramp8(4, 3),
+			extra: []el{str(0x00281053, "DS", long), str(0x00281052, "DS", "0")}},
+	}
+	for name, spec := range cases {
+		_, err := Decode(encodeFile(layout{explicit: true, preamble: true, meta: true}, spec.elems()), Options{})
+		if err == nil {
+			t.Fatalf("%s: decoded", name)
+		}
+		msg := err.Error()
+		if len(msg) > 200 || strings.Count(msg, "DOE^JANE") > 7 || !strings.Contains(msg, "bytes)") {
+			t.Errorf("%s: error of %d bytes quotes too much: %.300s", name, len(msg), msg)
+		}
+	}
+	// %q shows a split rune as \x escapes.
+	if got := quoted("é" + strings.Repeat("x", 61) + "é"); strings.Contains(got, `\x`) || !strings.Contains(got, "(65 bytes)") {
+		t.Errorf("clipped inside a rune: %s", got)
+	}
+}

@@ -1,6 +1,10 @@
 package dicom
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
 
 // Sentinel errors. Every error returned by Decode wraps exactly one of them (match with
 // errors.Is); the wrapping message names the element, offset or value at fault.
@@ -22,3 +26,21 @@ var (
 	// ErrLimit: the input exceeds one of the limits in Options.
 	ErrLimit = errors.New("dicom: limit exceeded")
 )
+
+// maxQuoted is how much of a value taken from the file an error message quotes. Decode
+// errors become the "reason" of an unreadable result, which leaves the device: a value
+// must neither make that payload large nor carry more of the file than needed to name it.
+const maxQuoted = 64 // the longest valid UID
+
+// quoted returns v for an error message: clipped to maxQuoted bytes (at a rune boundary)
+// and quoted.
+func quoted(v string) string {
+	if len(v) <= maxQuoted {
+		return fmt.Sprintf("%q", v)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q… (%d bytes)", v[:cut], len(v))
+}

@@ -437,7 +437,7 @@ func parse(data []byte, opts Options) (*attrs, error) {
 		p.d, pos = inflated, 0
 	case JPEGBaseline8Bit:
 	default:
-		return nil, fmt.Errorf("%w: %s (%s)", ErrUnsupportedTransferSyntax, ts, TransferSyntaxName(ts))
+		return nil, fmt.Errorf("%w: %s (%s)", ErrUnsupportedTransferSyntax, quoted(ts), TransferSyntaxName(ts))
 	}
 	if _, err := p.dataset(pos, len(p.d), explicit, 0, false); err != nil {
 		return nil, err
