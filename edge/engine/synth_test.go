@@ -361,6 +361,15 @@ func synthCases() []synthCase {
 			b.io([]int32{x, z}, []int32{y})
 			return b.m
 		}, small},
+		{"concat_uint8_mixedscale", func() *tflite.Model {
+			b := newBuilder()
+			x := b.tensor("x", tflite.Uint8, []int32{1, 4, 4, 2}, q8(0.05, 120), nil)
+			z := b.tensor("z", tflite.Uint8, []int32{1, 4, 4, 3}, q8(0.11, 30), nil)
+			y := b.tensor("y", tflite.Uint8, []int32{1, 4, 4, 5}, q8(0.08, 100), nil)
+			b.op(tflite.OpConcatenation, 1, &tflite.ConcatenationOptions{Axis: 3}, []int32{x, z}, []int32{y})
+			b.io([]int32{x, z}, []int32{y})
+			return b.m
+		}, small},
 		{"dequantize_uint8", func() *tflite.Model {
 			b := newBuilder()
 			x := b.tensor("x", tflite.Uint8, []int32{1, 32}, q8(0.03, 100), nil)
