@@ -219,14 +219,17 @@ func NewPublisher(opts PublisherOptions, outbox Outbox, health HealthSource, cmd
 		p.password = strings.TrimSpace(string(b))
 	}
 	if secure {
-		if p.tls, err = tlsConfig(opts.CAFile, opts.CertFile, opts.KeyFile); err != nil {
+		if p.tls, err = TLSConfig(opts.CAFile, opts.CertFile, opts.KeyFile); err != nil {
 			return nil, fmt.Errorf("publisher: %w", err)
 		}
 	}
 	return p, nil
 }
 
-func tlsConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+// TLSConfig is the TLS set-up of an MQTT client of the contract (the device's publisher
+// and the dashboard): TLS 1.2 or later; the broker verified against caFile's certificates
+// (empty: the system roots); a client certificate when certFile and keyFile are both given.
+func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)

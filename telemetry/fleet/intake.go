@@ -3,8 +3,6 @@ package fleet
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -253,9 +251,9 @@ func (s *Service) connectMQTT(ctx context.Context) (mqtt.Client, error) {
 		co.SetPassword(strings.TrimSpace(string(pw)))
 	}
 	if m.CAFile != "" || m.CertFile != "" {
-		tc, err := tlsConfig(m)
+		tc, err := telemetry.TLSConfig(m.CAFile, m.CertFile, m.KeyFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("mqtt.ca_file, mqtt.cert_file, mqtt.key_file: %w", err)
 		}
 		co.SetTLSConfig(tc)
 	}
@@ -287,27 +285,4 @@ func (s *Service) connectMQTT(ctx context.Context) (mqtt.Client, error) {
 	// With ConnectRetry the token completes only once connected; do not block start-up on it.
 	c.Connect()
 	return c, nil
-}
-
-func tlsConfig(m MQTTOptions) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if m.CAFile != "" {
-		pem, err := os.ReadFile(m.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt.ca_file %s: no PEM certificate found", m.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if m.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(m.CertFile, m.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.cert_file/mqtt.key_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
