@@ -93,7 +93,8 @@ func serve(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", cfg.HTTPListen, err)
 	}
-	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// No WriteTimeout: /events streams for as long as a browser stays on the page.
+	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
@@ -174,11 +175,18 @@ func loadgen(ctx context.Context, log *slog.Logger, args []string) error {
 		done := make(chan struct{})
 		go func() { _ = svc.Run(runCtx); close(done) }()
 		defer func() { cancel(); <-done }()
+		// Connected means subscribed (SUBACK received): from then on nothing published is missed.
 		deadline := time.Now().Add(10 * time.Second)
-		for !svc.Connected() && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
+		for !svc.Connected() {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("in-process dashboard not subscribed at %s after 10s", o.Broker)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
-		time.Sleep(500 * time.Millisecond) // let the subscription settle
 		src = svc.Stats
 	}
 	rep, err := fleet.RunLoad(ctx, o, src)
