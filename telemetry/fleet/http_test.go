@@ -179,7 +179,7 @@ func TestSSEAnnouncesChanges(t *testing.T) {
 		if !strings.Contains(got, "event: change") || !strings.Contains(got, "results") {
 			t.Errorf("event %q, want a change naming results", got)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(waitLimit):
 		t.Fatal("no event after a result")
 	}
 }

@@ -12,7 +12,7 @@ func TestLoadGenSmall(t *testing.T) {
 	b := broker(t)
 	r := start(t, testOptions(t, b.URL()))
 	rep, err := RunLoad(context.Background(), LoadOptions{Broker: b.URL(), Devices: 20, Sites: 4, Duration: 2 * time.Second,
-		HealthEvery: 500 * time.Millisecond, ResultEvery: 500 * time.Millisecond, Logger: r.opts.Logger}, r.Stats)
+		HealthEvery: 500 * time.Millisecond, ResultEvery: 500 * time.Millisecond, Settle: waitLimit, Logger: r.opts.Logger}, r.Stats)
 	if err != nil {
 		t.Fatal(err)
 	}
