@@ -226,8 +226,14 @@ func validID(id string) bool {
 	return err == nil && strings.ToLower(id) == id
 }
 
-// BlobPath is where the bytes of input id are kept.
-func (s *Store) BlobPath(id string) string { return filepath.Join(s.blob, id[:2], id) }
+// BlobPath is where the bytes of input id are kept; "" when id is not an input id (64
+// lowercase hex digits), so a caller's bad id can name no other file.
+func (s *Store) BlobPath(id string) string {
+	if !validID(id) {
+		return ""
+	}
+	return filepath.Join(s.blob, id[:2], id)
+}
 
 // Submit records an input before it is processed. The bytes are made durable first, then
 // the record. If the same bytes were submitted before, it returns the existing record and

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +97,11 @@ func TestBadInput(t *testing.T) {
 	in, _, _ := s.Submit("folder", "", []byte("ok"), time.Time{})
 	if _, err := s.Commit(result(in.ID, "maybe")); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("bad label: %v", err)
+	}
+	for _, id := range []string{"", "x", "../../etc/passwd", strings.Repeat("AB", 32)} {
+		if p := s.BlobPath(id); p != "" {
+			t.Errorf("BlobPath(%q) = %q, want \"\" for a non-id", id, p)
+		}
 	}
 	if _, err := s.Input("missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("input missing: %v", err)
