@@ -174,13 +174,22 @@ func TestSSEAnnouncesChanges(t *testing.T) {
 	<-lines // the "connected" comment
 	tp, _ := telemetry.NewTopics("cxr", "s", "d")
 	r.ingest(msg(t, tp.Result(), resultMsg("x", telemetry.LabelNormal, 0.1, time.Now()), time.Now()))
-	select {
-	case got := <-lines:
-		if !strings.Contains(got, "event: change") || !strings.Contains(got, "results") {
-			t.Errorf("event %q, want a change naming results", got)
+	// Reads may split an event; collect until one is complete (it ends in a blank line).
+	var got string
+	deadline := time.After(waitLimit)
+	for !strings.Contains(got, "event: change") || !strings.HasSuffix(got, "\n\n") {
+		select {
+		case chunk, ok := <-lines:
+			if !ok {
+				t.Fatalf("stream ended after %q", got)
+			}
+			got += chunk
+		case <-deadline:
+			t.Fatalf("no complete event after a result; got %q", got)
 		}
-	case <-time.After(waitLimit):
-		t.Fatal("no event after a result")
+	}
+	if !strings.Contains(got, "data: ") || !strings.Contains(got, "results") {
+		t.Errorf("event %q, want a change naming results", got)
 	}
 }
 
