@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+// TestServe runs the command as systemd would (flags over the shipped defaults) against a
+// real broker: /healthz answers, a device's result shows up in the API, and cancelling the
+// context (SIGTERM) makes serve return nil.
+func TestServe(t *testing.T) {
+	b := testenv.Mosquitto(t, testenv.BrokerOptions{})
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() {
+		done <- serve(ctx, log, []string{"--mqtt.broker", b.URL(), "--http.listen", addr, "--store.dir", t.TempDir()})
+	}()
+	base := "http://" + addr
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	waitFor(t, "/healthz ok", func() bool { code, _ := get("/healthz"); return code == http.StatusOK })
+
+	// A device publishes one result; retry until the dashboard, which subscribes
+	// asynchronously, has it.
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("serve-test-device"))
+	if tok := c.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+		t.Fatalf("device connect: %v", tok.Error())
+	}
+	defer c.Disconnect(50)
+	tp, _ := telemetry.NewTopics("cxr", "clinic-1", "cxr-01")
+	res, _ := json.Marshal(telemetry.Result{Schema: telemetry.SchemaResult, ID: "r1", ReceivedAt: time.Now().UTC(), ScoredAt: time.Now().UTC(),
+		Source: "folder", Label: telemetry.LabelNormal, Score: 0.1, Threshold: 0.5})
+	waitFor(t, "result in /api/results", func() bool {
+		c.Publish(tp.Result(), 1, false, res).WaitTimeout(5 * time.Second)
+		_, body := get("/api/results?site=clinic-1")
+		return strings.Contains(body, `"id":"r1"`)
+	})
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v after cancellation, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not return after cancellation")
+	}
+}
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	err := serve(context.Background(), slog.New(slog.DiscardHandler), []string{"--http.listen", "not an address", "--store.dir", t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "http.listen") {
+		t.Fatalf("err %v, want one naming http.listen", err)
+	}
+}
+
+// waitFor polls cond with a limit generous enough for a loaded 2-core CI machine under -race.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
