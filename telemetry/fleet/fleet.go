@@ -33,7 +33,8 @@ type Options struct {
 	// QueueSize bounds the messages waiting for the processor (default 10000). When full, the
 	// MQTT handler blocks, which back-pressures the broker instead of dropping messages.
 	QueueSize int
-	Logger    *slog.Logger
+	// Logger receives connection events and rate-limited rejections (default slog.Default()).
+	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
 }
