@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
@@ -630,7 +631,24 @@ func sanitizeResult(b []byte) ([]byte, error) {
 	if r.Schema != SchemaResult || r.ID == "" {
 		return nil, fmt.Errorf("not a %s payload (schema %q, id %q)", SchemaResult, r.Schema, r.ID)
 	}
+	r.Reason = clipReason(r.Reason)
 	return json.Marshal(r)
+}
+
+// MaxReasonBytes bounds the reason text of a published result. The reason is the one free
+// text that leaves the device (a decoder's error message); clipping it keeps a hostile or
+// broken input from making a large payload or carrying much of itself off the device.
+const MaxReasonBytes = 256
+
+func clipReason(s string) string {
+	if len(s) <= MaxReasonBytes {
+		return s
+	}
+	cut := MaxReasonBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func (p *Publisher) handleCommand(ctx context.Context, s *session, topic string, payload []byte) {

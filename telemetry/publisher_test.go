@@ -468,7 +468,7 @@ func TestPublisherPrivacy(t *testing.T) {
 	addResults(t, st, 2, "priv")
 	entries, _ := st.Outbox(0)
 	ob := &memOutbox{entries: entries}
-	smuggled := `{"schema":"cxr-edge/result/v1","id":"x1","label":"normal","patient_name":"DOE^JANE","patient_id":"12345","birth_date":"19700101","pixels":"iVBORw0KGgo="}`
+	smuggled := `{"schema":"cxr-edge/result/v1","id":"x1","label":"unreadable","patient_name":"DOE^JANE","patient_id":"12345","birth_date":"19700101","pixels":"iVBORw0KGgo=","reason":"` + strings.Repeat("r", 5000) + `"}`
 	ob.entries = append(ob.entries,
 		telemetry.OutboxEntry{Seq: 100, ResultID: "x1", Payload: []byte(smuggled)},
 		telemetry.OutboxEntry{Seq: 101, ResultID: "junk", Payload: []byte("not json")})
@@ -511,6 +511,10 @@ func TestPublisherPrivacy(t *testing.T) {
 		}
 		if m.topic == tp.Result() {
 			results++
+			var r telemetry.Result
+			if err := json.Unmarshal(m.payload, &r); err != nil || len(r.Reason) > telemetry.MaxReasonBytes+len("…") {
+				t.Errorf("result reason of %d bytes published (limit %d): %v", len(r.Reason), telemetry.MaxReasonBytes, err)
+			}
 		}
 	}
 	if results != 3 {
