@@ -192,6 +192,10 @@ func NewPublisher(opts PublisherOptions, outbox Outbox, health HealthSource, cmd
 	if _, err := NewTopics(opts.Topics.Prefix, opts.Topics.Site, opts.Topics.Device); err != nil {
 		return nil, fmt.Errorf("publisher: %w", err)
 	}
+	if d := opts.DiscoveryPrefix; opts.Discovery && (d == "" || strings.ContainsAny(d, "+#") || strings.HasPrefix(d, "/") || strings.HasSuffix(d, "/")) {
+		// Checked here: a bad prefix would otherwise fail every connect, forever.
+		return nil, fmt.Errorf("publisher: discovery prefix %q: must not contain + or # nor start or end with /", d)
+	}
 	if opts.InFlight > MaxInFlight {
 		return nil, fmt.Errorf("publisher: in-flight window %d: want 1-%d", opts.InFlight, MaxInFlight)
 	}

@@ -592,6 +592,7 @@ func TestPublisherOptions(t *testing.T) {
 		{"bad scheme", telemetry.PublisherOptions{Broker: "http://x:1", Topics: tp}, "scheme"},
 		{"bad topics", telemetry.PublisherOptions{Broker: "tcp://x:1", Topics: telemetry.Topics{Site: "a b", Device: "d"}}, "site id"},
 		{"window", telemetry.PublisherOptions{Broker: "tcp://x:1", Topics: tp, InFlight: 17}, "in-flight"},
+		{"discovery prefix", telemetry.PublisherOptions{Broker: "tcp://x:1", Topics: tp, Discovery: true, DiscoveryPrefix: "ha/#"}, "discovery prefix"},
 		{"tls on tcp", telemetry.PublisherOptions{Broker: "tcp://x:1", Topics: tp, CAFile: notPEM}, "not TLS"},
 		{"bad CA", telemetry.PublisherOptions{Broker: "ssl://x:1", Topics: tp, CAFile: notPEM}, "no PEM"},
 		{"cert without key", telemetry.PublisherOptions{Broker: "ssl://x:1", Topics: tp, CertFile: notPEM}, "both"},
