@@ -186,11 +186,18 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		log.Info("no MQTT broker configured (mqtt.broker, mqtt.embedded); results stay in the store's outbox")
 	}
 
+	// Thumbnails for the screen, only when there is an HTTP listener to show them.
+	var thumbs *thumbnails
+	var thumbnailer Thumbnailer
+	if cfg.Intake.HTTPListen != "" {
+		thumbs = newThumbnails(ThumbnailsKept, log.With("component", "screen"))
+		thumbnailer = thumbs
+	}
 	pipe, err := NewPipeline(PipelineOptions{
 		Scorer: model, Store: st, Indicator: lt, Publisher: publisher, Threshold: cfg.Model.Threshold,
 		MaxBytes: int64(cfg.Intake.MaxBytes), MaxPixels: cfg.Intake.MaxPixels,
 		DecodeTimeout: cfg.Intake.DecodeTimeout, StudyKey: key,
-		Metrics: NewMetrics(reg), Logger: log,
+		Metrics: NewMetrics(reg), Thumbnails: thumbnailer, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -279,7 +286,8 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 			Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 			NotFound: func(err error) bool { return errors.Is(err, store.ErrNotFound) },
 			Counters: intakeMetrics, Logger: log.With("intake", "http"),
-			Title: "cxr-edge " + cfg.Device.Site + "/" + cfg.Device.ID,
+			Title:  "cxr-edge " + cfg.Device.Site + "/" + cfg.Device.ID,
+			Screen: newScreen(lt.ind, st, pipe, pub, thumbs, log.With("component", "screen")),
 		})
 		if err != nil {
 			return err

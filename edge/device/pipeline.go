@@ -67,6 +67,10 @@ type PipelineOptions struct {
 	StudyKey []byte
 	// Metrics, optional.
 	Metrics *Metrics
+	// Thumbnails, optional, receives each decoded image (for the screen). It runs beside
+	// preprocessing and inference; the result is shown only once it returned, so the screen
+	// never shows a result without its image.
+	Thumbnails Thumbnailer
 	// Logger defaults to slog.Default(); Now to time.Now.
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -305,6 +309,7 @@ func (p *Pipeline) evaluate(ctx context.Context, id string, in intake.Input) (te
 	// the timeout bounds their time so that one pathological file cannot stall the queue.
 	type prep struct {
 		tensor      []byte
+		thumb       <-chan struct{} // closed when the thumbnail is made; nil without one
 		info        telemetry.ImageInfo
 		study       string
 		dec, pre    time.Duration
@@ -322,6 +327,14 @@ func (p *Pipeline) evaluate(ctx context.Context, id string, in intake.Input) (te
 			r.err, r.errIsDecode = err, true
 			ch <- r
 			return
+		}
+		if p.opts.Thumbnails != nil {
+			done := make(chan struct{})
+			r.thumb = done
+			go func() {
+				defer close(done)
+				p.opts.Thumbnails.Thumbnail(id, img)
+			}()
 		}
 		t1 := time.Now()
 		r.tensor = make([]byte, spec.Bytes())
@@ -360,6 +373,13 @@ func (p *Pipeline) evaluate(ctx context.Context, id string, in intake.Input) (te
 		return fail("inference failed: " + err.Error())
 	}
 	p.lat.add(ms(inferDur))
+	if pr.thumb != nil {
+		select {
+		case <-pr.thumb:
+		case <-ctx.Done():
+			return telemetry.Result{}, ctx.Err()
+		}
+	}
 	res.Score = score
 	res.Label = telemetry.LabelNormal
 	if score >= res.Threshold {

@@ -41,8 +41,11 @@ type HTTPOptions struct {
 	// NotFound reports whether an error of Results means "no such result"; default
 	// errors.Is(err, ErrNotFound).
 	NotFound func(error) bool
-	// Title of the status page (GET /), e.g. "cxr-edge clinic-7/cart-1"; default "cxr-edge".
+	// Title of the screen (GET /), e.g. "cxr-edge clinic-7/cart-1"; default "cxr-edge".
 	Title string
+	// Screen supplies the kiosk screen's device state, acknowledge and thumbnails; nil = the
+	// screen shows the latest result only, POST /v1/ack answers 501 and thumbnails 404.
+	Screen Screen
 	// Counters, optional.
 	Counters *Metrics
 	Logger   *slog.Logger
@@ -70,7 +73,13 @@ var idPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 //	GET  /v1/results?limit=N  the newest N results (default 20, at most 1000), newest first
 //	GET  /healthz             200 {"status":"ok"} or 503 {"status":"unhealthy","error":…}
 //	GET  /metrics             Prometheus metrics
-//	GET  /                    status page: the latest results (HTML, refreshes every 5 s)
+//	GET  /                    kiosk screen: state colour, latest result with thumbnail and
+//	                          score, model, broker and backlog, Acknowledge button (HTML; it
+//	                          polls GET /v1/screen once a second)
+//	GET  /v1/screen           the screen's state (ScreenState) as JSON
+//	POST /v1/ack              clear a latched "pneumonia suspected" → 200 with the new state;
+//	                          403 from a page of another origin, 501 without a Screen
+//	GET  /v1/thumbnails/{id}  small grey JPEG of an input (local only; never published)
 //
 // Errors are JSON objects {"error": "..."}.
 func NewHTTPHandler(opts HTTPOptions) (http.Handler, error) {
@@ -95,7 +104,12 @@ func NewHTTPHandler(opts HTTPOptions) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/results/{id}", h.getResult)
 	mux.HandleFunc("GET /v1/results", h.listResults)
 	mux.HandleFunc("GET /healthz", h.healthz)
-	mux.HandleFunc("GET /{$}", h.statusPage)
+	mux.HandleFunc("GET /{$}", h.screenPage)
+	mux.HandleFunc("GET /screen.js", h.screenAsset("screen.js", "text/javascript; charset=utf-8"))
+	mux.HandleFunc("GET /screen.css", h.screenAsset("screen.css", "text/css; charset=utf-8"))
+	mux.HandleFunc("GET /v1/screen", h.getScreen)
+	mux.HandleFunc("POST /v1/ack", h.postAck)
+	mux.HandleFunc("GET /v1/thumbnails/{id}", h.getThumbnail)
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}

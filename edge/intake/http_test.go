@@ -84,10 +84,51 @@ func TestHTTPPostAndGet(t *testing.T) {
 	if code != http.StatusOK || json.Unmarshal(body, &list) != nil || len(list.Results) != 2 {
 		t.Errorf("list = %d %s", code, body)
 	}
-	// The status page lists both results.
+	// The screen page and its state: without a Screen, the newest result and no broker.
 	code, body = do(t, "GET", srv.URL+"/", nil)
-	if code != http.StatusOK || bytes.Count(body, []byte(`<span class="label normal">`)) != 2 {
-		t.Errorf("status page = %d\n%s", code, body)
+	if code != http.StatusOK || !bytes.Contains(body, []byte(`<script src="/screen.js"`)) {
+		t.Errorf("screen page = %d\n%s", code, body)
+	}
+	code, body = do(t, "GET", srv.URL+"/v1/screen", nil)
+	var st ScreenState
+	if code != http.StatusOK || json.Unmarshal(body, &st) != nil || st.Latest == nil || st.Latest.ID != list.Results[0].ID ||
+		st.Broker != BrokerNone || st.State != "ready" || st.Thumbnail != "" || st.Title != "cxr-edge" {
+		t.Errorf("screen state = %d %s", code, body)
+	}
+}
+
+func TestScreenRoutesWithoutScreen(t *testing.T) {
+	srv, _ := newServer(t, 0, nil)
+	id := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		ctype        string
+	}{
+		{"GET", "/screen.js", 200, "text/javascript; charset=utf-8"},
+		{"GET", "/screen.css", 200, "text/css; charset=utf-8"},
+		{"POST", "/v1/ack", http.StatusNotImplemented, "application/json"},
+		{"GET", "/v1/thumbnails/" + id, http.StatusNotFound, "application/json"},
+		{"GET", "/v1/thumbnails/nothex", http.StatusBadRequest, "application/json"},
+		{"GET", "/v1/ack", http.StatusMethodNotAllowed, ""},
+	} {
+		req, _ := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || (tc.ctype != "" && resp.Header.Get("Content-Type") != tc.ctype) {
+			t.Errorf("%s %s = %d %q, want %d %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), tc.code, tc.ctype)
+		}
+	}
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe") {
+		t.Errorf("CSP %q", csp)
 	}
 }
 
