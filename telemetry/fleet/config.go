@@ -107,8 +107,12 @@ func LoadConfig(v *viper.Viper) (Config, error) {
 	o.Retention.HealthMaxAge = r.duration("retention.health_max_age", time.Hour, 100*365*24*time.Hour)
 	o.Retention.HealthMaxPoints = r.integer("retention.health_max_points", 10, 1<<24)
 	o.Retention.HealthMinInterval = r.duration("retention.health_min_interval", 0, 24*time.Hour)
+	if o.Retention.HealthMinInterval == 0 {
+		// 0 asks to store every report; in Options a zero field means "the default" (1m).
+		o.Retention.HealthMinInterval = time.Nanosecond
+	}
 	o.Retention.PruneEvery = r.duration("retention.prune_every", time.Second, 24*time.Hour)
-	o.Alerts.OfflineAfter = r.duration("alerts.offline_after", 0, 30*24*time.Hour)
+	o.Alerts.OfflineAfter = r.duration("alerts.offline_after", time.Second, 30*24*time.Hour) // 0 would silently mean the default
 	o.Alerts.SilentAfter = r.duration("alerts.silent_after", time.Second, 30*24*time.Hour)
 	o.Alerts.TempC = r.float("alerts.temp_c", 20, 150)
 	o.Alerts.DiskFreeMin = uint64(r.integer("alerts.disk_free_min_mb", 1, 1<<30)) << 20

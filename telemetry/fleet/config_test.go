@@ -71,6 +71,22 @@ func TestLoadConfigEnv(t *testing.T) {
 	}
 }
 
+// TestLoadConfigZeroMinInterval: health_min_interval 0 stores every report; it must not
+// turn into the 1-minute default that a zero Options field stands for.
+func TestLoadConfigZeroMinInterval(t *testing.T) {
+	v := viper.New()
+	SetConfigDefaults(v)
+	v.Set("store.dir", t.TempDir())
+	v.Set("retention.health_min_interval", "0s")
+	c, err := LoadConfig(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Options.withDefaults().Retention.HealthMinInterval; got != time.Nanosecond {
+		t.Fatalf("health_min_interval 0 became %v, want every report stored (1ns)", got)
+	}
+}
+
 func TestLoadConfigInvalid(t *testing.T) {
 	t.Setenv("STATE_DIRECTORY", "")
 	pw := filepath.Join(t.TempDir(), "pw")
@@ -90,6 +106,7 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"http.listen", "8090", "http.listen"},
 		{"store.dir", "", "store.dir: required"}, // STATE_DIRECTORY is unset in tests
 		{"alerts.offline_after", "5 minutes", "want a duration"},
+		{"alerts.offline_after", "0s", "want a duration from 1s"},
 		{"alerts.temp_c", "hot", "alerts.temp_c"},
 		{"alerts.temp_c", "500", "from 20 to 150"},
 		{"alerts.disk_free_min_mb", "-1", "alerts.disk_free_min_mb"},
