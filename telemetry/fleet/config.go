@@ -117,7 +117,7 @@ func LoadConfig(v *viper.Viper) (Config, error) {
 	o.Alerts.TempC = r.float("alerts.temp_c", 20, 150)
 	o.Alerts.DiskFreeMin = uint64(r.integer("alerts.disk_free_min_mb", 1, 1<<30)) << 20
 	o.Alerts.OutboxMax = r.integer("alerts.outbox_max", 1, 1<<30)
-	o.Alerts.OutboxGrowth = r.integer("alerts.outbox_growth_reports", 2, 1000)
+	o.Alerts.OutboxGrowth = r.integer("alerts.outbox_growth_reports", 2, recentReports) // only that many are kept
 	o.Alerts.FailedRise = uint64(r.integer("alerts.failed_rise", 1, 1<<30))
 	if r.err != nil {
 		return Config{}, r.err

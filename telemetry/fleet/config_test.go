@@ -107,6 +107,7 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"store.dir", "", "store.dir: required"}, // STATE_DIRECTORY is unset in tests
 		{"alerts.offline_after", "5 minutes", "want a duration"},
 		{"alerts.offline_after", "0s", "want a duration from 1s"},
+		{"alerts.outbox_growth_reports", "17", "from 2 to 16"},
 		{"alerts.temp_c", "hot", "alerts.temp_c"},
 		{"alerts.temp_c", "500", "from 20 to 150"},
 		{"alerts.disk_free_min_mb", "-1", "alerts.disk_free_min_mb"},

@@ -90,7 +90,7 @@ type Thresholds struct {
 	// OutboxMax: an outbox at or above this is alerted (default 50).
 	OutboxMax int
 	// OutboxGrowth: an outbox that grew across this many consecutive reports is alerted
-	// (default 6).
+	// (default 6; 2 to 16, the reports kept per device).
 	OutboxGrowth int
 	// FailedRise: this many more failed inputs across the recent reports is alerted (default 3).
 	FailedRise uint64
@@ -198,6 +198,9 @@ func (o Options) validate() error {
 	p := o.MQTT.TopicPrefix
 	if strings.ContainsAny(p, "+#") || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.HasPrefix(p, "$") {
 		return fmt.Errorf("mqtt.topic_prefix %q: must not contain + or #, start with $ or /, or end with /", p)
+	}
+	if n := o.Alerts.OutboxGrowth; n < 2 || n > recentReports {
+		return fmt.Errorf("alerts.outbox_growth_reports %d: want 2 to %d (the reports kept per device)", n, recentReports)
 	}
 	if g := o.MQTT.SharedGroup; g != "" && !telemetry.ValidID(g) {
 		return fmt.Errorf("mqtt.shared_group %q: want 1-64 characters of [a-zA-Z0-9_-]", g)
