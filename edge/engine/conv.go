@@ -47,6 +47,14 @@ func (w *window) setup(in []int) error {
 	if w.strideH <= 0 || w.strideW <= 0 || w.dilH < 0 || w.dilW < 0 || w.fH <= 0 || w.fW <= 0 {
 		return fmt.Errorf("%w: stride %dx%d, dilation %dx%d, filter %dx%d", ErrInvalidModel, w.strideH, w.strideW, w.dilH, w.dilW, w.fH, w.fW)
 	}
+	// Kernels compute input positions as oy·stride − pad + fy·dilation in int. With the
+	// input under 2³⁰ elements and these under 2²⁰ that stays below 2³¹, so it cannot wrap
+	// on 32-bit ARM; real models use single digits.
+	effH := int64(w.fH-1)*int64(w.dilH) + 1
+	effW := int64(w.fW-1)*int64(w.dilW) + 1
+	if w.strideH > maxWindow || w.strideW > maxWindow || effH > maxWindow || effW > maxWindow {
+		return fmt.Errorf("%w: stride %dx%d, dilation %dx%d, filter %dx%d: window over %d", ErrUnsupported, w.strideH, w.strideW, w.dilH, w.dilW, w.fH, w.fW, maxWindow)
+	}
 	if w.padding != tflite.PaddingSame && w.padding != tflite.PaddingValid {
 		return fmt.Errorf("%w: padding %d", ErrUnsupported, w.padding)
 	}
@@ -57,6 +65,9 @@ func (w *window) setup(in []int) error {
 	}
 	return nil
 }
+
+// maxWindow bounds strides and dilated filter extents (see window.setup).
+const maxWindow = 1 << 20
 
 func (w *window) outShape(c int) []int { return []int{w.batch, w.outH, w.outW, c} }
 
@@ -216,7 +227,7 @@ func prepConv(l *loader) (kernel, error) {
 	if err := k.prepQ(l, it, ft, bt, ot, o.Activation); err != nil {
 		return nil, err
 	}
-	l.m.scratch.grow(convTile*k.k, convTile*k.n+convTile, 0)
+	l.m.scratch.grow(convTile*int64(k.k), convTile*int64(k.n)+convTile, 0)
 	return k, nil
 }
 
@@ -529,8 +540,8 @@ func prepDepthwise(l *loader) (kernel, error) {
 	}
 	k.rq = l.channelRequant(k.bias, k.mult, k.outZp, k.lo, k.hi)
 	k.dww = packDepthwise(k.wts)
-	l.m.scratch.grow(0, w.outW*oc, 0)
-	l.m.scratch.ints = max(l.m.scratch.ints, 2*kh*kw)
+	l.m.scratch.grow(0, int64(w.outW)*int64(oc), 0)
+	l.m.scratch.ints = max(l.m.scratch.ints, 2*int64(kh)*int64(kw))
 	return k, nil
 }
 
@@ -679,7 +690,7 @@ func prepFC(l *loader) (kernel, error) {
 		return nil, fmt.Errorf("%w: input of %d values is not a multiple of %d", ErrInvalidModel, it.n, kk)
 	}
 	batch := it.n / kk
-	if ot.n != batch*n {
+	if int64(ot.n) != int64(batch)*int64(n) { // int64: the product could wrap on 32-bit ARM
 		return nil, fmt.Errorf("%w: output shape %v, expected %d×%d values", ErrInvalidModel, ot.info.Shape, batch, n)
 	}
 	if it.info.Type == tflite.Float32 {
@@ -710,7 +721,7 @@ func prepFC(l *loader) (kernel, error) {
 	if err := k.prepQ(l, it, ft, bt, ot, o.Activation); err != nil {
 		return nil, err
 	}
-	l.m.scratch.grow(convTile*kk, convTile*n+convTile, 0)
+	l.m.scratch.grow(convTile*int64(kk), convTile*int64(n)+convTile, 0)
 	return k, nil
 }
 

@@ -113,13 +113,19 @@ type Model struct {
 	scratch   scratchSize
 }
 
-type scratchSize struct{ i8, i32, f32, ints int }
+// scratchSize counts the elements of each worker's scratch buffers. Preparations compute
+// them in int64 (convTile times a filter row can pass 2³¹), and Load refuses a total over
+// maxTensorBytes before any interpreter allocates it.
+type scratchSize struct{ i8, i32, f32, ints int64 }
 
-func (s *scratchSize) grow(i8, i32, f32 int) {
+func (s *scratchSize) grow(i8, i32, f32 int64) {
 	s.i8 = max(s.i8, i8)
 	s.i32 = max(s.i32, i32)
 	s.f32 = max(s.f32, f32)
 }
+
+// bytes is the memory one worker's scratch takes.
+func (s *scratchSize) bytes() int64 { return s.i8 + 4*s.i32 + 4*s.f32 + 8*s.ints }
 
 // LoadFile reads and loads a .tflite file.
 func LoadFile(path string, opts Options) (*Model, error) {
@@ -175,6 +181,9 @@ func Load(m *tflite.Model, opts Options) (model *Model, err error) {
 	}
 	if err := l.plan(opts.KeepTensors); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
+	}
+	if b := l.m.scratch.bytes(); b > maxTensorBytes {
+		return nil, fmt.Errorf("engine: %w: operators need %d bytes of scratch per thread, over %d", ErrUnsupported, b, maxTensorBytes)
 	}
 	return l.m, nil
 }

@@ -3,8 +3,10 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -357,6 +359,46 @@ func TestLoadRefuses(t *testing.T) {
 			m.Subgraphs[0].Tensors[0].Shape = []int32{1, -3}
 			return m
 		}, ErrInvalidModel, "shape"},
+		// Hostile shapes and options: each would overflow an int on 32-bit ARM, panic in
+		// Invoke or make every interpreter allocate gigabytes if Load let it through.
+		{"zero-size tensor with huge dimensions", func() *tflite.Model {
+			m := simple(tflite.OpRelu, tflite.Float32, nil)
+			for i := range m.Subgraphs[0].Tensors {
+				m.Subgraphs[0].Tensors[i].Shape = []int32{0, 1 << 20, 1 << 20}
+			}
+			return m
+		}, ErrInvalidModel, "shape"},
+		{"dilation past the window limit", func() *tflite.Model {
+			return convModel(convSpec{typ: tflite.Int8, h: 6, w: 6, ic: 2, oc: 3, kh: 3, kw: 3, stride: 1, dil: 1 << 30})
+		}, ErrUnsupported, "window over"},
+		{"stride past the window limit", func() *tflite.Model {
+			return poolModel(tflite.OpMaxPool2D, tflite.Float32, nil, 2, 1<<30, tflite.PaddingSame)
+		}, ErrUnsupported, "window over"},
+		{"fully connected product wraps on 32 bits", func() *tflite.Model {
+			// 65536 rows × 65536 outputs is 2³², 0 in a 32-bit int: the output of 0 values
+			// must not pass for it.
+			b := newBuilder()
+			x := b.tensor("x", tflite.Int8, []int32{1 << 16, 1}, q8(0.05, 0), nil)
+			w := b.tensor("w", tflite.Int8, []int32{1 << 16, 1}, q8(0.004, 0), make([]byte, 1<<16))
+			y := b.tensor("y", tflite.Int8, []int32{0, 1 << 16}, q8(0.1, 0), nil)
+			b.op(tflite.OpFullyConnected, 4, &tflite.FullyConnectedOptions{}, []int32{x, w}, []int32{y})
+			b.io([]int32{x}, []int32{y})
+			return b.m
+		}, ErrInvalidModel, "output shape"},
+		{"int32 paddings whose sum wraps", func() *tflite.Model {
+			return padModel(i32Bytes([]int32{0, 0, 1<<31 - 1, 1<<31 - 1}), tflite.Int32)
+		}, ErrInvalidModel, "output shape"},
+		{"int64 paddings outside int32", func() *tflite.Model {
+			b := make([]byte, 32)
+			for i, v := range []uint64{0, 0, 1<<63 - 1, 1<<63 - 1} {
+				binary.LittleEndian.PutUint64(b[8*i:], v)
+			}
+			return padModel(b, tflite.Int64)
+		}, ErrInvalidModel, "outside int32"},
+		{"infinite scale", func() *tflite.Model {
+			inf := float32(math.Inf(1))
+			return unaryModel(tflite.OpLogistic, 1, nil, tflite.Int8, []int32{1, 8}, q8(inf, 0), q8(1.0/256, -128))
+		}, ErrInvalidModel, "scale +Inf"},
 		{"missing conv options", func() *tflite.Model {
 			m := convModel(convSpec{typ: tflite.Float32, h: 6, w: 6, ic: 2, oc: 3, kh: 3, kw: 3, stride: 1, dil: 1})
 			m.Subgraphs[0].Operators[0].Options = nil
@@ -383,6 +425,18 @@ func TestLoadRefuses(t *testing.T) {
 	if _, err := LoadFile("testdata/does-not-exist.tflite", Options{}); err == nil {
 		t.Error("LoadFile of a missing file succeeded")
 	}
+}
+
+// padModel pads a float32 [1,4] to [1,2], which no padding fits: the paddings given (of
+// type typ) must be refused however their sum wraps.
+func padModel(paddings []byte, typ tflite.TensorType) *tflite.Model {
+	b := newBuilder()
+	x := b.tensor("x", tflite.Float32, []int32{1, 4}, nil, nil)
+	p := b.tensor("paddings", typ, []int32{2, 2}, nil, paddings)
+	y := b.tensor("y", tflite.Float32, []int32{1, 2}, nil, nil)
+	b.op(tflite.OpPad, 1, &tflite.PadOptions{}, []int32{x, p}, []int32{y})
+	b.io([]int32{x}, []int32{y})
+	return b.m
 }
 
 // TestInputsSurviveInvoke: inputs are not overwritten, so Invoke can be repeated.

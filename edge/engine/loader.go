@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"unsafe"
@@ -54,13 +55,17 @@ func (l *loader) tensors() error {
 		tm := &l.m.tensors[i]
 		tm.offset, tm.first, tm.last = -1, -2, -2
 		tm.info = TensorInfo{Name: t.Name, Type: t.Type, Shape: make([]int, len(t.Shape))}
-		n := int64(1)
+		// bound is the product of the non-zero dimensions: a tensor with a zero dimension has
+		// no elements, but its other dimensions still size strides, windows and scratch, so
+		// they must not multiply past int on 32-bit ARM either.
+		n, bound := int64(1), int64(1)
 		for d, v := range t.Shape {
-			if v < 0 || (n > 0 && int64(v) > maxTensorBytes/n) {
+			if v < 0 || int64(v) > maxTensorBytes/bound {
 				return fmt.Errorf("%w: tensor %d (%q) has shape %v", ErrInvalidModel, i, t.Name, t.Shape)
 			}
 			tm.info.Shape[d] = int(v)
 			n *= int64(v)
+			bound *= max(int64(v), 1)
 		}
 		if n*int64(elemSize(t.Type)) > maxTensorBytes {
 			return fmt.Errorf("%w: tensor %d (%q) of shape %v is over %d bytes", ErrUnsupported, i, t.Name, t.Shape, maxTensorBytes)
@@ -411,7 +416,9 @@ func needQuant(ts ...*tensorMeta) error {
 		if !t.quantized() {
 			return fmt.Errorf("%w: %s tensor %q has no quantization", ErrInvalidModel, typeName(t.info.Type), t.info.Name)
 		}
-		if t.info.Scale[0] <= 0 || t.info.Scale[0] != t.info.Scale[0] {
+		// Not positive, NaN or infinite: the multipliers derived from it would be garbage
+		// (and converting ±Inf to an integer differs between amd64 and ARM).
+		if s := float64(t.info.Scale[0]); !(s > 0) || math.IsInf(s, 0) {
 			return fmt.Errorf("%w: tensor %q has scale %v", ErrInvalidModel, t.info.Name, t.info.Scale[0])
 		}
 	}
@@ -434,7 +441,8 @@ func qrange(t tflite.TensorType) (int32, int32) {
 
 func isQ8(t tflite.TensorType) bool { return t == tflite.Int8 || t == tflite.Uint8 }
 
-// constI32 reads a constant int32 or int64 tensor (shapes, axes, paddings).
+// constInts reads a constant int32 or int64 tensor (shapes, axes, paddings). Values must
+// fit in int32, so that an int64 tensor means the same on 32-bit ARM as on 64-bit hosts.
 func constInts(t *tensorMeta) ([]int, error) {
 	if t.konst == nil {
 		return nil, fmt.Errorf("%w: tensor %q must be constant", ErrUnsupported, t.info.Name)
@@ -447,7 +455,11 @@ func constInts(t *tensorMeta) ([]int, error) {
 		}
 	case tflite.Int64:
 		for i := range out {
-			out[i] = int(*(*int64)(unsafe.Pointer(&t.konst[8*i])))
+			v := *(*int64)(unsafe.Pointer(&t.konst[8*i]))
+			if v < math.MinInt32 || v > math.MaxInt32 {
+				return nil, fmt.Errorf("%w: tensor %q holds %d, outside int32", ErrInvalidModel, t.info.Name, v)
+			}
+			out[i] = int(v)
 		}
 	default:
 		return nil, unsupportedType("shape/axis tensor", t)

@@ -204,7 +204,7 @@ func prepMean(l *loader) (kernel, error) {
 	}
 	switch it.info.Type {
 	case tflite.Float32:
-		l.m.scratch.grow(0, 0, nOut)
+		l.m.scratch.grow(0, 0, int64(nOut))
 	case tflite.Int8, tflite.Uint8:
 		if err := needQuant(it, ot); err != nil {
 			return nil, err
@@ -212,7 +212,7 @@ func prepMean(l *loader) (kernel, error) {
 		k.inZp, k.outZp = it.zp(), ot.zp()
 		k.fscale = float32(float64(it.scale()) / (float64(ot.scale()) * float64(k.count)))
 		k.qmin, k.qmax = qrange(ot.info.Type)
-		l.m.scratch.grow(0, nOut, 0)
+		l.m.scratch.grow(0, int64(nOut), 0)
 	default:
 		return nil, unsupportedType("input", it)
 	}
@@ -548,7 +548,8 @@ func prepPad(l *loader) (kernel, error) {
 		k.inSh[off+d] = it.info.Shape[d]
 		k.outSh[off+d] = ot.info.Shape[d]
 		k.before[off+d] = p[2*d]
-		if it.info.Shape[d]+p[2*d]+p[2*d+1] != ot.info.Shape[d] {
+		// In int64: the sum of a hostile file's paddings could wrap an int to the output size.
+		if int64(it.info.Shape[d])+int64(p[2*d])+int64(p[2*d+1]) != int64(ot.info.Shape[d]) {
 			return nil, shapeErr("output", ot.info.Shape, nil)
 		}
 	}
@@ -747,6 +748,9 @@ func prepConcat(l *loader) (kernel, error) {
 			}
 		}
 		sum += it.info.Shape[axis]
+		if sum > ot.info.Shape[axis] { // checked as it grows, so that it cannot wrap
+			return nil, fmt.Errorf("%w: inputs give more than %d along axis %d", ErrInvalidModel, ot.info.Shape[axis], axis)
+		}
 		ci := concatIn{t: t, inner: it.n / max(1, k.outer) * es}
 		if isQ8(ot.info.Type) {
 			if err := needQuant(it, ot); err != nil {
@@ -1193,6 +1197,9 @@ func prepSplit(l *loader) (kernel, error) {
 			return nil, fmt.Errorf("%w: output %d quantization differs from the input's", ErrUnsupported, j)
 		}
 		sum += ot.info.Shape[axis]
+		if sum > it.info.Shape[axis] { // checked as it grows, so that it cannot wrap
+			return nil, fmt.Errorf("%w: outputs give more than %d along axis %d", ErrInvalidModel, it.info.Shape[axis], axis)
+		}
 		k.outs = append(k.outs, o)
 		k.inner = append(k.inner, ot.n/max(1, k.outer)*es)
 	}
