@@ -257,6 +257,7 @@ type Interpreter struct {
 	t       []Tensor
 	scratch []scratch
 	pool    *pool
+	closed  bool
 }
 
 type scratch struct {
@@ -302,9 +303,11 @@ func (m *Model) NewInterpreter() *Interpreter {
 	return ip
 }
 
-// Close stops the interpreter's worker goroutines. The Interpreter must not be used
-// afterwards. Calling Close is optional; it only releases the workers sooner.
+// Close stops the interpreter's worker goroutines; Invoke and Run fail afterwards. Calling
+// Close is optional: the workers also stop once the Interpreter is garbage collected, Close
+// only releases them sooner.
 func (ip *Interpreter) Close() {
+	ip.closed = true
 	if ip.pool != nil {
 		ip.pool.close()
 	}
@@ -328,6 +331,10 @@ func (ip *Interpreter) Tensor(name string) (*Tensor, bool) {
 // Invoke runs the model on the current inputs. It checks ctx between operators and
 // allocates nothing.
 func (ip *Interpreter) Invoke(ctx context.Context) (err error) {
+	if ip.closed {
+		// Without this the first parallel operator would send to the stopped pool.
+		return errors.New("engine: Invoke on a closed Interpreter")
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("engine: internal error: %v", r)

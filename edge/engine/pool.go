@@ -77,14 +77,20 @@ func (ip *Interpreter) parallel(k rowKernel, n, minRows int) {
 		hi := min(n, lo+chunk)
 		ip.pool.jobs <- job{k: k, ip: ip, w: w, lo: lo, hi: hi}
 	}
-	func() {
-		// Wait for the workers even if this goroutine's share panics.
-		defer ip.pool.wg.Wait()
-		k.rows(ip, 0, 0, min(n, chunk))
-	}()
-	if ip.pool.perr != nil {
-		r := ip.pool.perr
-		ip.pool.perr = nil
+	defer ip.pool.rethrow()
+	k.rows(ip, 0, 0, min(n, chunk))
+}
+
+// rethrow waits for the workers, even when the invoking goroutine's own share panicked,
+// and re-raises a worker's panic there (Invoke turns it into an error). It clears the
+// panic so that a later Invoke does not report it again.
+func (p *pool) rethrow() {
+	p.wg.Wait()
+	p.mu.Lock()
+	r := p.perr
+	p.perr = nil
+	p.mu.Unlock()
+	if r != nil {
 		panic(r)
 	}
 }
