@@ -71,14 +71,14 @@ func subscribe(t *testing.T, broker, clientID string, persistent bool, filters .
 		}
 	})
 	s.c = paho.NewClient(o)
-	if tok := s.c.Connect(); !tok.WaitTimeout(waitLimit) || tok.Error() != nil {
+	if tok := s.c.Connect(); !tok.WaitTimeout(testenv.WaitLimit) || tok.Error() != nil {
 		t.Fatalf("subscriber connect: %v", tok.Error())
 	}
 	// The subscription is made in the connect handler, after Connect's token completed:
 	// wait for its SUBACK, or messages published right away would not reach this subscriber.
 	select {
 	case <-subscribed:
-	case <-time.After(waitLimit):
+	case <-time.After(testenv.WaitLimit):
 		s.c.Disconnect(0)
 		t.Fatalf("subscriber %s: no SUBACK for %v", clientID, filters)
 	}
@@ -96,22 +96,6 @@ func (s *sub) all(topic string) []msg {
 		}
 	}
 	return out
-}
-
-// waitLimit bounds waits for things that normally take milliseconds: generous, because
-// CI runs the tests under -race on a loaded 2-core machine; a passing test never waits it out.
-const waitLimit = 30 * time.Second
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func status(t *testing.T, m msg) telemetry.Status {
@@ -182,7 +166,7 @@ func run(t *testing.T, opts telemetry.PublisherOptions, ob telemetry.Outbox, h t
 				if err != nil {
 					t.Errorf("Run: %v", err)
 				}
-			case <-time.After(waitLimit):
+			case <-time.After(testenv.WaitLimit):
 				t.Error("Run did not return after cancel")
 			}
 		})
@@ -200,7 +184,7 @@ func TestPublisherStatusWillAndShutdown(t *testing.T) {
 	p, stop := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Version: "1.2.3", Model: model, Dial: cut.Dial},
 		openStore(t), nil, nil)
 
-	waitFor(t, "online status", waitLimit, func() bool { return len(s.all(tp.Status())) >= 1 })
+	testenv.WaitFor(t, "online status", func() bool { return len(s.all(tp.Status())) >= 1 })
 	first := status(t, s.all(tp.Status())[0])
 	if first.State != telemetry.StateOnline || first.Version != "1.2.3" || first.Model != model {
 		t.Fatalf("first status %+v", first)
@@ -208,7 +192,7 @@ func TestPublisherStatusWillAndShutdown(t *testing.T) {
 	// Cut the TCP connection: the broker sends the Last Will (offline), the publisher
 	// reconnects and says online again.
 	cut.CutAll()
-	waitFor(t, "will then online", waitLimit, func() bool { return len(s.all(tp.Status())) >= 3 })
+	testenv.WaitFor(t, "will then online", func() bool { return len(s.all(tp.Status())) >= 3 })
 	got := s.all(tp.Status())
 	if st := status(t, got[1]); st.State != telemetry.StateOffline || st.Model != model {
 		t.Fatalf("after cut want the offline will, got %+v", st)
@@ -222,7 +206,7 @@ func TestPublisherStatusWillAndShutdown(t *testing.T) {
 	// Graceful stop: offline, retained — a subscriber arriving later sees it.
 	stop()
 	late := subscribe(t, b.URL(), "late", false, tp.Status())
-	waitFor(t, "retained offline", waitLimit, func() bool { return len(late.all(tp.Status())) == 1 })
+	testenv.WaitFor(t, "retained offline", func() bool { return len(late.all(tp.Status())) == 1 })
 	m := late.all(tp.Status())[0]
 	if st := status(t, m); !m.retained || st.State != telemetry.StateOffline {
 		t.Fatalf("retained status after stop: retained=%v %+v", m.retained, st)
@@ -235,7 +219,7 @@ func TestPublisherHealthRetainedAtInterval(t *testing.T) {
 	h := &fixedHealth{}
 	s := subscribe(t, b.URL(), "watch-health", false, tp.Health())
 	run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, HealthInterval: 150 * time.Millisecond}, openStore(t), h, nil)
-	waitFor(t, "4 health messages", waitLimit, func() bool { return len(s.all(tp.Health())) >= 4 })
+	testenv.WaitFor(t, "4 health messages", func() bool { return len(s.all(tp.Health())) >= 4 })
 	fresh := map[float64]bool{}
 	for _, m := range s.all(tp.Health()) {
 		var hp telemetry.Health
@@ -248,7 +232,7 @@ func TestPublisherHealthRetainedAtInterval(t *testing.T) {
 		t.Fatalf("health not read afresh at each interval: %d distinct of %d", len(fresh), len(s.all(tp.Health())))
 	}
 	late := subscribe(t, b.URL(), "late-health", false, tp.Health())
-	waitFor(t, "retained health", waitLimit, func() bool { return len(late.all(tp.Health())) >= 1 })
+	testenv.WaitFor(t, "retained health", func() bool { return len(late.all(tp.Health())) >= 1 })
 	if !late.all(tp.Health())[0].retained {
 		t.Fatal("health is not retained")
 	}
@@ -277,7 +261,7 @@ func TestPublisherOutage(t *testing.T) {
 			time.Sleep(30 * time.Millisecond)
 		}
 	}()
-	waitFor(t, "60 acked", waitLimit, func() bool { return p.Stats().Acked >= 60 })
+	testenv.WaitFor(t, "60 acked", func() bool { return p.Stats().Acked >= 60 })
 	stopStart := time.Now()
 	b.Stop()
 	stopTook := time.Since(stopStart)
@@ -311,7 +295,7 @@ func TestPublisherOutage(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	waitFor(t, "outbox empty", waitLimit, func() bool { s, _ := st.Stats(); return s.Outbox == 0 })
+	testenv.WaitFor(t, "outbox empty", func() bool { s, _ := st.Stats(); return s.Outbox == 0 })
 	stop()
 
 	msgs := recv.all(tp.Result())
@@ -367,7 +351,7 @@ func TestPublisherCommands(t *testing.T) {
 	rl := &reloader{}
 	s := subscribe(t, b.URL(), "operator", false, tp.CommandReply("+"), tp.Status())
 	p, _ := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Version: "9"}, openStore(t), nil, rl)
-	waitFor(t, "connected", waitLimit, func() bool { return p.Stats().Connected })
+	testenv.WaitFor(t, "connected", func() bool { return p.Stats().Connected })
 	sha := strings.Repeat("ab", 32)
 	cases := []struct {
 		cmd, payload string
@@ -385,10 +369,10 @@ func TestPublisherCommands(t *testing.T) {
 	for i, c := range cases {
 		replyTopic := tp.CommandReply(c.cmd)
 		before := len(s.all(replyTopic))
-		if tok := s.c.Publish(tp.Command(c.cmd), 1, false, c.payload); !tok.WaitTimeout(waitLimit) || tok.Error() != nil {
+		if tok := s.c.Publish(tp.Command(c.cmd), 1, false, c.payload); !tok.WaitTimeout(testenv.WaitLimit) || tok.Error() != nil {
 			t.Fatalf("publish command: %v", tok.Error())
 		}
-		waitFor(t, "reply to "+c.cmd, 10*time.Second, func() bool { return len(s.all(replyTopic)) > before })
+		testenv.WaitFor(t, "reply to "+c.cmd, func() bool { return len(s.all(replyTopic)) > before })
 		var r telemetry.Reply
 		if err := json.Unmarshal(s.all(replyTopic)[before].payload, &r); err != nil || r.Schema != telemetry.SchemaReply {
 			t.Fatalf("case %d reply: %v", i, err)
@@ -406,7 +390,7 @@ func TestPublisherCommands(t *testing.T) {
 	}
 	rl.mu.Unlock()
 	// A successful reload republishes status with the new model.
-	waitFor(t, "status with new model", waitLimit, func() bool {
+	testenv.WaitFor(t, "status with new model", func() bool {
 		all := s.all(tp.Status())
 		return len(all) > 0 && status(t, all[len(all)-1]).Model.Version == "4"
 	})
@@ -419,14 +403,14 @@ func TestPublisherTLS(t *testing.T) {
 	s := subscribe(t, b.URL(), "watch-tls", false, tp.Status())
 	p, _ := run(t, telemetry.PublisherOptions{Broker: b.TLSURL(), Topics: tp, CAFile: b.CAFile, CertFile: b.ClientCert, KeyFile: b.ClientKey},
 		openStore(t), nil, nil)
-	waitFor(t, "online over TLS", waitLimit, func() bool { return len(s.all(tp.Status())) >= 1 && p.Stats().Connected })
+	testenv.WaitFor(t, "online over TLS", func() bool { return len(s.all(tp.Status())) >= 1 && p.Stats().Connected })
 	// A certificate from another CA is refused (under TLS 1.3 the client sees the broker
 	// reset the connection): the publisher keeps retrying and never connects.
 	tp2, _ := telemetry.NewTopics("", "clinic-7", "intruder")
 	var logs syncBuffer
 	bad, _ := run(t, telemetry.PublisherOptions{Broker: b.TLSURL(), Topics: tp2, CAFile: b.CAFile, CertFile: b.OtherCert, KeyFile: b.OtherKey,
 		MaxReconnectInterval: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, openStore(t), nil, nil)
-	waitFor(t, "refused attempts", waitLimit, func() bool { return strings.Count(logs.String(), "mqtt connect failed") >= 2 })
+	testenv.WaitFor(t, "refused attempts", func() bool { return strings.Count(logs.String(), "mqtt connect failed") >= 2 })
 	if st := bad.Stats(); st.Connected || st.Connects != 0 {
 		t.Fatalf("connected with a certificate from an unknown CA: %+v", st)
 	}
@@ -475,10 +459,10 @@ func TestPublisherPrivacy(t *testing.T) {
 	s := subscribe(t, b.URL(), "privacy", false, "#")
 	p, stop := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Discovery: true, HealthInterval: 100 * time.Millisecond},
 		ob, &fixedHealth{}, nil)
-	waitFor(t, "outbox drained", waitLimit, func() bool { return ob.len() == 0 })
+	testenv.WaitFor(t, "outbox drained", func() bool { return ob.len() == 0 })
 	// The broker's PUBACK to the device does not mean the subscriber has the message yet.
-	waitFor(t, "3 results at the subscriber", waitLimit, func() bool { return len(s.all(tp.Result())) >= 3 })
-	waitFor(t, "health", waitLimit, func() bool { return len(s.all(tp.Health())) > 0 })
+	testenv.WaitFor(t, "3 results at the subscriber", func() bool { return len(s.all(tp.Result())) >= 3 })
+	testenv.WaitFor(t, "health", func() bool { return len(s.all(tp.Health())) > 0 })
 	stop()
 	if p.Stats().Rejected != 1 {
 		t.Errorf("rejected = %d, want the one garbage entry", p.Stats().Rejected)
@@ -547,10 +531,10 @@ func TestPublisherDiscovery(t *testing.T) {
 	b := testenv.Mosquitto(t, testenv.BrokerOptions{})
 	tp := topics(t)
 	p, stop := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Discovery: true}, openStore(t), nil, nil)
-	waitFor(t, "connected", waitLimit, func() bool { return p.Stats().Connected })
+	testenv.WaitFor(t, "connected", func() bool { return p.Stats().Connected })
 	stop()
 	s := subscribe(t, b.URL(), "ha", false, "homeassistant/#")
-	waitFor(t, "6 retained configs", waitLimit, func() bool { return len(s.all("")) >= 6 })
+	testenv.WaitFor(t, "6 retained configs", func() bool { return len(s.all("")) >= 6 })
 	var temp map[string]any
 	for _, m := range s.all("") {
 		if !m.retained {
@@ -625,13 +609,13 @@ func TestPublisherPasswordAuth(t *testing.T) {
 	os.WriteFile(bad, []byte("guess\n"), 0o600)
 	tp := topics(t)
 	p, _ := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp, Username: "dev-1", PasswordFile: good}, openStore(t), nil, nil)
-	waitFor(t, "authenticated connection", waitLimit, func() bool { return p.Stats().Connected })
+	testenv.WaitFor(t, "authenticated connection", func() bool { return p.Stats().Connected })
 
 	tp2, _ := telemetry.NewTopics("", "clinic-7", "dev_2")
 	var logs syncBuffer
 	q, _ := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp2, Username: "dev-1", PasswordFile: bad,
 		MaxReconnectInterval: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, openStore(t), nil, nil)
-	waitFor(t, "refused attempts", waitLimit, func() bool { return strings.Count(logs.String(), "mqtt connect failed") >= 2 })
+	testenv.WaitFor(t, "refused attempts", func() bool { return strings.Count(logs.String(), "mqtt connect failed") >= 2 })
 	if q.Stats().Connects != 0 {
 		t.Fatal("connected with a wrong password")
 	}

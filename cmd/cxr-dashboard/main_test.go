@@ -40,7 +40,7 @@ func TestServe(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	waitFor(t, "/healthz ok", func() bool { code, _ := get("/healthz"); return code == http.StatusOK })
+	testenv.WaitFor(t, "/healthz ok", func() bool { code, _ := get("/healthz"); return code == http.StatusOK })
 
 	// A device publishes one result; retry until the dashboard, which subscribes
 	// asynchronously, has it.
@@ -52,7 +52,7 @@ func TestServe(t *testing.T) {
 	tp, _ := telemetry.NewTopics("cxr", "clinic-1", "cxr-01")
 	res, _ := json.Marshal(telemetry.Result{Schema: telemetry.SchemaResult, ID: "r1", ReceivedAt: time.Now().UTC(), ScoredAt: time.Now().UTC(),
 		Source: "folder", Label: telemetry.LabelNormal, Score: 0.1, Threshold: 0.5})
-	waitFor(t, "result in /api/results", func() bool {
+	testenv.WaitFor(t, "result in /api/results", func() bool {
 		c.Publish(tp.Result(), 1, false, res).WaitTimeout(5 * time.Second)
 		_, body := get("/api/results?site=clinic-1")
 		return strings.Contains(body, `"id":"r1"`)
@@ -73,17 +73,5 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	err := serve(context.Background(), slog.New(slog.DiscardHandler), []string{"--http.listen", "not an address", "--store.dir", t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "http.listen") {
 		t.Fatalf("err %v, want one naming http.listen", err)
-	}
-}
-
-// waitFor polls cond with a limit generous enough for a loaded 2-core CI machine under -race.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/cxr-edge/cxr-edge/edge/indicator"
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
 )
 
 func TestStateNames(t *testing.T) {
@@ -128,21 +129,6 @@ func (p *recPin) reset() {
 	p.mu.Unlock()
 }
 
-// waitLimit is generous: the tests run under -race on a loaded 2-core CI machine, and a
-// passing test never waits this long.
-const waitLimit = 20 * time.Second
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 type rig struct {
 	g                 *indicator.GPIO
 	green, amber, red *recPin
@@ -180,7 +166,7 @@ func (r *rig) edge(t *testing.T, l gpio.Level) {
 	t.Helper()
 	select {
 	case r.button.EdgesChan <- l:
-	case <-time.After(waitLimit):
+	case <-time.After(testenv.WaitLimit):
 		t.Fatalf("button goroutine did not take edge %v", l)
 	}
 }
@@ -213,13 +199,13 @@ func TestGPIOSteadyStates(t *testing.T) {
 		}
 		for _, c := range cases {
 			r.g.Set(c.s)
-			waitFor(t, c.s.String(), func() bool {
+			testenv.WaitFor(t, c.s.String(), func() bool {
 				return level(r.green) == c.green && level(r.amber) == c.amber && level(r.red) == c.red
 			})
 		}
 		// Steady means steady: no further writes while nothing changes.
 		r.g.Acknowledge()
-		waitFor(t, "ready", func() bool { return level(r.green) == on && level(r.amber) == off })
+		testenv.WaitFor(t, "ready", func() bool { return level(r.green) == on && level(r.amber) == off })
 		r.green.reset()
 		time.Sleep(100 * time.Millisecond)
 		if n := len(r.green.seq()); n != 0 {
@@ -243,7 +229,7 @@ func TestGPIOBlinkPatterns(t *testing.T) {
 	r := newRig(t, false)
 	// Busy: green toggles on/off, amber and red stay dark.
 	r.g.Set(indicator.Busy)
-	waitFor(t, "busy blinking", func() bool { return transitions(r.green.seq()) >= 6 })
+	testenv.WaitFor(t, "busy blinking", func() bool { return transitions(r.green.seq()) >= 6 })
 	seq := r.green.seq()
 	for i := 1; i < len(seq); i++ {
 		if seq[i] == seq[i-1] {
@@ -256,14 +242,14 @@ func TestGPIOBlinkPatterns(t *testing.T) {
 	// Backlog: per period two flashes (4 changes) — twice as many as Busy (2 changes).
 	r.g.Set(indicator.Backlog)
 	r.green.reset()
-	waitFor(t, "backlog flashing", func() bool { return transitions(r.green.seq()) >= 8 })
+	testenv.WaitFor(t, "backlog flashing", func() bool { return transitions(r.green.seq()) >= 8 })
 	// Pneumonia latches amber on while green keeps blinking for Busy.
 	r.g.Set(indicator.Pneumonia)
-	waitFor(t, "amber on", func() bool { return level(r.amber) == gpio.High })
+	testenv.WaitFor(t, "amber on", func() bool { return level(r.amber) == gpio.High })
 	r.g.Set(indicator.Busy)
 	r.amber.reset()
 	r.green.reset()
-	waitFor(t, "busy under latch", func() bool { return transitions(r.green.seq()) >= 4 })
+	testenv.WaitFor(t, "busy under latch", func() bool { return transitions(r.green.seq()) >= 4 })
 	if len(r.amber.seq()) != 0 || level(r.amber) != gpio.High {
 		t.Fatalf("latched amber changed while busy: %v", r.amber.seq())
 	}
@@ -273,16 +259,16 @@ func TestGPIOButtonAcknowledges(t *testing.T) {
 	r := newRig(t, false)
 	r.g.Set(indicator.Pneumonia)
 	r.g.Set(indicator.Normal)
-	waitFor(t, "amber on", func() bool { return level(r.amber) == gpio.High })
+	testenv.WaitFor(t, "amber on", func() bool { return level(r.amber) == gpio.High })
 	r.edge(t, gpio.Low)
-	waitFor(t, "amber off", func() bool { return level(r.amber) == gpio.Low })
-	waitFor(t, "acknowledge callback", func() bool { return r.acks.Load() == 1 })
+	testenv.WaitFor(t, "amber off", func() bool { return level(r.amber) == gpio.Low })
+	testenv.WaitFor(t, "acknowledge callback", func() bool { return r.acks.Load() == 1 })
 	if r.g.State() != indicator.Normal {
 		t.Fatalf("after acknowledge shows %v, want normal", r.g.State())
 	}
 	// A new suspected case, then contact bounce of the same press: ignored, amber stays.
 	r.g.Set(indicator.Pneumonia)
-	waitFor(t, "amber on again", func() bool { return level(r.amber) == gpio.High })
+	testenv.WaitFor(t, "amber on again", func() bool { return level(r.amber) == gpio.High })
 	r.clock.Add(int64(debounce - time.Millisecond))
 	r.edge(t, gpio.Low)
 	r.edge(t, gpio.Low)
@@ -293,7 +279,7 @@ func TestGPIOButtonAcknowledges(t *testing.T) {
 	// A real press once the debounce time has passed acknowledges.
 	r.clock.Add(int64(time.Millisecond))
 	r.edge(t, gpio.Low)
-	waitFor(t, "second acknowledge", func() bool { return level(r.amber) == gpio.Low && r.acks.Load() == 2 })
+	testenv.WaitFor(t, "second acknowledge", func() bool { return level(r.amber) == gpio.Low && r.acks.Load() == 2 })
 	// A release (High) is not a press.
 	r.g.Set(indicator.Pneumonia)
 	r.clock.Add(int64(2 * debounce))
@@ -305,7 +291,7 @@ func TestGPIOButtonAcknowledges(t *testing.T) {
 	// Acknowledge() does the same as the button, without calling OnAcknowledge (which is
 	// for the button: the caller of Acknowledge knows already).
 	r.g.Acknowledge()
-	waitFor(t, "amber off by Acknowledge", func() bool { return level(r.amber) == gpio.Low })
+	testenv.WaitFor(t, "amber off by Acknowledge", func() bool { return level(r.amber) == gpio.Low })
 	if n := r.acks.Load(); n != 2 {
 		t.Fatalf("OnAcknowledge called %d times, want 2 (the button presses only)", n)
 	}
@@ -314,7 +300,7 @@ func TestGPIOButtonAcknowledges(t *testing.T) {
 func TestGPIOCloseSwitchesOff(t *testing.T) {
 	r := newRig(t, false)
 	r.g.Set(indicator.Fault)
-	waitFor(t, "red on", func() bool { return level(r.red) == gpio.High })
+	testenv.WaitFor(t, "red on", func() bool { return level(r.red) == gpio.High })
 	r.g.Close()
 	if level(r.red) != gpio.Low || level(r.green) != gpio.Low || level(r.amber) != gpio.Low {
 		t.Fatal("LEDs left on after Close")

@@ -35,7 +35,7 @@ func TestBrowserFleetView(t *testing.T) {
 	}
 	devs["cxr-01"].result("r-1", telemetry.LabelNormal, 0.12)
 	devs["cxr-03"].result("r-2", telemetry.LabelPneumonia, 0.87)
-	waitFor(t, waitLimit, "devices and results stored", func() bool {
+	testenv.WaitFor(t, "devices and results stored", func() bool {
 		return r.count("health/accepted") == 39 && r.count("result/accepted") == 2
 	})
 

@@ -67,32 +67,16 @@ func start(t *testing.T, o Options) *running {
 	}
 	t.Cleanup(r.stop)
 	if o.MQTT.Broker != "" {
-		waitFor(t, waitLimit, "dashboard subscribed", svc.Connected)
+		testenv.WaitFor(t, "dashboard subscribed", svc.Connected)
 	}
 	return r
-}
-
-// waitLimit bounds waits for things that normally take milliseconds: generous, because
-// CI runs the tests under -race on a loaded 2-core machine; a passing test never waits it out.
-const waitLimit = 30 * time.Second
-
-// waitFor polls cond until it holds or the timeout fails the test.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // publisher is a plain MQTT client for publishing raw payloads.
 func publisher(t *testing.T, broker, id string) mqtt.Client {
 	t.Helper()
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID(id).SetAutoReconnect(false))
-	if tok := c.Connect(); !tok.WaitTimeout(waitLimit) || tok.Error() != nil {
+	if tok := c.Connect(); !tok.WaitTimeout(testenv.WaitLimit) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", id, tok.Error())
 	}
 	t.Cleanup(func() { c.Disconnect(50) })
@@ -113,7 +97,7 @@ func publish(t *testing.T, c mqtt.Client, topic string, retained bool, payload a
 			t.Fatal(err)
 		}
 	}
-	if tok := c.Publish(topic, 1, retained, b); !tok.WaitTimeout(waitLimit) || tok.Error() != nil {
+	if tok := c.Publish(topic, 1, retained, b); !tok.WaitTimeout(testenv.WaitLimit) || tok.Error() != nil {
 		t.Fatalf("publish %s: %v", topic, tok.Error())
 	}
 }
@@ -152,7 +136,7 @@ func connectDevice(t *testing.T, broker, site, id string) *device {
 			return conn, err
 		})
 	d.c = mqtt.NewClient(co)
-	if tok := d.c.Connect(); !tok.WaitTimeout(waitLimit) || tok.Error() != nil {
+	if tok := d.c.Connect(); !tok.WaitTimeout(testenv.WaitLimit) || tok.Error() != nil {
 		t.Fatalf("device %s/%s connect: %v", site, id, tok.Error())
 	}
 	t.Cleanup(func() { d.c.Disconnect(50) })

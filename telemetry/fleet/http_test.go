@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
 	"github.com/cxr-edge/cxr-edge/telemetry"
 )
 
@@ -176,7 +177,7 @@ func TestSSEAnnouncesChanges(t *testing.T) {
 	r.ingest(msg(t, tp.Result(), resultMsg("x", telemetry.LabelNormal, 0.1, time.Now()), time.Now()))
 	// Reads may split an event; collect until one is complete (it ends in a blank line).
 	var got string
-	deadline := time.After(waitLimit)
+	deadline := time.After(testenv.WaitLimit)
 	for !strings.Contains(got, "event: change") || !strings.HasSuffix(got, "\n\n") {
 		select {
 		case chunk, ok := <-lines:

@@ -91,7 +91,7 @@ func TestRobustIntake(t *testing.T) {
 	publish(t, p, tp.Command("reload"), false, `{"id":"c1"}`)
 	// A marker message last: when it is processed, everything before it is.
 	publish(t, p, tp.Result(), false, resultMsg("marker", telemetry.LabelNormal, 0.2, now.Add(3*time.Second)))
-	waitFor(t, waitLimit, "marker result", func() bool { return r.count("result/accepted") == 3 })
+	testenv.WaitFor(t, "marker result", func() bool { return r.count("result/accepted") == 3 })
 
 	st := r.snapshotStats()
 	want := map[string]uint64{
@@ -150,14 +150,14 @@ func TestRetainedOldStatusDoesNotOverride(t *testing.T) {
 	tp, _ := telemetry.NewTopics("cxr", "clinic", "dev2")
 	now := time.Now().UTC()
 	publish(t, p, tp.Status(), false, telemetry.Status{Schema: telemetry.SchemaStatus, State: telemetry.StateOnline, TS: now})
-	waitFor(t, waitLimit, "online", func() bool { d, _ := r.state.Device("clinic", "dev2"); return d.State == telemetry.StateOnline })
+	testenv.WaitFor(t, "online", func() bool { d, _ := r.state.Device("clinic", "dev2"); return d.State == telemetry.StateOnline })
 	r.stop()
 
 	// While the dashboard is away, an old offline status (an hour old) becomes the retained one.
 	publish(t, p, tp.Status(), true, telemetry.Status{Schema: telemetry.SchemaStatus, State: telemetry.StateOffline, TS: now.Add(-time.Hour)})
 	o.MQTT.ClientID += "-2" // a new session, so the retained message is what it receives
 	r2 := start(t, o)
-	waitFor(t, waitLimit, "stale status counted", func() bool { return r2.count("status/stale") == 1 })
+	testenv.WaitFor(t, "stale status counted", func() bool { return r2.count("status/stale") == 1 })
 	if d, _ := r2.state.Device("clinic", "dev2"); d.State != telemetry.StateOnline {
 		t.Fatalf("state = %s, want online (the retained status is older)", d.State)
 	}
@@ -175,12 +175,12 @@ func TestRestartKeepsHistory(t *testing.T) {
 	dev.health(now.Add(-2*time.Second), 41, 0)
 	dev.health(now.Add(-time.Second), 42, 0)
 	dev.result("before-1", telemetry.LabelNormal, 0.1)
-	waitFor(t, waitLimit, "first messages", func() bool { return r.count("result/accepted") == 1 && r.count("health/accepted") == 2 })
+	testenv.WaitFor(t, "first messages", func() bool { return r.count("result/accepted") == 1 && r.count("health/accepted") == 2 })
 	r.stop()
 
 	dev.result("while-down", telemetry.LabelPneumonia, 0.8)
 	r2 := start(t, o)
-	waitFor(t, waitLimit, "queued result", func() bool { return r2.count("result/accepted") == 1 })
+	testenv.WaitFor(t, "queued result", func() bool { return r2.count("result/accepted") == 1 })
 	d, ok := r2.state.Device("clinic", "dev3")
 	if !ok || d.State != telemetry.StateOnline || d.Results != 2 || d.Model.SHA256 != testModel.SHA256 {
 		t.Fatalf("device after restart = %+v", d)
@@ -205,7 +205,7 @@ func TestTLSClientCertificate(t *testing.T) {
 	p := publisher(t, b.URL(), "pub-tls")
 	tp, _ := telemetry.NewTopics("cxr", "clinic", "tls1")
 	publish(t, p, tp.Result(), false, resultMsg("t1", telemetry.LabelNormal, 0.1, time.Now()))
-	waitFor(t, waitLimit, "result over TLS", func() bool { return r.count("result/accepted") == 1 })
+	testenv.WaitFor(t, "result over TLS", func() bool { return r.count("result/accepted") == 1 })
 
 	// A certificate from another CA is refused: the dashboard never gets connected.
 	o2 := testOptions(t, b.TLSURL())
@@ -242,7 +242,7 @@ func TestSharedSubscription(t *testing.T) {
 		publish(t, p, tp.Result(), false, resultMsg(fmt.Sprint("s", i), telemetry.LabelNormal, 0.1, time.Now()))
 	}
 	total := func() uint64 { return rs[0].count("result/accepted") + rs[1].count("result/accepted") }
-	waitFor(t, waitLimit, "40 results across both", func() bool { return total() >= 40 })
+	testenv.WaitFor(t, "40 results across both", func() bool { return total() >= 40 })
 	time.Sleep(200 * time.Millisecond) // any double delivery would show up now
 	a, c := rs[0].count("result/accepted"), rs[1].count("result/accepted")
 	if a+c != 40 || a == 0 || c == 0 {

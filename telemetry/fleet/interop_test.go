@@ -66,7 +66,7 @@ func TestDevicePublisherInterop(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	dev := func() DeviceView { d, _ := r.state.Device("interop", "edge-1"); return d }
-	waitFor(t, waitLimit, "device online with health and its result", func() bool {
+	testenv.WaitFor(t, "device online with health and its result", func() bool {
 		d := dev()
 		return d.State == telemetry.StateOnline && d.Health != nil && d.Results == 1
 	})
@@ -76,13 +76,13 @@ func TestDevicePublisherInterop(t *testing.T) {
 
 	link.Block(true)
 	link.CutAll() // no DISCONNECT: the broker publishes the Last Will
-	waitFor(t, waitLimit, "offline by Last Will", func() bool { return dev().State == telemetry.StateOffline })
+	testenv.WaitFor(t, "offline by Last Will", func() bool { return dev().State == telemetry.StateOffline })
 	link.Block(false)
-	waitFor(t, waitLimit, "online again after reconnect", func() bool { return dev().State == telemetry.StateOnline })
+	testenv.WaitFor(t, "online again after reconnect", func() bool { return dev().State == telemetry.StateOnline })
 
 	cancel()
 	<-done
-	waitFor(t, waitLimit, "offline after a clean stop", func() bool { return dev().State == telemetry.StateOffline })
+	testenv.WaitFor(t, "offline after a clean stop", func() bool { return dev().State == telemetry.StateOffline })
 	if n := r.count("status/stale"); n != 0 {
 		t.Errorf("%d status messages of the real publisher were judged stale", n)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
 )
 
 // TestLoadGenSmall runs the load generator briefly against a real broker and an in-process
@@ -12,7 +14,7 @@ func TestLoadGenSmall(t *testing.T) {
 	b := broker(t)
 	r := start(t, testOptions(t, b.URL()))
 	rep, err := RunLoad(context.Background(), LoadOptions{Broker: b.URL(), Devices: 20, Sites: 4, Duration: 2 * time.Second,
-		HealthEvery: 500 * time.Millisecond, ResultEvery: 500 * time.Millisecond, Settle: waitLimit, Logger: r.opts.Logger}, r.Stats)
+		HealthEvery: 500 * time.Millisecond, ResultEvery: 500 * time.Millisecond, Settle: testenv.WaitLimit, Logger: r.opts.Logger}, r.Stats)
 	if err != nil {
 		t.Fatal(err)
 	}
