@@ -290,6 +290,7 @@ func TestValidation(t *testing.T) {
 		{"constant data size", "conv2d", func(m *Model) { m.Buffers[m.Subgraphs[0].Tensors[1].Buffer].Data = make([]byte, 7) }, ErrInvalid, "subgraphs[0].tensors[1].buffer"},
 		{"negative dimension", "add", func(m *Model) { m.Subgraphs[0].Tensors[0].Shape[0] = -1 }, ErrInvalid, "subgraphs[0].tensors[0].shape[0]"},
 		{"huge tensor", "add", func(m *Model) { m.Subgraphs[0].Tensors[0].Shape = []int32{1 << 20, 1 << 20, 4} }, ErrTooLarge, "subgraphs[0].tensors[0].shape"},
+		{"empty tensor with huge dimensions", "add", func(m *Model) { m.Subgraphs[0].Tensors[0].Shape = []int32{0, 1 << 20, 1 << 20, 4} }, ErrTooLarge, "subgraphs[0].tensors[0].shape"},
 		{"float tensor over 2 GiB", "add", func(m *Model) {
 			m.Subgraphs[0].Tensors[0].Shape = []int32{1 << 29}
 			m.Subgraphs[0].Tensors[0].Type = Float32

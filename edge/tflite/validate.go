@@ -318,9 +318,11 @@ func (v *validator) rawOptions(o *RawOptions) error {
 }
 
 // elementCount returns the number of elements of shape, or ok=false when a dimension is
-// negative or the count times elemSize exceeds maxTensorBytes.
+// negative, the count times elemSize exceeds maxTensorBytes, or the non-zero dimensions
+// multiply past maxTensorBytes: a tensor with a zero dimension is empty, but readers still
+// multiply its other dimensions (strides, windows), which must not overflow an int.
 func elementCount(shape []int32, elemSize int) (n int64, ok bool) {
-	n = 1
+	n, bound := 1, int64(1)
 	for _, d := range shape {
 		if d < 0 {
 			return 0, false
@@ -329,10 +331,11 @@ func elementCount(shape []int32, elemSize int) (n int64, ok bool) {
 			n = 0
 			continue
 		}
-		if n > maxTensorBytes/int64(d) {
+		if bound > maxTensorBytes/int64(d) {
 			return 0, false
 		}
 		n *= int64(d)
+		bound *= int64(d)
 	}
 	return n, n*int64(max(elemSize, 1)) <= maxTensorBytes
 }
