@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/cxr-edge/cxr-edge/edge/engine"
-	"github.com/cxr-edge/cxr-edge/edge/tflite"
 )
 
 // benchModels are the models of the speed table: the ones the targets name, plus two
@@ -178,7 +177,7 @@ func benchGo(ctx context.Context, path string, runs, threads int) (float64, erro
 	ip := m.NewInterpreter()
 	defer ip.Close()
 	for i := range m.Inputs() {
-		if err := fillPattern(ip.Input(i)); err != nil {
+		if err := fillDeterministic(ip.Input(i)); err != nil {
 			return 0, err
 		}
 	}
@@ -194,28 +193,6 @@ func benchGo(ctx context.Context, path string, runs, threads int) (float64, erro
 		times[i] = float64(time.Since(t0).Nanoseconds()) / 1e6
 	}
 	return median(times), nil
-}
-
-// fillPattern writes element i = u = (i·37) mod 256 as u (uint8), u−128 (int8) or u/255
-// (float32): the input the LiteRT.js runner uses without --input.
-func fillPattern(t *engine.Tensor) error {
-	switch typ := t.Info().Type; typ {
-	case tflite.Int8:
-		for i := range t.Int8() {
-			t.Int8()[i] = int8(i*37%256 - 128)
-		}
-	case tflite.Uint8:
-		for i := range t.Uint8() {
-			t.Uint8()[i] = uint8(i * 37 % 256)
-		}
-	case tflite.Float32:
-		for i := range t.Float32() {
-			t.Float32()[i] = float32(i*37%256) / 255
-		}
-	default:
-		return fmt.Errorf("input %q has type %v; bench fills int8, uint8 and float32 inputs", t.Info().Name, typ)
-	}
-	return nil
 }
 
 // benchLiteRT runs the oracle script with --bench and reads median_ms from its JSON.

@@ -110,7 +110,9 @@ func runModel(ctx context.Context, o runOptions) (*runResult, error) {
 		if len(o.Inputs) > 0 {
 			err = fillFromFile(t, o.Inputs[i])
 		} else {
-			err = fillDeterministic(t)
+			if err = fillDeterministic(t); err != nil {
+				err = fmt.Errorf("%w: pass --input files", err)
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -158,7 +160,7 @@ func fillFromFile(t *engine.Tensor, path string) error {
 	return nil
 }
 
-// fillDeterministic writes the input of models/README.md: element i is u = (i·37) mod 256
+// fillDeterministic writes the input of models/README.md (run's default, bench's always): element i is u = (i·37) mod 256
 // stored as u (uint8, int32), u−128 (int8) or u/255 (float32, rounded from float64 as the
 // LiteRT.js runner's Float32Array does).
 func fillDeterministic(t *engine.Tensor) error {
@@ -181,7 +183,7 @@ func fillDeterministic(t *engine.Tensor) error {
 			t.Float32()[i] = float32(float64(i*37%256) / 255)
 		}
 	default:
-		return fmt.Errorf("input %q has type %s, which has no deterministic pattern: pass --input files", info.Name, info.Type)
+		return fmt.Errorf("input %q has type %s, which has no deterministic pattern", info.Name, info.Type)
 	}
 	return nil
 }
