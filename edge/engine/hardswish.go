@@ -42,23 +42,6 @@ func sdhm16(a, b int16) int16 {
 	return int16(int32(a) * int32(b) / (1 << 15))
 }
 
-func rdbpot16(x int16, exp int) int16 {
-	if exp <= 0 {
-		return x
-	}
-	mask := int16(1)<<exp - 1
-	rem := x & mask
-	threshold := mask >> 1
-	if x < 0 {
-		threshold++
-	}
-	r := x >> exp
-	if rem > threshold {
-		r++
-	}
-	return r
-}
-
 func satShl16(x int16, s int) int16 {
 	v := int32(x) << s
 	return int16(min(max(v, math.MinInt16), math.MaxInt16))
@@ -88,10 +71,10 @@ func (p hardSwishParams) apply(q int32) int32 {
 		reluish = satShl16(reluish, 1)
 	}
 	if p.reluishExp < 0 {
-		reluish = rdbpot16(reluish, -p.reluishExp)
+		reluish = rdbpot(reluish, -p.reluishExp)
 	}
 	reluish = int16((int32(reluish) + (1 << 15)) >> 1)
 	out := sdhm16(reluish, preshiftOut)
-	out = rdbpot16(out, -p.outExp)
+	out = rdbpot(out, -p.outExp)
 	return clamp32(int32(out)+p.outZp, p.qmin, p.qmax)
 }

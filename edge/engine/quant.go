@@ -44,11 +44,12 @@ func srdhm(a, b int32) int32 {
 }
 
 // rdbpot is gemmlowp's RoundingDivideByPOT: x/2^exp rounded to nearest, ties away from zero.
-func rdbpot(x int32, exp int) int32 {
+// HARD_SWISH runs it on int16, everything else on int32.
+func rdbpot[T int16 | int32](x T, exp int) T {
 	if exp <= 0 {
 		return x
 	}
-	mask := int32(1)<<exp - 1
+	mask := T(1)<<exp - 1
 	rem := x & mask
 	threshold := mask >> 1
 	if x < 0 {
