@@ -3,9 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
@@ -22,6 +20,7 @@ var benchModels = []struct{ name, file string }{
 // reports LiteRT.js on the same model, timed in the same run, as litert-ns/op and the
 // ratio engine/LiteRT (lower is better for the engine).
 func BenchmarkModel(b *testing.B) {
+	lrt := testenv.LiteRT(b) // the peer of the ratio: skip (fail in CI) before timing anything
 	for _, bm := range benchModels {
 		b.Run(bm.name, func(b *testing.B) {
 			m, err := loadShared(b, bm.file, Options{})
@@ -42,37 +41,26 @@ func BenchmarkModel(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			if ms, ok := litertMedianMs(b, testenv.SharedPath(b, "models", bm.file)); ok {
-				perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-				b.ReportMetric(ms*1e6, "litert-ns/op")
-				b.ReportMetric(perOp/(ms*1e6), "x-litert")
-			}
+			ms := litertMedianMs(b, lrt, testenv.SharedPath(b, "models", bm.file))
+			perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+			b.ReportMetric(ms*1e6, "litert-ns/op")
+			b.ReportMetric(perOp/(ms*1e6), "x-litert")
 		})
 	}
 }
 
-// litertMedianMs runs LiteRT.js on the deterministic input and returns its median Invoke
-// time; ok is false when the oracle is not installed (benchmarks never fail for that).
-func litertMedianMs(b *testing.B, model string) (float64, bool) {
-	dir := os.Getenv("CXR_LITERT_DIR")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "litert-oracle")
-	}
-	script := filepath.Join(dir, "litert-run.mjs")
-	if _, err := os.Stat(script); err != nil {
-		return 0, false
-	}
-	out, err := exec.Command("node", script, "--model", model, "--bench", "20").Output()
+// litertMedianMs runs LiteRT.js (the command testenv.LiteRT found) on the deterministic
+// input and returns its median Invoke time.
+func litertMedianMs(b *testing.B, lrt []string, model string) float64 {
+	out, err := exec.Command(lrt[0], lrt[1], "--model", model, "--bench", "20").Output()
 	if err != nil {
-		b.Logf("litert: %v", err)
-		return 0, false
+		b.Fatalf("LiteRT.js: %v", err)
 	}
 	var doc struct {
 		MedianMs float64 `json:"median_ms"`
 	}
-	if err := json.Unmarshal(out, &doc); err != nil {
-		return 0, false
+	if err := json.Unmarshal(out, &doc); err != nil || !(doc.MedianMs > 0) {
+		b.Fatalf("LiteRT.js output %q: %v", out, err)
 	}
-	return doc.MedianMs, true
+	return doc.MedianMs
 }
