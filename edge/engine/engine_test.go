@@ -399,6 +399,12 @@ func TestLoadRefuses(t *testing.T) {
 			inf := float32(math.Inf(1))
 			return unaryModel(tflite.OpLogistic, 1, nil, tflite.Int8, []int32{1, 8}, q8(inf, 0), q8(1.0/256, -128))
 		}, ErrInvalidModel, "scale +Inf"},
+		{"NaN softmax beta", func() *tflite.Model {
+			return unaryModel(tflite.OpSoftmax, 1, &tflite.SoftmaxOptions{Beta: float32(math.NaN())}, tflite.Int8, []int32{1, 8}, q8(0.1, 0), q8(1.0/256, -128))
+		}, ErrInvalidModel, "beta NaN"},
+		{"infinite leaky relu alpha", func() *tflite.Model {
+			return unaryModel(tflite.OpLeakyRelu, 1, &tflite.LeakyReluOptions{Alpha: float32(math.Inf(-1))}, tflite.Int8, []int32{1, 8}, q8(0.1, 0), q8(0.1, 0))
+		}, ErrInvalidModel, "alpha -Inf"},
 		{"missing conv options", func() *tflite.Model {
 			m := convModel(convSpec{typ: tflite.Float32, h: 6, w: 6, ic: 2, oc: 3, kh: 3, kw: 3, stride: 1, dil: 1})
 			m.Subgraphs[0].Operators[0].Options = nil

@@ -920,6 +920,9 @@ func prepLeakyRelu(l *loader) (kernel, error) {
 		return nil, fmt.Errorf("%w: missing LeakyReluOptions", ErrInvalidModel)
 	}
 	alpha := o.Alpha
+	if !finite(alpha) {
+		return nil, fmt.Errorf("%w: LEAKY_RELU alpha %v", ErrInvalidModel, alpha)
+	}
 	return prepUnary(l, func(x float32) float32 {
 		if x < 0 {
 			return x * alpha
@@ -953,6 +956,10 @@ func prepLeakyRelu(l *loader) (kernel, error) {
 	})
 }
 
+// finite refuses NaN and ±Inf option values: the integer kernels would convert them to
+// int32, which gives different garbage on amd64 and ARM.
+func finite(x float32) bool { return !math.IsNaN(float64(x)) && !math.IsInf(float64(x), 0) }
+
 // ---------------------------------------------------------------- SOFTMAX
 
 type softmax struct {
@@ -974,6 +981,9 @@ func prepSoftmax(l *loader) (kernel, error) {
 	beta := float32(1)
 	if o != nil {
 		beta = o.Beta
+	}
+	if !finite(beta) {
+		return nil, fmt.Errorf("%w: SOFTMAX beta %v", ErrInvalidModel, beta)
 	}
 	if it.info.Type != ot.info.Type || !sameShape(it.info.Shape, ot.info.Shape) || len(it.info.Shape) == 0 {
 		return nil, fmt.Errorf("%w: %s %v to %s %v", ErrInvalidModel, typeName(it.info.Type), it.info.Shape, typeName(ot.info.Type), ot.info.Shape)
