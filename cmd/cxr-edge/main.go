@@ -5,6 +5,7 @@
 //	cxr-edge [run] [flags]          start the daemon (the default)
 //	cxr-edge score [flags] FILE...  score files once; a table, or JSON lines with --json
 //	cxr-edge config [flags]         print the effective configuration
+//	cxr-edge bench [flags] DIR|FILE...  per-stage latency and memory of scoring (Markdown)
 //	cxr-edge version                print the version
 //
 // Configuration: ./cxr-edge.yaml or /etc/cxr-edge/cxr-edge.yaml (or --config FILE), then
@@ -105,7 +106,7 @@ func newFlags(name string) *pflag.FlagSet {
 	fs.String("model", "", "model.path: the .tflite model")
 	fs.String("threshold", "", "model.threshold: operating point in (0,1)")
 	fs.String("log-level", "", "log.level: debug, info, warn or error")
-	if name != "score" {
+	if name != "score" && name != "bench" {
 		fs.String("watch", "", "intake.watch_dir: the hot folder")
 		fs.String("listen", "", "intake.http_listen: HTTP address, e.g. 127.0.0.1:8080")
 		fs.String("store", "", "store.dir: result store folder")
@@ -126,6 +127,8 @@ const usage = `usage:
   cxr-edge [run] [flags]          start the daemon (default)
   cxr-edge score [flags] FILE...  score files once (--json for JSON lines)
   cxr-edge config [flags]         print the effective configuration
+  cxr-edge bench [--runs N] [flags] DIR|FILE...
+                                  per-stage latency, throughput and peak RSS (Markdown)
   cxr-edge version                print the version
 Run "cxr-edge <command> --help" for the flags of a command.
 `
@@ -142,6 +145,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdScore(ctx, args, stdout, stderr)
 	case "config":
 		return cmdConfig(args, stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "cxr-edge", Version())
 		return exitOK
