@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/cxr-edge/cxr-edge/edge/engine"
 	"github.com/cxr-edge/cxr-edge/edge/tflite"
@@ -37,7 +38,7 @@ func inspectFile(w io.Writer, path string) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	// The arena size is the engine's plan; a model the engine refuses has none.
-	arena := "-"
+	var arena string
 	if em, err := engine.Load(m, engine.Options{Threads: 1}); err != nil {
 		arena = "- (the engine refuses the model: " + err.Error() + ")"
 	} else {
@@ -176,8 +177,15 @@ func inspectModel(w io.Writer, name string, size int, m *tflite.Model, arena str
 }
 
 // shorten keeps long names (converters write whole layer paths) readable in a table: the
-// start and the end, which names the layer.
+// start and the end, which names the layer. Control characters (a tab or newline would
+// break the table, an escape sequence would reach the terminal) print as U+FFFD.
 func shorten(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return unicode.ReplacementChar
+		}
+		return r
+	}, s)
 	r := []rune(s)
 	if len(r) <= n {
 		return s

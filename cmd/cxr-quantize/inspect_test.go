@@ -140,7 +140,9 @@ func TestThousands(t *testing.T) {
 			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
 		}
 	}
-	if got := shorten("abcdefghij", 7); got != "ab…ghij" {
-		t.Errorf("shorten = %q", got)
+	for in, want := range map[string]string{"abcdefghij": "ab…ghij", "conv": "conv", "a\tb\x1bc": "a\ufffdb\ufffdc"} {
+		if got := shorten(in, 7); got != want {
+			t.Errorf("shorten(%q, 7) = %q, want %q", in, got, want)
+		}
 	}
 }
