@@ -220,6 +220,9 @@ func benchLiteRT(ctx context.Context, node, script, model, out string, runs int)
 	return *doc.MedianMs, nil
 }
 
+// median is the element the oracle runners report, times[n>>1] of the sorted times (the
+// upper median for an even count), so that run and bench compare like with like; NaN for
+// no times.
 func median(v []float64) float64 {
 	if len(v) == 0 {
 		return math.NaN()

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/cxr-edge/cxr-edge/edge/engine"
@@ -138,9 +137,8 @@ func runModel(ctx context.Context, o runOptions) (*runResult, error) {
 			}
 			times[k] = float64(time.Since(t0).Nanoseconds()) / 1e6
 		}
-		// The element the oracle runners report: times[n>>1] of the sorted times.
-		slices.Sort(times)
-		res.MedianMs = &times[len(times)/2]
+		med := median(times)
+		res.MedianMs = &med
 	}
 	return res, nil
 }
@@ -160,9 +158,9 @@ func fillFromFile(t *engine.Tensor, path string) error {
 	return nil
 }
 
-// fillDeterministic writes the input of models/README.md (run's default, bench's always): element i is u = (i·37) mod 256
-// stored as u (uint8, int32), u−128 (int8) or u/255 (float32, rounded from float64 as the
-// LiteRT.js runner's Float32Array does).
+// fillDeterministic writes the input of models/README.md, run's default and bench's input:
+// element i is u = (i·37) mod 256 stored as u (uint8, int32), u−128 (int8) or u/255
+// (float32, rounded from float64 as the LiteRT.js runner's Float32Array does).
 func fillDeterministic(t *engine.Tensor) error {
 	info := t.Info()
 	switch info.Type {
