@@ -2,7 +2,7 @@
 // over HTTP with the int8 model, records every input and result, drives the indicator and
 // publishes results and health over MQTT.
 //
-//	cxr-edge [run] [flags]          start the daemon (the default)
+//	cxr-edge [run] [flags]          start the daemon (the default); SIGHUP reloads the model
 //	cxr-edge score [flags] FILE...  score files once; a table, or JSON lines with --json
 //	cxr-edge config [flags]         print the effective configuration
 //	cxr-edge bench [flags] DIR|FILE...  per-stage latency and memory of scoring (Markdown)
@@ -170,6 +170,11 @@ func parse(fs *pflag.FlagSet, args []string, stderr io.Writer) bool {
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
+	// SIGHUP (systemctl reload cxr-edge) reloads the model named by the configuration. It is
+	// caught from the start: its default action would end the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fs := newFlags("run")
 	if !parse(fs, args, stderr) {
 		return exitUsage
@@ -187,7 +192,25 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	if cfg.File != "" {
 		log.Info("configuration", "file", cfg.File)
 	}
-	if err := device.Run(ctx, cfg, device.DaemonOptions{Version: Version(), Logger: log}); err != nil {
+	reload := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading the model")
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is already waiting
+				}
+			}
+		}
+	}()
+	if err := device.Run(ctx, cfg, device.DaemonOptions{
+		Version: Version(), Logger: log, Reload: reload,
+		ReloadConfig: func() (*device.Config, error) { return loadConfig(fs) },
+	}); err != nil {
 		log.Error("cxr-edge failed", "err", err)
 		return exitFailed
 	}

@@ -51,6 +51,15 @@ type DaemonOptions struct {
 	Ready func(httpAddr string)
 	// Notify sends systemd notifications; default daemon.SdNotify (a no-op outside systemd).
 	Notify func(state string) error
+	// Reload, if set, asks for a model reload at each receive (cxr-edge sends on SIGHUP):
+	// the model section is read again with ReloadConfig (nil: the model file is read again
+	// with the start-up settings), the model is verified (it loads, its input fits, the
+	// optional sha256 pin matches) and only then replaces the running one. Images being
+	// scored finish with the old model; nothing is dropped. A model that fails the checks is
+	// logged and the old one keeps running.
+	Reload <-chan struct{}
+	// ReloadConfig reads the configuration again for Reload.
+	ReloadConfig func() (*Config, error)
 }
 
 // ShutdownTimeout bounds the stop after SIGTERM (systemd's TimeoutStopSec is longer).
@@ -264,6 +273,37 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 			return fmt.Errorf("store: %w", err)
 		}
 		return nil
+	}
+
+	if opts.Reload != nil {
+		tasks.run("model reload", func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-opts.Reload:
+				}
+				mc := cfg.Model
+				if opts.ReloadConfig != nil {
+					c, err := opts.ReloadConfig()
+					if err != nil {
+						log.Error("model reload: configuration not read; the running model stays", "err", err)
+						continue
+					}
+					mc = c.Model
+				}
+				ref, err := reloader.reloadConfigured(mc)
+				if err != nil {
+					log.Error("model reload failed; the running model stays", "err", err,
+						"running", pipe.Scorer().Ref().Name, "sha256", pipe.Scorer().Ref().SHA256)
+					continue
+				}
+				if pub != nil {
+					pub.SetModel(ref)
+				}
+				log.Info("model reloaded", "name", ref.Name, "version", ref.Version, "sha256", ref.SHA256)
+			}
+		})
 	}
 
 	if pub != nil {

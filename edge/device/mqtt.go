@@ -96,6 +96,26 @@ func (r *modelReloader) ReloadModel(ctx context.Context, cmd telemetry.ReloadMod
 	return m.Ref(), nil
 }
 
+// reloadConfigured loads the model the configuration names (or the one a remote reload chose
+// earlier, which wins as at start-up), verifies it and switches the pipeline to it.
+func (r *modelReloader) reloadConfigured(cfg ModelConfig) (telemetry.ModelRef, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	mcfg, _, err := activeModelConfig(cfg, r.stateDir)
+	if err != nil {
+		return telemetry.ModelRef{}, fmt.Errorf("remotely reloaded model: %w", err)
+	}
+	m, err := LoadModel(mcfg)
+	if err != nil {
+		return telemetry.ModelRef{}, err
+	}
+	if err := r.pipe.SetScorer(m); err != nil {
+		return telemetry.ModelRef{}, err
+	}
+	r.cfg = cfg // later remote reloads read outputs as this configuration says
+	return m.Ref(), nil
+}
+
 func (r *modelReloader) download(ctx context.Context, rawURL string) ([]byte, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
