@@ -332,6 +332,46 @@ requant_end:
 	RET
 
 
+// DWPIXELS_LOOP is the loop of dwPixelsS8AVX2 and dwPixelsU8AVX2, which differ only in how
+// LOAD widens 8 bytes to int32 lanes (sign or zero extension). Per pixel, per 8 channels, per
+// tap: acc += (x−zp)·w with VPMADDWD (the high halves of the weights are 0); after each pixel
+// the same taps move pixStride bytes further and acc to its next row. N is the argument n,
+// passed in so that vet's asmdecl checks its offset at each use.
+#define DWPIXELS_LOOP(LOAD, N) \
+pix: \
+	TESTQ DX, DX; \
+	JZ    end; \
+	XORQ  BX, BX; \
+chan: \
+	CMPQ BX, CX; \
+	JGE  pixdone; \
+	VPXOR Y0, Y0, Y0; \
+	XORQ  R12, R12; \
+tap: \
+	MOVQ    (R8)(R12*8), R13; \
+	ADDQ    BX, R13; \
+	LOAD   (SI)(R13*1), Y1; \
+	VPSUBD  Y15, Y1, Y1; \
+	MOVQ    (R9)(R12*8), R14; \
+	ADDQ    BX, R14; \
+	VPMADDWD (R11)(R14*4), Y1, Y1; \
+	VPADDD  Y1, Y0, Y0; \
+	INCQ    R12; \
+	CMPQ    R12, R10; \
+	JLT     tap; \
+	VMOVDQU Y0, (DI)(BX*4); \
+	ADDQ    $8, BX; \
+	JMP     chan; \
+pixdone: \
+	MOVQ N, R12; \
+	LEAQ (DI)(R12*4), DI; \
+	ADDQ AX, SI; \
+	DECQ DX; \
+	JMP  pix; \
+end: \
+	VZEROUPPER; \
+	RET
+
 // func dwPixelsS8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32, npix, pixStride int)
 TEXT ·dwPixelsS8AVX2(SB), NOSPLIT, $0-80
 	MOVQ acc+0(FP), DI
@@ -348,45 +388,7 @@ TEXT ·dwPixelsS8AVX2(SB), NOSPLIT, $0-80
 	MOVQ pixStride+72(FP), AX
 	ANDQ $-8, CX
 
-dwPixelsS8AVX2_pix:
-	TESTQ DX, DX
-	JZ    dwPixelsS8AVX2_end
-	XORQ  BX, BX
-
-dwPixelsS8AVX2_chan:
-	CMPQ BX, CX
-	JGE  dwPixelsS8AVX2_pixdone
-	VPXOR Y0, Y0, Y0
-	XORQ  R12, R12
-
-dwPixelsS8AVX2_tap:
-	MOVQ    (R8)(R12*8), R13
-	ADDQ    BX, R13
-	VPMOVSXBD   (SI)(R13*1), Y1
-	VPSUBD  Y15, Y1, Y1
-	MOVQ    (R9)(R12*8), R14
-	ADDQ    BX, R14
-	VPMADDWD (R11)(R14*4), Y1, Y1 // (x−zp)·w: high halves of the weights are 0
-	VPADDD  Y1, Y0, Y0
-	INCQ    R12
-	CMPQ    R12, R10
-	JLT     dwPixelsS8AVX2_tap
-
-	VMOVDQU Y0, (DI)(BX*4)
-	ADDQ    $8, BX
-	JMP     dwPixelsS8AVX2_chan
-
-dwPixelsS8AVX2_pixdone:
-	// Next pixel: the same taps pixStride bytes further, the next row of acc.
-	MOVQ n+48(FP), R12
-	LEAQ (DI)(R12*4), DI
-	ADDQ AX, SI
-	DECQ DX
-	JMP  dwPixelsS8AVX2_pix
-
-dwPixelsS8AVX2_end:
-	VZEROUPPER
-	RET
+	DWPIXELS_LOOP(VPMOVSXBD, n+48(FP))
 
 // func dwPixelsU8AVX2(acc *int32, src *byte, soff, woff *int, ntaps int, f *int32, n int, zp int32, npix, pixStride int)
 TEXT ·dwPixelsU8AVX2(SB), NOSPLIT, $0-80
@@ -404,45 +406,7 @@ TEXT ·dwPixelsU8AVX2(SB), NOSPLIT, $0-80
 	MOVQ pixStride+72(FP), AX
 	ANDQ $-8, CX
 
-dwPixelsU8AVX2_pix:
-	TESTQ DX, DX
-	JZ    dwPixelsU8AVX2_end
-	XORQ  BX, BX
-
-dwPixelsU8AVX2_chan:
-	CMPQ BX, CX
-	JGE  dwPixelsU8AVX2_pixdone
-	VPXOR Y0, Y0, Y0
-	XORQ  R12, R12
-
-dwPixelsU8AVX2_tap:
-	MOVQ    (R8)(R12*8), R13
-	ADDQ    BX, R13
-	VPMOVZXBD   (SI)(R13*1), Y1
-	VPSUBD  Y15, Y1, Y1
-	MOVQ    (R9)(R12*8), R14
-	ADDQ    BX, R14
-	VPMADDWD (R11)(R14*4), Y1, Y1 // (x−zp)·w: high halves of the weights are 0
-	VPADDD  Y1, Y0, Y0
-	INCQ    R12
-	CMPQ    R12, R10
-	JLT     dwPixelsU8AVX2_tap
-
-	VMOVDQU Y0, (DI)(BX*4)
-	ADDQ    $8, BX
-	JMP     dwPixelsU8AVX2_chan
-
-dwPixelsU8AVX2_pixdone:
-	// Next pixel: the same taps pixStride bytes further, the next row of acc.
-	MOVQ n+48(FP), R12
-	LEAQ (DI)(R12*4), DI
-	ADDQ AX, SI
-	DECQ DX
-	JMP  dwPixelsU8AVX2_pix
-
-dwPixelsU8AVX2_end:
-	VZEROUPPER
-	RET
+	DWPIXELS_LOOP(VPMOVZXBD, n+48(FP))
 
 // func requantSingleAVX2(dst *byte, acc *int32, n, m int, bias, mult, ts, tsm1 *int32, p *[4]int32, adds *int32)
 TEXT ·requantSingleAVX2(SB), NOSPLIT, $0-80
@@ -539,6 +503,80 @@ single_end:
 	VZEROUPPER
 	RET
 
+// ADDQ8_LOOP is the loop of addQ8S8AVX2 and addQ8U8AVX2, which differ only in how LOAD
+// widens 8 bytes to int32 lanes (sign or zero extension).
+#define ADDQ8_LOOP(LOAD) \
+loop: \
+	CMPQ BX, CX; \
+	JGE  done; \
+	LOAD (SI)(BX*1), Y0; \
+	VPADDD    0(R8), Y0, Y0; \
+	VPSLLD    448(R8), Y0, Y0; \
+	VPMULDQ  64(R8), Y0, Y4; \
+	VPADDQ   96(R8), Y4, Y4; \
+	VPCMPGTQ Y4, Y15, Y6; \
+	VPXOR    Y6, Y4, Y4; \
+	VPSRLQ   128(R8), Y4, Y4; \
+	VPXOR    Y6, Y4, Y4; \
+	VPSRLQ   $32, Y0, Y5; \
+	VPMULDQ  64(R8), Y5, Y5; \
+	VPADDQ   96(R8), Y5, Y5; \
+	VPCMPGTQ Y5, Y15, Y6; \
+	VPXOR    Y6, Y5, Y5; \
+	VPSRLQ   128(R8), Y5, Y5; \
+	VPXOR    Y6, Y5, Y5; \
+	VPSLLQ   $32, Y5, Y5; \
+	VPBLENDD $0xAA, Y5, Y4, Y0; \
+	LOAD (DX)(BX*1), Y1; \
+	VPADDD    32(R8), Y1, Y1; \
+	VPSLLD    448(R8), Y1, Y1; \
+	VPMULDQ  160(R8), Y1, Y4; \
+	VPADDQ   192(R8), Y4, Y4; \
+	VPCMPGTQ Y4, Y15, Y6; \
+	VPXOR    Y6, Y4, Y4; \
+	VPSRLQ   224(R8), Y4, Y4; \
+	VPXOR    Y6, Y4, Y4; \
+	VPSRLQ   $32, Y1, Y5; \
+	VPMULDQ  160(R8), Y5, Y5; \
+	VPADDQ   192(R8), Y5, Y5; \
+	VPCMPGTQ Y5, Y15, Y6; \
+	VPXOR    Y6, Y5, Y5; \
+	VPSRLQ   224(R8), Y5, Y5; \
+	VPXOR    Y6, Y5, Y5; \
+	VPSLLQ   $32, Y5, Y5; \
+	VPBLENDD $0xAA, Y5, Y4, Y1; \
+	TESTQ R9, R9; \
+	JZ    add; \
+	VPSUBD Y1, Y15, Y1; \
+add: \
+	VPADDD Y1, Y0, Y0; \
+	VPMULDQ  256(R8), Y0, Y4; \
+	VPADDQ   288(R8), Y4, Y4; \
+	VPCMPGTQ Y4, Y15, Y6; \
+	VPXOR    Y6, Y4, Y4; \
+	VPSRLQ   320(R8), Y4, Y4; \
+	VPXOR    Y6, Y4, Y4; \
+	VPSRLQ   $32, Y0, Y5; \
+	VPMULDQ  256(R8), Y5, Y5; \
+	VPADDQ   288(R8), Y5, Y5; \
+	VPCMPGTQ Y5, Y15, Y6; \
+	VPXOR    Y6, Y5, Y5; \
+	VPSRLQ   320(R8), Y5, Y5; \
+	VPXOR    Y6, Y5, Y5; \
+	VPSLLQ   $32, Y5, Y5; \
+	VPBLENDD $0xAA, Y5, Y4, Y0; \
+	VPADDD  352(R8), Y0, Y0; \
+	VPMAXSD 384(R8), Y0, Y0; \
+	VPMINSD 416(R8), Y0, Y0; \
+	VPSHUFB Y14, Y0, Y0; \
+	VPERMD  Y0, Y13, Y0; \
+	VMOVQ   X0, (DI)(BX*1); \
+	ADDQ    $8, BX; \
+	JMP     loop; \
+done: \
+	VZEROUPPER; \
+	RET
+
 // func addQ8S8AVX2(dst, a, b *byte, n int, vec *[addQ8VecN][8]int32, sub bool)
 TEXT ·addQ8S8AVX2(SB), NOSPLIT, $0-41
 	MOVQ dst+0(FP), DI
@@ -553,78 +591,7 @@ TEXT ·addQ8S8AVX2(SB), NOSPLIT, $0-41
 	VMOVDQU requantShuf<>(SB), Y14
 	VMOVDQU requantPerm<>(SB), Y13
 
-addQ8S8AVX2_loop:
-	CMPQ BX, CX
-	JGE  addQ8S8AVX2_done
-	VPMOVSXBD (SI)(BX*1), Y0
-	VPADDD    0(R8), Y0, Y0
-	VPSLLD    448(R8), Y0, Y0
-	VPMULDQ  64(R8), Y0, Y4
-	VPADDQ   96(R8), Y4, Y4
-	VPCMPGTQ Y4, Y15, Y6
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   128(R8), Y4, Y4
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   $32, Y0, Y5
-	VPMULDQ  64(R8), Y5, Y5
-	VPADDQ   96(R8), Y5, Y5
-	VPCMPGTQ Y5, Y15, Y6
-	VPXOR    Y6, Y5, Y5
-	VPSRLQ   128(R8), Y5, Y5
-	VPXOR    Y6, Y5, Y5
-	VPSLLQ   $32, Y5, Y5
-	VPBLENDD $0xAA, Y5, Y4, Y0
-	VPMOVSXBD (DX)(BX*1), Y1
-	VPADDD    32(R8), Y1, Y1
-	VPSLLD    448(R8), Y1, Y1
-	VPMULDQ  160(R8), Y1, Y4
-	VPADDQ   192(R8), Y4, Y4
-	VPCMPGTQ Y4, Y15, Y6
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   224(R8), Y4, Y4
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   $32, Y1, Y5
-	VPMULDQ  160(R8), Y5, Y5
-	VPADDQ   192(R8), Y5, Y5
-	VPCMPGTQ Y5, Y15, Y6
-	VPXOR    Y6, Y5, Y5
-	VPSRLQ   224(R8), Y5, Y5
-	VPXOR    Y6, Y5, Y5
-	VPSLLQ   $32, Y5, Y5
-	VPBLENDD $0xAA, Y5, Y4, Y1
-	TESTQ R9, R9
-	JZ    addQ8S8AVX2_add
-	VPSUBD Y1, Y15, Y1
-
-addQ8S8AVX2_add:
-	VPADDD Y1, Y0, Y0
-	VPMULDQ  256(R8), Y0, Y4
-	VPADDQ   288(R8), Y4, Y4
-	VPCMPGTQ Y4, Y15, Y6
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   320(R8), Y4, Y4
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   $32, Y0, Y5
-	VPMULDQ  256(R8), Y5, Y5
-	VPADDQ   288(R8), Y5, Y5
-	VPCMPGTQ Y5, Y15, Y6
-	VPXOR    Y6, Y5, Y5
-	VPSRLQ   320(R8), Y5, Y5
-	VPXOR    Y6, Y5, Y5
-	VPSLLQ   $32, Y5, Y5
-	VPBLENDD $0xAA, Y5, Y4, Y0
-	VPADDD  352(R8), Y0, Y0
-	VPMAXSD 384(R8), Y0, Y0
-	VPMINSD 416(R8), Y0, Y0
-	VPSHUFB Y14, Y0, Y0
-	VPERMD  Y0, Y13, Y0
-	VMOVQ   X0, (DI)(BX*1)
-	ADDQ    $8, BX
-	JMP     addQ8S8AVX2_loop
-
-addQ8S8AVX2_done:
-	VZEROUPPER
-	RET
+	ADDQ8_LOOP(VPMOVSXBD)
 
 // func addQ8U8AVX2(dst, a, b *byte, n int, vec *[addQ8VecN][8]int32, sub bool)
 TEXT ·addQ8U8AVX2(SB), NOSPLIT, $0-41
@@ -640,78 +607,7 @@ TEXT ·addQ8U8AVX2(SB), NOSPLIT, $0-41
 	VMOVDQU requantShuf<>(SB), Y14
 	VMOVDQU requantPerm<>(SB), Y13
 
-addQ8U8AVX2_loop:
-	CMPQ BX, CX
-	JGE  addQ8U8AVX2_done
-	VPMOVZXBD (SI)(BX*1), Y0
-	VPADDD    0(R8), Y0, Y0
-	VPSLLD    448(R8), Y0, Y0
-	VPMULDQ  64(R8), Y0, Y4
-	VPADDQ   96(R8), Y4, Y4
-	VPCMPGTQ Y4, Y15, Y6
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   128(R8), Y4, Y4
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   $32, Y0, Y5
-	VPMULDQ  64(R8), Y5, Y5
-	VPADDQ   96(R8), Y5, Y5
-	VPCMPGTQ Y5, Y15, Y6
-	VPXOR    Y6, Y5, Y5
-	VPSRLQ   128(R8), Y5, Y5
-	VPXOR    Y6, Y5, Y5
-	VPSLLQ   $32, Y5, Y5
-	VPBLENDD $0xAA, Y5, Y4, Y0
-	VPMOVZXBD (DX)(BX*1), Y1
-	VPADDD    32(R8), Y1, Y1
-	VPSLLD    448(R8), Y1, Y1
-	VPMULDQ  160(R8), Y1, Y4
-	VPADDQ   192(R8), Y4, Y4
-	VPCMPGTQ Y4, Y15, Y6
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   224(R8), Y4, Y4
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   $32, Y1, Y5
-	VPMULDQ  160(R8), Y5, Y5
-	VPADDQ   192(R8), Y5, Y5
-	VPCMPGTQ Y5, Y15, Y6
-	VPXOR    Y6, Y5, Y5
-	VPSRLQ   224(R8), Y5, Y5
-	VPXOR    Y6, Y5, Y5
-	VPSLLQ   $32, Y5, Y5
-	VPBLENDD $0xAA, Y5, Y4, Y1
-	TESTQ R9, R9
-	JZ    addQ8U8AVX2_add
-	VPSUBD Y1, Y15, Y1
-
-addQ8U8AVX2_add:
-	VPADDD Y1, Y0, Y0
-	VPMULDQ  256(R8), Y0, Y4
-	VPADDQ   288(R8), Y4, Y4
-	VPCMPGTQ Y4, Y15, Y6
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   320(R8), Y4, Y4
-	VPXOR    Y6, Y4, Y4
-	VPSRLQ   $32, Y0, Y5
-	VPMULDQ  256(R8), Y5, Y5
-	VPADDQ   288(R8), Y5, Y5
-	VPCMPGTQ Y5, Y15, Y6
-	VPXOR    Y6, Y5, Y5
-	VPSRLQ   320(R8), Y5, Y5
-	VPXOR    Y6, Y5, Y5
-	VPSLLQ   $32, Y5, Y5
-	VPBLENDD $0xAA, Y5, Y4, Y0
-	VPADDD  352(R8), Y0, Y0
-	VPMAXSD 384(R8), Y0, Y0
-	VPMINSD 416(R8), Y0, Y0
-	VPSHUFB Y14, Y0, Y0
-	VPERMD  Y0, Y13, Y0
-	VMOVQ   X0, (DI)(BX*1)
-	ADDQ    $8, BX
-	JMP     addQ8U8AVX2_loop
-
-addQ8U8AVX2_done:
-	VZEROUPPER
-	RET
+	ADDQ8_LOOP(VPMOVZXBD)
 
 // func requantFloatAVX2(dst *byte, acc *int32, n, m int, bias *int32, fscale *float32, p *[4]int32, adds *int32)
 TEXT ·requantFloatAVX2(SB), NOSPLIT, $0-64
