@@ -47,7 +47,9 @@ func (m *Model) SetMetadata(name string, data []byte) {
 			break
 		}
 	}
-	if idx >= 0 && m.bufferUsers(m.Metadata[idx].Buffer) == 1 {
+	// Reuse the entry's buffer when nothing else uses it (and, in a model built by hand
+	// rather than read, when it exists at all).
+	if idx >= 0 && int64(m.Metadata[idx].Buffer) < int64(len(m.Buffers)) && m.bufferUsers(m.Metadata[idx].Buffer) == 1 {
 		m.Buffers[m.Metadata[idx].Buffer] = Buffer{Data: data}
 		return
 	}

@@ -477,13 +477,16 @@ func TestHelpers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"cxr_operating_point": `{"threshold":0.4}`, "shared": "x"} {
-		if name == "cxr_operating_point" {
-			want = `{"threshold":0.5}`
-		}
+	for name, want := range map[string]string{"cxr_operating_point": `{"threshold":0.5}`, "shared": "x"} {
 		if got, ok := back.MetadataByName(name); !ok || string(got) != want {
 			t.Errorf("%s: %q %v", name, got, ok)
 		}
+	}
+	// A hand-built entry whose buffer does not exist gets a new buffer instead of a panic.
+	back.Metadata = append(back.Metadata, Metadata{Name: "dangling", Buffer: 999})
+	back.SetMetadata("dangling", []byte("y"))
+	if got, ok := back.MetadataByName("dangling"); !ok || string(got) != "y" {
+		t.Errorf("dangling: %q %v", got, ok)
 	}
 	if (&Quantization{Scale: []float32{1}}).PerChannel() || !w.Quantization.PerChannel() {
 		t.Error("PerChannel")
