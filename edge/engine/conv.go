@@ -97,7 +97,7 @@ func constBiasI32(b *tensorMeta, n int) ([]int32, error) {
 		return out, nil
 	}
 	if b.konst == nil || b.info.Type != tflite.Int32 || b.n != n {
-		return nil, fmt.Errorf("%w: bias must be a constant int32 tensor of %d values (%s %v)", ErrUnsupported, n, typeName(b.info.Type), b.info.Shape)
+		return nil, fmt.Errorf("%w: bias must be a constant int32 tensor of %d values (%s %v)", ErrUnsupported, n, b.info.Type.String(), b.info.Shape)
 	}
 	copy(out, asI32(b.konst))
 	return out, nil
@@ -214,7 +214,7 @@ func prepConv(l *loader) (kernel, error) {
 		return prepConvF32(l, w, in, out, ft, bt, o.Activation, ot)
 	}
 	if !isQ8(it.info.Type) || ot.info.Type != it.info.Type || ft.info.Type != it.info.Type {
-		return nil, fmt.Errorf("%w: CONV_2D with %s input, %s filter, %s output", ErrUnsupported, typeName(it.info.Type), typeName(ft.info.Type), typeName(ot.info.Type))
+		return nil, fmt.Errorf("%w: CONV_2D with %s input, %s filter, %s output", ErrUnsupported, it.info.Type.String(), ft.info.Type.String(), ot.info.Type.String())
 	}
 	if ft.konst == nil {
 		return nil, fmt.Errorf("%w: non-constant filter", ErrUnsupported)
@@ -500,7 +500,7 @@ func prepDepthwise(l *loader) (kernel, error) {
 		return &fdw{w: w, in: in, out: out, wts: wts, bias: bias, lo: lo, hi: hi}, nil
 	}
 	if !isQ8(it.info.Type) || ot.info.Type != it.info.Type || ft.info.Type != it.info.Type || ft.konst == nil {
-		return nil, fmt.Errorf("%w: DEPTHWISE_CONV_2D with %s input, %s filter, %s output", ErrUnsupported, typeName(it.info.Type), typeName(ft.info.Type), typeName(ot.info.Type))
+		return nil, fmt.Errorf("%w: DEPTHWISE_CONV_2D with %s input, %s filter, %s output", ErrUnsupported, it.info.Type.String(), ft.info.Type.String(), ot.info.Type.String())
 	}
 	if err := needQuant(it, ft, ot); err != nil {
 		return nil, err
@@ -712,7 +712,7 @@ func prepFC(l *loader) (kernel, error) {
 		return &ffc{in: in, out: out, n: n, k: kk, batch: batch, wts: wts, bias: bias, lo: lo, hi: hi}, nil
 	}
 	if !isQ8(it.info.Type) || ot.info.Type != it.info.Type || ft.info.Type != it.info.Type || ft.konst == nil {
-		return nil, fmt.Errorf("%w: FULLY_CONNECTED with %s input, %s weights, %s output", ErrUnsupported, typeName(it.info.Type), typeName(ft.info.Type), typeName(ot.info.Type))
+		return nil, fmt.Errorf("%w: FULLY_CONNECTED with %s input, %s weights, %s output", ErrUnsupported, it.info.Type.String(), ft.info.Type.String(), ot.info.Type.String())
 	}
 	if err := needQuant(it, ft, ot); err != nil {
 		return nil, err

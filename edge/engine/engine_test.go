@@ -318,7 +318,7 @@ func TestLoadRefuses(t *testing.T) {
 			b.op(tflite.BuiltinOp(23), 1, nil, []int32{y}, []int32{z}) // RESIZE_BILINEAR
 			b.io([]int32{x}, []int32{z})
 			return b.m
-		}, ErrUnsupported, "operator 1: builtin op 23"},
+		}, ErrUnsupported, "operator 1: RESIZE_BILINEAR"},
 		{"custom op", func() *tflite.Model {
 			m := simple(tflite.OpCustom, tflite.Float32, nil)
 			m.OperatorCodes[0].CustomCode = "TFLite_Detection_PostProcess"

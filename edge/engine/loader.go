@@ -34,19 +34,6 @@ func elemSize(t tflite.TensorType) int {
 	return 0
 }
 
-var typeNames = map[tflite.TensorType]string{
-	tflite.Float32: "float32", tflite.Float16: "float16", tflite.Int32: "int32",
-	tflite.Uint8: "uint8", tflite.Int64: "int64", tflite.String: "string", tflite.Bool: "bool",
-	tflite.Int16: "int16", tflite.Int8: "int8",
-}
-
-func typeName(t tflite.TensorType) string {
-	if s, ok := typeNames[t]; ok {
-		return s
-	}
-	return fmt.Sprintf("type %d", t)
-}
-
 func (l *loader) tensors() error {
 	ts := l.sg.Tensors
 	l.m.tensors = make([]tensorMeta, len(ts))
@@ -112,24 +99,6 @@ func (l *loader) tensors() error {
 }
 
 type prepFunc func(l *loader) (kernel, error)
-
-var opNames = map[tflite.BuiltinOp]string{
-	tflite.OpAdd: "ADD", tflite.OpAveragePool2D: "AVERAGE_POOL_2D", tflite.OpConcatenation: "CONCATENATION",
-	tflite.OpConv2D: "CONV_2D", tflite.OpDepthwiseConv2D: "DEPTHWISE_CONV_2D", tflite.OpDequantize: "DEQUANTIZE",
-	tflite.OpFullyConnected: "FULLY_CONNECTED", tflite.OpLogistic: "LOGISTIC", tflite.OpMaxPool2D: "MAX_POOL_2D",
-	tflite.OpMul: "MUL", tflite.OpRelu: "RELU", tflite.OpRelu6: "RELU6", tflite.OpReshape: "RESHAPE",
-	tflite.OpSoftmax: "SOFTMAX", tflite.OpCustom: "CUSTOM", tflite.OpPad: "PAD", tflite.OpTranspose: "TRANSPOSE",
-	tflite.OpMean: "MEAN", tflite.OpSub: "SUB", tflite.OpSqueeze: "SQUEEZE", tflite.OpPadV2: "PADV2",
-	tflite.OpLeakyRelu: "LEAKY_RELU", tflite.OpQuantize: "QUANTIZE", tflite.OpHardSwish: "HARD_SWISH",
-	opSplit: "SPLIT",
-}
-
-func opName(op tflite.BuiltinOp) string {
-	if s, ok := opNames[op]; ok {
-		return s
-	}
-	return fmt.Sprintf("builtin op %d", op)
-}
 
 func prepFor(op tflite.BuiltinOp) prepFunc {
 	switch op {
@@ -199,7 +168,7 @@ func (l *loader) operators() error {
 			return fmt.Errorf("%w: operator %d has opcode index %d of %d", ErrInvalidModel, i, op.OpcodeIndex, len(l.src.OperatorCodes))
 		}
 		code := l.src.OperatorCodes[op.OpcodeIndex].Builtin
-		name := opName(code)
+		name := code.String()
 		if code == tflite.OpCustom {
 			name = fmt.Sprintf("CUSTOM %q", l.src.OperatorCodes[op.OpcodeIndex].CustomCode)
 		}
@@ -289,7 +258,7 @@ func (l *loader) plan(keep []string) error {
 	for i := range ts {
 		if ts[i].konst == nil && ts[i].first >= -1 {
 			if elemSize(ts[i].info.Type) == 0 {
-				return fmt.Errorf("%w: tensor %d (%q) has %s", ErrUnsupported, i, ts[i].info.Name, typeName(ts[i].info.Type))
+				return fmt.Errorf("%w: tensor %d (%q) has %s", ErrUnsupported, i, ts[i].info.Name, ts[i].info.Type.String())
 			}
 			order = append(order, i)
 		}
@@ -408,13 +377,13 @@ func (l *loader) io() (int, *tensorMeta, int, *tensorMeta, error) {
 }
 
 func unsupportedType(what string, t *tensorMeta) error {
-	return fmt.Errorf("%w: %s of %s", ErrUnsupported, what, typeName(t.info.Type))
+	return fmt.Errorf("%w: %s of %s", ErrUnsupported, what, t.info.Type.String())
 }
 
 func needQuant(ts ...*tensorMeta) error {
 	for _, t := range ts {
 		if !t.quantized() {
-			return fmt.Errorf("%w: %s tensor %q has no quantization", ErrInvalidModel, typeName(t.info.Type), t.info.Name)
+			return fmt.Errorf("%w: %s tensor %q has no quantization", ErrInvalidModel, t.info.Type.String(), t.info.Name)
 		}
 		// Not positive, NaN or infinite: the multipliers derived from it would be garbage
 		// (and converting ±Inf to an integer differs between amd64 and ARM).

@@ -39,7 +39,7 @@ func prepPool(l *loader, avg bool) (kernel, error) {
 		return nil, shapeErr("output", ot.info.Shape, want)
 	}
 	if ot.info.Type != it.info.Type {
-		return nil, fmt.Errorf("%w: %s input with %s output", ErrUnsupported, typeName(it.info.Type), typeName(ot.info.Type))
+		return nil, fmt.Errorf("%w: %s input with %s output", ErrUnsupported, it.info.Type.String(), ot.info.Type.String())
 	}
 	k := &pool2d{w: w, in: in, out: out, avg: avg, typ: it.info.Type}
 	var ok bool
@@ -200,7 +200,7 @@ func prepMean(l *loader) (kernel, error) {
 		return nil, fmt.Errorf("%w: output shape %v for input %v reduced over %v", ErrInvalidModel, ot.info.Shape, it.info.Shape, axes)
 	}
 	if ot.info.Type != it.info.Type {
-		return nil, fmt.Errorf("%w: %s input with %s output", ErrUnsupported, typeName(it.info.Type), typeName(ot.info.Type))
+		return nil, fmt.Errorf("%w: %s input with %s output", ErrUnsupported, it.info.Type.String(), ot.info.Type.String())
 	}
 	switch it.info.Type {
 	case tflite.Float32:
@@ -391,7 +391,7 @@ func prepBinary(l *loader, kind binKind) (kernel, error) {
 		act = o.Activation
 	}
 	if at.info.Type != ot.info.Type || bt.info.Type != ot.info.Type {
-		return nil, fmt.Errorf("%w: %s and %s inputs with %s output", ErrUnsupported, typeName(at.info.Type), typeName(bt.info.Type), typeName(ot.info.Type))
+		return nil, fmt.Errorf("%w: %s and %s inputs with %s output", ErrUnsupported, at.info.Type.String(), bt.info.Type.String(), ot.info.Type.String())
 	}
 	bc, err := newBcast(at.info.Shape, bt.info.Shape, ot.info.Shape)
 	if err != nil {
@@ -534,7 +534,7 @@ func prepPad(l *loader) (kernel, error) {
 		return nil, fmt.Errorf("%w: paddings of %d values for rank %d", ErrUnsupported, len(p), rank)
 	}
 	if ot.info.Type != it.info.Type || len(ot.info.Shape) != rank {
-		return nil, fmt.Errorf("%w: output %s %v for input %s %v", ErrInvalidModel, typeName(ot.info.Type), ot.info.Shape, typeName(it.info.Type), it.info.Shape)
+		return nil, fmt.Errorf("%w: output %s %v for input %s %v", ErrInvalidModel, ot.info.Type.String(), ot.info.Shape, it.info.Type.String(), it.info.Shape)
 	}
 	k := &pad{in: in, out: out, es: elemSize(it.info.Type)}
 	off := 5 - rank
@@ -619,7 +619,7 @@ func prepReshape(l *loader) (kernel, error) {
 		return nil, err
 	}
 	if it.info.Type != ot.info.Type || it.n != ot.n {
-		return nil, fmt.Errorf("%w: %s %v reshaped to %s %v", ErrInvalidModel, typeName(it.info.Type), it.info.Shape, typeName(ot.info.Type), ot.info.Shape)
+		return nil, fmt.Errorf("%w: %s %v reshaped to %s %v", ErrInvalidModel, it.info.Type.String(), it.info.Shape, ot.info.Type.String(), ot.info.Shape)
 	}
 	if isQ8(it.info.Type) && (it.scale() != ot.scale() || it.zp() != ot.zp()) {
 		return nil, fmt.Errorf("%w: input and output quantization differ", ErrUnsupported)
@@ -652,7 +652,7 @@ func prepTranspose(l *loader) (kernel, error) {
 	}
 	rank := len(it.info.Shape)
 	if rank > 6 || len(perm) != rank || ot.info.Type != it.info.Type || elemSize(it.info.Type) == 0 {
-		return nil, fmt.Errorf("%w: transpose of %s %v by %v", ErrUnsupported, typeName(it.info.Type), it.info.Shape, perm)
+		return nil, fmt.Errorf("%w: transpose of %s %v by %v", ErrUnsupported, it.info.Type.String(), it.info.Shape, perm)
 	}
 	inStride := make([]int, rank)
 	st := 1
@@ -740,7 +740,7 @@ func prepConcat(l *loader) (kernel, error) {
 			return nil, err
 		}
 		if it.info.Type != ot.info.Type || len(it.info.Shape) != rank {
-			return nil, fmt.Errorf("%w: input %d is %s %v, output %s %v", ErrInvalidModel, j, typeName(it.info.Type), it.info.Shape, typeName(ot.info.Type), ot.info.Shape)
+			return nil, fmt.Errorf("%w: input %d is %s %v, output %s %v", ErrInvalidModel, j, it.info.Type.String(), it.info.Shape, ot.info.Type.String(), ot.info.Shape)
 		}
 		for d := range rank {
 			if d != axis && it.info.Shape[d] != ot.info.Shape[d] {
@@ -851,7 +851,7 @@ func prepUnary(l *loader, f func(float32) float32, q func(it, ot *tensorMeta) (f
 		return nil, err
 	}
 	if it.info.Type != ot.info.Type || it.n != ot.n {
-		return nil, fmt.Errorf("%w: %s %v to %s %v", ErrInvalidModel, typeName(it.info.Type), it.info.Shape, typeName(ot.info.Type), ot.info.Shape)
+		return nil, fmt.Errorf("%w: %s %v to %s %v", ErrInvalidModel, it.info.Type.String(), it.info.Shape, ot.info.Type.String(), ot.info.Shape)
 	}
 	switch it.info.Type {
 	case tflite.Float32:
@@ -986,7 +986,7 @@ func prepSoftmax(l *loader) (kernel, error) {
 		return nil, fmt.Errorf("%w: SOFTMAX beta %v", ErrInvalidModel, beta)
 	}
 	if it.info.Type != ot.info.Type || !sameShape(it.info.Shape, ot.info.Shape) || len(it.info.Shape) == 0 {
-		return nil, fmt.Errorf("%w: %s %v to %s %v", ErrInvalidModel, typeName(it.info.Type), it.info.Shape, typeName(ot.info.Type), ot.info.Shape)
+		return nil, fmt.Errorf("%w: %s %v to %s %v", ErrInvalidModel, it.info.Type.String(), it.info.Shape, ot.info.Type.String(), ot.info.Shape)
 	}
 	n := it.info.Shape[len(it.info.Shape)-1]
 	k := &softmax{in: in, out: out, typ: it.info.Type, n: n, rows: it.n / max(1, n), beta: beta}
@@ -1076,7 +1076,7 @@ func prepQuantize(l *loader) (kernel, error) {
 		return nil, err
 	}
 	if it.n != ot.n || !isQ8(ot.info.Type) {
-		return nil, fmt.Errorf("%w: QUANTIZE %s %v to %s %v", ErrUnsupported, typeName(it.info.Type), it.info.Shape, typeName(ot.info.Type), ot.info.Shape)
+		return nil, fmt.Errorf("%w: QUANTIZE %s %v to %s %v", ErrUnsupported, it.info.Type.String(), it.info.Shape, ot.info.Type.String(), ot.info.Shape)
 	}
 	if err := needQuant(ot); err != nil {
 		return nil, err
@@ -1125,7 +1125,7 @@ func prepDequantize(l *loader) (kernel, error) {
 		return nil, err
 	}
 	if it.n != ot.n || !isQ8(it.info.Type) || ot.info.Type != tflite.Float32 {
-		return nil, fmt.Errorf("%w: DEQUANTIZE %s to %s", ErrUnsupported, typeName(it.info.Type), typeName(ot.info.Type))
+		return nil, fmt.Errorf("%w: DEQUANTIZE %s to %s", ErrUnsupported, it.info.Type.String(), ot.info.Type.String())
 	}
 	if err := needQuant(it); err != nil {
 		return nil, err
@@ -1196,7 +1196,7 @@ func prepSplit(l *loader) (kernel, error) {
 			return nil, err
 		}
 		if ot.info.Type != it.info.Type || len(ot.info.Shape) != rank {
-			return nil, fmt.Errorf("%w: output %d is %s %v for input %s %v", ErrInvalidModel, j, typeName(ot.info.Type), ot.info.Shape, typeName(it.info.Type), it.info.Shape)
+			return nil, fmt.Errorf("%w: output %d is %s %v for input %s %v", ErrInvalidModel, j, ot.info.Type.String(), ot.info.Shape, it.info.Type.String(), it.info.Shape)
 		}
 		for d := range rank {
 			if d != axis && ot.info.Shape[d] != it.info.Shape[d] {
