@@ -32,7 +32,8 @@ func TestBenchCommand(t *testing.T) {
 		rows[m[1]] = v
 	}
 	for _, stage := range []string{"decode", "preprocess", "infer", "thumbnail (beside preprocess + infer)",
-		"store (record + commit, fsync)", "**end-to-end**", "peer: image/jpeg decode alone"} {
+		"store (record + commit, fsync)", "**end-to-end**", "peer: image/jpeg decode alone",
+		"proposal: box shrink to 2× input, then Grey (vs preprocess)"} {
 		v, ok := rows[stage]
 		if !ok || v[0] <= 0 || v[0] > v[1] || v[1] > v[2] {
 			t.Errorf("stage %q: %v (want 0 < p50 ≤ p95 ≤ max)\n%s", stage, v, out)

@@ -1,8 +1,11 @@
 package device_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"os"
 
 	"github.com/cxr-edge/cxr-edge/edge/device"
@@ -47,4 +50,16 @@ func ExamplePipeline_Process() {
 	data, _ := os.ReadFile("chest.jpeg")
 	res, err := p.Process(context.Background(), intake.Input{Source: "cli", Data: data})
 	fmt.Println(res.Label, res.Score, err)
+}
+
+func ExampleMakeThumbnail() {
+	// A decoded 1600×1200 X-ray becomes a grey JPEG for the screen, at most ThumbnailSize wide.
+	img := image.NewGray(image.Rect(0, 0, 1600, 1200))
+	data, err := device.MakeThumbnail(img, device.ThumbnailSize)
+	if err != nil {
+		panic(err)
+	}
+	cfg, _ := jpeg.DecodeConfig(bytes.NewReader(data))
+	fmt.Printf("%dx%d\n", cfg.Width, cfg.Height)
+	// Output: 320x240
 }

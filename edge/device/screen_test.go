@@ -342,3 +342,20 @@ func TestScreenThumbnailFromStore(t *testing.T) {
 		t.Errorf("screen state %+v %v", s, err)
 	}
 }
+
+func TestBoxShrink(t *testing.T) {
+	// 4×2 → 2×1: each output is the rounded mean of a 2×2 block; stride wider than the row.
+	src := []uint8{
+		0, 10, 100, 201, 99,
+		20, 30, 100, 200, 99,
+	}
+	got := BoxShrink(src, 5, 4, 2, 2, 1)
+	if want := []uint8{15, 150}; !bytes.Equal(got, want) {
+		t.Errorf("BoxShrink = %v, want %v", got, want)
+	}
+	// 3×3 → 2×2, uneven blocks (columns and rows {0} and {1,2}): {1}, {2,3}, {4,7}, {5,6,8,9}.
+	got = BoxShrink([]uint8{1, 2, 3, 4, 5, 6, 7, 8, 9}, 3, 3, 3, 2, 2)
+	if want := []uint8{1, 3, 6, 7}; !bytes.Equal(got, want) {
+		t.Errorf("BoxShrink 3×3 = %v, want %v", got, want)
+	}
+}
