@@ -187,11 +187,10 @@ func prepConv(l *loader) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, ft, err := l.input(1)
+	ft, bt, err := l.weights()
 	if err != nil {
 		return nil, err
 	}
-	_, bt := l.optInput(2)
 	o, _ := l.op.Options.(*tflite.Conv2DOptions)
 	if o == nil {
 		return nil, fmt.Errorf("%w: missing Conv2DOptions", ErrInvalidModel)
@@ -454,11 +453,10 @@ func prepDepthwise(l *loader) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, ft, err := l.input(1)
+	ft, bt, err := l.weights()
 	if err != nil {
 		return nil, err
 	}
-	_, bt := l.optInput(2)
 	o, _ := l.op.Options.(*tflite.DepthwiseConv2DOptions)
 	if o == nil {
 		return nil, fmt.Errorf("%w: missing DepthwiseConv2DOptions", ErrInvalidModel)
@@ -670,11 +668,10 @@ func prepFC(l *loader) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, ft, err := l.input(1)
+	ft, bt, err := l.weights()
 	if err != nil {
 		return nil, err
 	}
-	_, bt := l.optInput(2)
 	o, _ := l.op.Options.(*tflite.FullyConnectedOptions)
 	if o == nil {
 		o = &tflite.FullyConnectedOptions{}

@@ -355,6 +355,26 @@ func (l *loader) optInput(k int) (int, *tensorMeta) {
 	return i, &l.m.tensors[i]
 }
 
+// weights returns the filter (input 1, required) and bias (input 2, optional: nil) of a
+// convolution or fully connected operator.
+func (l *loader) weights() (filter, bias *tensorMeta, err error) {
+	if _, filter, err = l.input(1); err != nil {
+		return nil, nil, err
+	}
+	_, bias = l.optInput(2)
+	return filter, bias, nil
+}
+
+// constInput returns the values of the k-th input, which must be a constant int32 or int64
+// tensor (axes, paddings, a permutation).
+func (l *loader) constInput(k int) ([]int, error) {
+	_, t, err := l.input(k)
+	if err != nil {
+		return nil, err
+	}
+	return constInts(t)
+}
+
 func (l *loader) output(k int) (int, *tensorMeta, error) {
 	if k >= len(l.op.Outputs) {
 		return 0, nil, fmt.Errorf("%w: output %d missing", ErrInvalidModel, k)

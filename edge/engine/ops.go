@@ -156,11 +156,7 @@ func prepMean(l *loader) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, at, err := l.input(1)
-	if err != nil {
-		return nil, err
-	}
-	axes, err := constInts(at)
+	axes, err := l.constInput(1)
 	if err != nil {
 		return nil, err
 	}
@@ -521,11 +517,7 @@ func prepPad(l *loader) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, pt, err := l.input(1)
-	if err != nil {
-		return nil, err
-	}
-	p, err := constInts(pt)
+	p, err := l.constInput(1)
 	if err != nil {
 		return nil, err
 	}
@@ -642,11 +634,7 @@ func prepTranspose(l *loader) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, pt, err := l.input(1)
-	if err != nil {
-		return nil, err
-	}
-	perm, err := constInts(pt)
+	perm, err := l.constInput(1)
 	if err != nil {
 		return nil, err
 	}
