@@ -36,7 +36,7 @@ func Example() {
 func ExampleLoadFile() {
 	m, err := engine.LoadFile("model.tflite", engine.Options{Threads: 2})
 	if err != nil {
-		log.Fatal(err) // e.g. "operator 12 (RESIZE_BILINEAR): unsupported ..."
+		log.Fatal(err) // e.g. "model.tflite: engine: unsupported: operator 12: RESIZE_BILINEAR"
 	}
 	for _, in := range m.Inputs() {
 		fmt.Println(in.Name, in.Type, in.Shape, in.Scale, in.ZeroPoint)
