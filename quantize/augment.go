@@ -22,6 +22,11 @@ func DefaultAugment() Augment {
 	return Augment{RotateDeg: 10, Shift: 0.08, Zoom: 0.10, Brightness: 0.08, Contrast: 0.15}
 }
 
+// Scaled returns a with every range multiplied by f (0 disables augmentation).
+func (a Augment) Scaled(f float64) Augment {
+	return Augment{RotateDeg: a.RotateDeg * f, Shift: a.Shift * f, Zoom: a.Zoom * f, Brightness: a.Brightness * f, Contrast: a.Contrast * f}
+}
+
 // toInput writes the network input x = p/255 of a grey image (exactly the values the int8
 // model receives, see imaging.InputSpec).
 func toInput(grey []uint8, dst []float32) {

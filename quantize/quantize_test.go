@@ -357,6 +357,13 @@ func TestConfigDefaults(t *testing.T) {
 	if err := (Config{Data: "x", Out: "y", BatchSize: 3}).withDefaults().validate(); err == nil {
 		t.Fatal("batch smaller than 2 per shard accepted")
 	}
+	bad := DefaultAugment().Scaled(10) // zoom ±100%
+	if err := (Config{Data: "x", Out: "y", Augment: &bad}).withDefaults().validate(); err == nil {
+		t.Fatal("augmentation with zoom ±100% accepted")
+	}
+	if DefaultAugment().Scaled(0) != (Augment{}) || DefaultAugment().Scaled(2).RotateDeg != 20 {
+		t.Fatal("Scaled does not scale every range")
+	}
 	if _, err := Train(context.Background(), Config{Data: t.TempDir(), Out: t.TempDir()}); !errors.Is(err, ErrDataset) {
 		t.Fatalf("empty data folder: err = %v", err)
 	}

@@ -103,6 +103,9 @@ func (c Config) validate() error {
 	case c.LR <= 0 || c.LR > 1 || c.WeightDecay < 0 || c.ValFraction <= 0 || c.ValFraction >= 1:
 		return fmt.Errorf("quantize: bad lr %v / weight decay %v / validation fraction %v", c.LR, c.WeightDecay, c.ValFraction)
 	}
+	if a := c.Augment; a.RotateDeg < 0 || a.Shift < 0 || a.Zoom < 0 || a.Zoom >= 1 || a.Brightness < 0 || a.Contrast < 0 || a.Contrast >= 1 {
+		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom and contrast < 1)", *a)
+	}
 	return c.Arch.Validate()
 }
 

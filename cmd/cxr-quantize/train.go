@@ -34,6 +34,8 @@ func cmdTrain(args []string) error {
 	evalTest := fs.Bool("eval-test", true, "report the chosen model on the official test split at the end (never used for choosing)")
 	noExport := fs.Bool("no-export", false, "do not write the int8 model.tflite at the end")
 	exportOnly := fs.Bool("export-only", false, "do not train: export and evaluate OUT/best.model (int8 model.tflite)")
+	aug := fs.Float64("aug", 1, "scale of every augmentation range (rotation, shift, zoom, brightness, contrast); 0 turns augmentation off")
+	dropout := fs.Float64("dropout", float64(def.Arch.Dropout), "dropout before the classifier")
 	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
@@ -70,6 +72,9 @@ func cmdTrain(args []string) error {
 	cfg.Epochs, cfg.Seed, cfg.Resume, cfg.Subset = *epochs, *seed, *resume, *subset
 	cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Patience, cfg.EvalTest = *batch, *lr, *wd, *patience, *evalTest
 	cfg.NoExport, cfg.ExportOnly, cfg.CalibImages = *noExport, *exportOnly, *calib
+	cfg.Arch.Dropout = float32(*dropout)
+	a := quantize.DefaultAugment().Scaled(*aug)
+	cfg.Augment = &a
 	cfg.Logger = logger
 	cfg.Progress = io.MultiWriter(os.Stdout, logf)
 
