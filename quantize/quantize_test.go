@@ -273,10 +273,11 @@ func TestTrainSubsetAndResume(t *testing.T) {
 	if !(h[2].TrainLoss < h[0].TrainLoss) {
 		t.Errorf("training loss did not fall: %.4f → %.4f", h[0].TrainLoss, h[2].TrainLoss)
 	}
-	if full.Int8 == nil || full.Int8.Bytes == 0 || full.Int8.Val.Sensitivity < SensitivityTarget || full.Int8.Val.N != full.ValN {
+	if full.Int8 == nil || full.Int8.Bytes == 0 || full.Int8.Val.Sensitivity < SensitivityTarget || full.Int8.Val.N != full.ValN ||
+		full.Int8.MeanAbsDiff > 0.03 || full.Int8.MaxAbsDiff == 0 {
 		t.Errorf("int8 export: %+v", full.Int8)
 	} else {
-		t.Logf("int8 %d bytes, val %v (float %v)", full.Int8.Bytes, full.Int8.Val, full.Model.Val)
+		t.Logf("int8 %d bytes, val %v (float %v), |Δp| mean %.4f max %.4f", full.Int8.Bytes, full.Int8.Val, full.Model.Val, full.Int8.MeanAbsDiff, full.Int8.MaxAbsDiff)
 	}
 	for _, f := range []string{checkpointFile, bestFile, ModelFile, historyFile, TFLiteFile} {
 		if _, err := os.Stat(filepath.Join(cfg.Out, f)); err != nil {

@@ -636,6 +636,8 @@ type Int8Result struct {
 	Threshold float32  // chosen on the int8 model's validation scores (sensitivity ≥ SensitivityTarget)
 	Val       Metrics  // int8 model on validation at Threshold
 	Test      *Metrics // when Config.EvalTest
+	// MeanAbsDiff and MaxAbsDiff compare int8 and float probabilities on validation.
+	MeanAbsDiff, MaxAbsDiff float64
 }
 
 // TFLiteFile is the int8 model a run writes into its output folder.
@@ -661,6 +663,20 @@ func (t *trainer) exportInt8(ctx context.Context, res *Result) error {
 		return fmt.Errorf("quantize: the exported model does not run in the engine: %w", err)
 	}
 	labels := labelsOf(t.val)
+	// Agreement with the float model on validation: the measure of quantization loss that does
+	// not depend on labels (so it can tune calibration without touching the test split).
+	net, err := res.Model.network()
+	if err != nil {
+		return err
+	}
+	copyWeights(t.master, net)
+	fscores, _ := t.predict(t.val)
+	var dsum, dmax float64
+	for i, s := range scores {
+		d := math.Abs(float64(s - fscores[i]))
+		dsum += d
+		dmax = math.Max(dmax, d)
+	}
 	th := ThresholdForSensitivity(scores, labels, SensitivityTarget)
 	SetThreshold(tm, th)
 	if data, err = tflite.Write(tm); err != nil {
@@ -670,11 +686,13 @@ func (t *trainer) exportInt8(ctx context.Context, res *Result) error {
 	if err := writeFileAtomic(path, data); err != nil {
 		return err
 	}
-	res.Int8 = &Int8Result{Path: path, Bytes: len(data), Threshold: th, Val: Evaluate(scores, labels, th)}
+	res.Int8 = &Int8Result{Path: path, Bytes: len(data), Threshold: th, Val: Evaluate(scores, labels, th),
+		MeanAbsDiff: dsum / float64(max(len(scores), 1)), MaxAbsDiff: dmax}
 	t.log.Info("int8 model written", "path", path, "bytes", len(data), "calibration_images", len(calib),
-		"val", res.Int8.Val.String(), "float_val", res.Model.Val.String())
+		"val", res.Int8.Val.String(), "float_val", res.Model.Val.String(), "val_mean_abs_diff", res.Int8.MeanAbsDiff, "val_max_abs_diff", res.Int8.MaxAbsDiff)
 	if t.cfg.Progress != nil {
-		fmt.Fprintf(t.cfg.Progress, "int8 model %s (%d bytes): val %v (float: %v)\n", path, len(data), res.Int8.Val, res.Model.Val)
+		fmt.Fprintf(t.cfg.Progress, "int8 model %s (%d bytes): val %v (float: %v); |p_int8 − p_float| mean %.4f max %.4f\n",
+			path, len(data), res.Int8.Val, res.Model.Val, res.Int8.MeanAbsDiff, res.Int8.MaxAbsDiff)
 	}
 	return nil
 }
