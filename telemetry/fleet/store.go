@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -286,22 +287,37 @@ func (s *store) prune(now time.Time, r Retention) (pruneStats, error) {
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bktResults)
 			excess := b.Stats().KeyN - r.ResultsMaxCount
+			// Victims are collected first and deleted after: bbolt documents that deleting
+			// under a cursor may make its Next skip a key.
+			type victim struct {
+				k   []byte
+				rec ResultRecord
+			}
+			var victims []victim
 			c := b.Cursor()
-			for k, v := c.First(); k != nil && n < 1000; k, v = c.Next() {
+			for k, v := c.First(); k != nil && len(victims) < 1000; k, v = c.Next() {
 				var rec ResultRecord
 				old := json.Unmarshal(v, &rec) != nil || now.Sub(rec.Arrived) > r.ResultsMaxAge
-				if !old && n >= excess {
+				if !old && len(victims) >= excess {
 					break
 				}
-				_ = tx.Bucket(bktResultIDs).Delete([]byte(rec.Site + "/" + rec.Device + "/" + rec.ID))
-				if idx := tx.Bucket(bktByDevice).Bucket([]byte(deviceKey(rec.Site, rec.Device))); idx != nil {
-					_ = idx.Delete(k)
-				}
-				if err := c.Delete(); err != nil {
+				victims = append(victims, victim{bytes.Clone(k), rec})
+			}
+			for _, vi := range victims {
+				rec := vi.rec
+				if err := tx.Bucket(bktResultIDs).Delete([]byte(rec.Site + "/" + rec.Device + "/" + rec.ID)); err != nil {
 					return err
 				}
-				n++
+				if idx := tx.Bucket(bktByDevice).Bucket([]byte(deviceKey(rec.Site, rec.Device))); idx != nil {
+					if err := idx.Delete(vi.k); err != nil {
+						return err
+					}
+				}
+				if err := b.Delete(vi.k); err != nil {
+					return err
+				}
 			}
+			n = len(victims)
 			return nil
 		})
 		ps.Results += n
@@ -330,17 +346,21 @@ func (s *store) prune(now time.Time, r Retention) (pruneStats, error) {
 				return nil
 			}
 			excess := b.Stats().KeyN - r.HealthMaxPoints
+			var victims [][]byte // deleted after the walk, as for results
 			c := b.Cursor()
 			for k, _ := c.First(); k != nil; k, _ = c.Next() {
 				if excess <= 0 && !keyTS(k).Before(cutoff) {
 					break
 				}
-				if err := c.Delete(); err != nil {
+				victims = append(victims, bytes.Clone(k))
+				excess--
+			}
+			for _, k := range victims {
+				if err := b.Delete(k); err != nil {
 					return err
 				}
-				excess--
-				ps.Health++
 			}
+			ps.Health += len(victims)
 			return nil
 		})
 		if err != nil {
