@@ -281,11 +281,12 @@ func (s *Service) pruneLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			ps, err := s.store.prune(s.opts.Now(), s.opts.Retention)
+			// Batches committed before an error are gone all the same: count them.
+			s.stats.addResultCount(-ps.Results)
 			if err != nil {
 				s.log.Error("prune history", "err", err)
 			} else if ps.Results+ps.Health > 0 {
 				s.log.Info("pruned history", "results", ps.Results, "health_points", ps.Health)
-				s.stats.addResultCount(-ps.Results)
 			}
 		}
 	}

@@ -320,10 +320,10 @@ func (s *store) prune(now time.Time, r Retention) (pruneStats, error) {
 			n = len(victims)
 			return nil
 		})
-		ps.Results += n
 		if err != nil {
-			return ps, err
+			return ps, err // ps counts only the committed batches
 		}
+		ps.Results += n
 		if n < 1000 {
 			break
 		}
