@@ -192,6 +192,13 @@ func (s *Service) applyBatch(batch []inbound) {
 		s.forceReloadAfterFailure()
 		return
 	}
+	stored := 0 // counted only now that the transaction holds them
+	for _, o := range outs {
+		if o.kind == kindResult && o.result == outAccepted {
+			stored++
+		}
+	}
+	s.stats.addResultCount(stored)
 	for j, i := range measured {
 		outs[i].delay = now.Sub(delays[j])
 	}
@@ -260,7 +267,6 @@ func (s *Service) apply(tx *bolt.Tx, dev *deviceState, d decoded, m inbound) (st
 		if modelKey(dev.Model) == "" {
 			dev.Model = d.result.Model
 		}
-		s.stats.addResultCount(1)
 		return outAccepted, d.result.ScoredAt, nil
 	}
 	return "error", time.Time{}, nil
