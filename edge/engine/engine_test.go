@@ -64,7 +64,7 @@ func TestInvokeAllocatesNothing(t *testing.T) {
 // deterministicModels are run with several thread counts; results must not change.
 func deterministicModels() []string {
 	ms := []string{"vww_96_int8.tflite", "vww_96_float.tflite", "resnet8_cifar10_int8.tflite", "kws_dscnn_int8.tflite", "person_detect_int8.tflite", "toycar_ae_int8_floatio.tflite"}
-	if !testing.Short() && !raceEnabled {
+	if !raceEnabled { // ten times slower under -race
 		ms = append(ms, "mobilenet_v2_pytorch_int8_1x3x224x224.tflite")
 	}
 	return ms

@@ -59,7 +59,7 @@ func TestOracleLiteRT(t *testing.T) {
 	dir := t.TempDir()
 	var jobs []oracleJob
 	for _, c := range conformance {
-		if c.expect == refused || c.runtime != "litert" || (c.heavy && testing.Short()) {
+		if c.expect == refused || c.runtime != "litert" {
 			continue // refused files, and files LiteRT itself refuses
 		}
 		if c.file == "person_detect_int8.tflite" {
