@@ -217,8 +217,21 @@ func TestEndToEndWithOutageAndSIGKILL(t *testing.T) {
 	waitUntil(t, 60*time.Second, "4 results", func() bool { return len(results(d.url)) >= 4 })
 	b.Stop()
 	stoppedAt := len(results(d.url))
+	stopTime := time.Now()
 	drop(ins[third : 2*third])
-	time.Sleep(3 * time.Second)
+	screen := func(url string) intake.ScreenState {
+		var s intake.ScreenState
+		getJSON(t, url+"/v1/screen", &s)
+		return s
+	}
+	// The screen shows the lost broker and the growing backlog.
+	waitUntil(t, 30*time.Second, "the screen showing the broker disconnected", func() bool {
+		return screen(d.url).Broker == intake.BrokerDisconnected
+	})
+	time.Sleep(3*time.Second - time.Since(stopTime))
+	if s := screen(d.url); s.Outbox == 0 && len(results(d.url)) > stoppedAt {
+		t.Errorf("results committed during the outage but the screen shows no backlog: %+v", s)
+	}
 	b.Start()
 	t.Logf("broker stopped for 3 s with %d of %d results committed; %d committed when it came back", stoppedAt, len(ins), len(results(d.url)))
 
@@ -252,10 +265,9 @@ func TestEndToEndWithOutageAndSIGKILL(t *testing.T) {
 		_, distinct, _ := sub.counts()
 		return distinct >= len(ins)
 	})
-	waitUntil(t, 30*time.Second, "an empty outbox", func() bool {
-		var s intake.ScreenState
-		getJSON(t, d2.url+"/v1/screen", &s)
-		return s.Outbox == 0 && s.Pending == 0
+	waitUntil(t, 30*time.Second, "an empty outbox and the broker connected on the screen", func() bool {
+		s := screen(d2.url)
+		return s.Outbox == 0 && s.Pending == 0 && s.Broker == intake.BrokerConnected
 	})
 
 	// Committed exactly once each, matching the one-shot scorer.
