@@ -2,5 +2,7 @@
 // store, decoding, the engine, the decision, the indicator and the publisher together.
 //
 // The pipeline is written against small interfaces defined here (Scorer, Store, Publisher,
-// Indicator), so each part can be replaced or tested on its own.
+// Indicator), so each part can be replaced or tested on its own. The daemon (Run) also serves
+// the kiosk screen (thumbnails made here, kept in memory) and reloads the model on request
+// (DaemonOptions.Reload, SIGHUP in cxr-edge).
 package device

@@ -1,5 +1,6 @@
 // Package intake brings images into the device: a hot folder watched with fsnotify (plus a
 // periodic rescan) and an HTTP API. Both hand each input to a Processor and report its result.
+// The HTTP listener also serves the kiosk screen (GET /, fed by a Screen).
 //
 // Rule for producers writing into the hot folder: either write the file elsewhere on the same
 // file system and rename it in (atomic), or write it in place and close it. Names beginning
