@@ -132,11 +132,19 @@ func qparams(lo, hi float64) (float32, int64) {
 	return float32(scale), min(max(zp, -128), 127)
 }
 
+// ExportOptions tune the int8 export.
+type ExportOptions struct {
+	// Percentile, if in (0, 100), sets each convolution's activation range to that percentile
+	// of its calibration values instead of their maximum, trading rare clipped outliers for
+	// finer steps everywhere else. 0 means the maximum (TensorFlow's default min/max).
+	Percentile float64
+}
+
 // ExportInt8 quantizes the model with activation ranges measured on calib (grey images of the
 // model's size, typically a few hundred training images) and returns the TFLite model, with the
 // model's threshold stored as metadata ThresholdMetadata (callers re-choose it on the int8
 // model's validation scores with SetThreshold).
-func ExportInt8(m *Model, calib [][]uint8) (*tflite.Model, error) {
+func ExportInt8(m *Model, calib [][]uint8, opts ExportOptions) (*tflite.Model, error) {
 	if len(calib) == 0 {
 		return nil, fmt.Errorf("%w: no calibration images", ErrExport)
 	}
@@ -156,6 +164,39 @@ func ExportInt8(m *Model, calib [][]uint8) (*tflite.Model, error) {
 				lo[s], hi[s] = math.Min(lo[s], float64(x)), math.Max(hi[s], float64(x))
 			}
 		})
+	}
+
+	if p := opts.Percentile; p > 0 && p < 100 {
+		// Second pass: a histogram of each convolution's (non-negative, post-ReLU) outputs.
+		const bins = 1 << 14
+		hist := make([][]int64, len(convs))
+		total := make([]int64, len(convs))
+		for i := range hist {
+			hist[i] = make([]int64, bins)
+		}
+		for _, g := range calib {
+			forwardFolded(convs, hw, hb, size, g, func(s int, v []float32) {
+				if s >= len(convs) || hi[s] <= 0 {
+					return
+				}
+				k := float64(bins-1) / hi[s]
+				for _, x := range v {
+					hist[s][int(float64(x)*k)]++
+				}
+				total[s] += int64(len(v))
+			})
+		}
+		for s := range convs {
+			want := int64(math.Ceil(p / 100 * float64(total[s])))
+			var acc int64
+			for bin, n := range hist[s] {
+				acc += n
+				if acc >= want {
+					hi[s] = math.Min(hi[s], float64(bin+1)*hi[s]/float64(bins-1))
+					break
+				}
+			}
+		}
 	}
 
 	b := newTFLBuilder()
@@ -222,7 +263,10 @@ func ExportInt8(m *Model, calib [][]uint8) (*tflite.Model, error) {
 	fbScale := float64(ms) * ws
 	fwt := b.tensor("head/weights", tflite.Int8, []int32{1, int32(c)}, q8(float32(ws), 0), fw)
 	fbt := b.tensor("head/bias", tflite.Int32, []int32{1}, q8(float32(fbScale), 0), i32Bytes([]int32{int32(math.Round(float64(hb) / fbScale))}))
-	ls, lz := qparams(lo[len(convs)+1], hi[len(convs)+1])
+	// LOGISTIC's int8 output (scale 1/256) saturates beyond |logit| ≈ 5.5, so a wider logit range
+	// would only coarsen the steps near the decision threshold.
+	const logitClip = 6
+	ls, lz := qparams(math.Max(lo[len(convs)+1], -logitClip), math.Min(hi[len(convs)+1], logitClip))
 	logit := b.tensor("logit", tflite.Int8, []int32{1, 1}, q8(ls, lz), nil)
 	b.op(tflite.OpFullyConnected, 4, &tflite.FullyConnectedOptions{}, []int32{mean, fwt, fbt}, []int32{logit})
 	prob := b.tensor("pneumonia_probability", tflite.Int8, []int32{1, 1}, q8(1.0/256, -128), nil)

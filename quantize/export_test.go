@@ -74,7 +74,7 @@ func TestExportInt8MatchesFloat(t *testing.T) {
 		}
 	}
 
-	tm, err := ExportInt8(m, grey)
+	tm, err := ExportInt8(m, grey, ExportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +148,38 @@ func TestExportInt8MatchesFloat(t *testing.T) {
 	}
 }
 
+// A percentile below 100 narrows the convolutions' activation ranges; the logit range never
+// exceeds what the int8 LOGISTIC output can resolve.
+func TestExportPercentile(t *testing.T) {
+	m, grey := exportFixture(t, 32)
+	full, err := ExportInt8(m, grey, ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clipped, err := ExportInt8(m, grey, ExportOptions{Percentile: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale := func(tm *tflite.Model, name string) float32 {
+		for _, tn := range tm.Subgraphs[0].Tensors {
+			if tn.Name == name {
+				return tn.Quantization.Scale[0]
+			}
+		}
+		t.Fatalf("no tensor %s", name)
+		return 0
+	}
+	for i := range m.Arch.Blocks {
+		name := "block" + strconv.Itoa(i) + "/relu"
+		if a, b := scale(full, name), scale(clipped, name); !(b < a) {
+			t.Errorf("%s: scale %v with the 99th percentile, %v with the maximum", name, b, a)
+		}
+	}
+	if s := scale(full, "logit"); s > 12.0/255+1e-6 {
+		t.Errorf("logit scale %v wider than ±6", s)
+	}
+}
+
 func thresholdOf(m *tflite.Model) (float64, bool) {
 	for _, md := range m.Metadata {
 		if md.Name == ThresholdMetadata {
@@ -161,15 +193,15 @@ func thresholdOf(m *tflite.Model) (float64, bool) {
 func TestExportErrors(t *testing.T) {
 	net := build(DefaultArch(16), rand.New(rand.NewPCG(1, 1)))
 	m := &Model{Arch: DefaultArch(16), Params: snapshot(net)}
-	if _, err := ExportInt8(m, nil); err == nil {
+	if _, err := ExportInt8(m, nil, ExportOptions{}); err == nil {
 		t.Fatal("export without calibration images accepted")
 	}
-	if _, err := ExportInt8(m, [][]uint8{make([]uint8, 10)}); err == nil {
+	if _, err := ExportInt8(m, [][]uint8{make([]uint8, 10)}, ExportOptions{}); err == nil {
 		t.Fatal("calibration image of the wrong size accepted")
 	}
 	dw := Arch{Size: 16, Blocks: []Block{{Kind: "dwsep", Out: 4, Stride: 2}}}
 	m = &Model{Arch: dw, Params: snapshot(build(dw, rand.New(rand.NewPCG(1, 1))))}
-	if _, err := ExportInt8(m, [][]uint8{make([]uint8, 256)}); err == nil {
+	if _, err := ExportInt8(m, [][]uint8{make([]uint8, 256)}, ExportOptions{}); err == nil {
 		t.Fatal("dwsep block exported though unsupported")
 	}
 }

@@ -41,6 +41,8 @@ type Config struct {
 	NoExport     bool // skip the int8 export (model.tflite) at the end
 	ExportOnly   bool // skip training: export and evaluate Out/best.model (its architecture wins over Arch)
 	CalibImages  int  // training images used to calibrate activation ranges (default 300)
+	// CalibPercentile: see ExportOptions.Percentile (0: maximum).
+	CalibPercentile float64
 
 	Logger   *slog.Logger // default: discard
 	Progress io.Writer    // progress lines with ETA (nil: none)
@@ -650,7 +652,7 @@ func (t *trainer) exportInt8(ctx context.Context, res *Result) error {
 	if !t.cfg.ExportOnly {
 		calib = Subsample(t.train, t.cfg.CalibImages, t.cfg.Seed+2)
 	}
-	tm, err := ExportInt8(res.Model, greyOf(calib))
+	tm, err := ExportInt8(res.Model, greyOf(calib), ExportOptions{Percentile: t.cfg.CalibPercentile})
 	if err != nil {
 		return err
 	}

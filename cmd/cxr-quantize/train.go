@@ -36,6 +36,7 @@ func cmdTrain(args []string) error {
 	exportOnly := fs.Bool("export-only", false, "do not train: export and evaluate OUT/best.model (int8 model.tflite)")
 	aug := fs.Float64("aug", 1, "scale of every augmentation range (rotation, shift, zoom, brightness, contrast); 0 turns augmentation off")
 	dropout := fs.Float64("dropout", float64(def.Arch.Dropout), "dropout before the classifier")
+	calibPct := fs.Float64("calib-percentile", 0, "activation range = this percentile of calibration values (0: maximum)")
 	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
@@ -73,6 +74,7 @@ func cmdTrain(args []string) error {
 	cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Patience, cfg.EvalTest = *batch, *lr, *wd, *patience, *evalTest
 	cfg.NoExport, cfg.ExportOnly, cfg.CalibImages = *noExport, *exportOnly, *calib
 	cfg.Arch.Dropout = float32(*dropout)
+	cfg.CalibPercentile = *calibPct
 	a := quantize.DefaultAugment().Scaled(*aug)
 	cfg.Augment = &a
 	cfg.Logger = logger
