@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,8 +101,8 @@ func screenScores(t *testing.T) (hi, lo []byte, hiScore, loScore float64) {
 }
 
 // startTestDaemon runs the daemon in this process with an HTTP listener on a free port and
-// returns its URL; the daemon stops when the test ends.
-func startTestDaemon(t *testing.T, threshold float64) string {
+// returns its URL and a function that stops it (it also stops when the test ends).
+func startTestDaemon(t *testing.T, threshold float64) (string, func()) {
 	t.Helper()
 	state := t.TempDir()
 	cfg, err := Load(LoadOptions{Dirs: []string{t.TempDir()}, Env: env(map[string]string{
@@ -123,21 +124,25 @@ func startTestDaemon(t *testing.T, threshold float64) string {
 		done <- Run(ctx, cfg, DaemonOptions{Version: "test", Logger: discardLogger(),
 			Ready: func(a string) { addr <- a }, Notify: func(string) error { return nil }})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("daemon: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case a := <-addr:
-		return "http://" + a
+		return "http://" + a, stop
 	case err := <-done:
 		t.Fatalf("daemon did not start: %v", err)
 	case <-time.After(60 * time.Second):
 		t.Fatal("daemon did not start within 60 s")
 	}
-	return ""
+	return "", stop
 }
 
 func screenState(t *testing.T, url string) intake.ScreenState {
@@ -174,7 +179,7 @@ func post(t *testing.T, url string, data []byte) telemetry.Result {
 func TestScreenInChromium(t *testing.T) {
 	hi, lo, hiScore, loScore := screenScores(t)
 	threshold := (hiScore + loScore) / 2
-	url := startTestDaemon(t, threshold)
+	url, stopDaemon := startTestDaemon(t, threshold)
 	browser := testenv.Chromium(t)
 	art := testenv.ArtifactDir(t)
 
@@ -262,6 +267,14 @@ func TestScreenInChromium(t *testing.T) {
 		t.Errorf("headline %q", h)
 	}
 	shot("4-unreadable.png")
+
+	// The daemon gone: the screen must not keep showing a stale state.
+	stopDaemon()
+	run("no contact", state("offline"))
+	if h := text("#headline"); h != "NO CONTACT" {
+		t.Errorf("headline %q", h)
+	}
+	shot("5-offline.png")
 	t.Logf("screenshots in %s (scores %.3f / %.3f, threshold %.3f)", art, hiScore, loScore, threshold)
 }
 
@@ -269,7 +282,7 @@ func TestScreenInChromium(t *testing.T) {
 // is 404; acknowledging from another origin is refused.
 func TestScreenHTTP(t *testing.T) {
 	hi, _, hiScore, loScore := screenScores(t)
-	url := startTestDaemon(t, (hiScore+loScore)/2)
+	url, _ := startTestDaemon(t, (hiScore+loScore)/2)
 	res := post(t, url, hi)
 	get := func(path string) (int, []byte) {
 		resp, err := http.Get(url + path)

@@ -90,8 +90,8 @@
 
   function offline(why) {
     document.body.dataset.state = "offline";
-    text("headline", "NO CONTACT WITH THE DEVICE");
-    text("subline", "This screen cannot reach the scoring service (" + why + "). Results may not be shown.");
+    text("headline", "NO CONTACT");
+    text("subline", "This screen cannot reach the scoring service (" + why + "). New results are not shown.");
     $("ack").hidden = true;
   }
 
