@@ -135,6 +135,8 @@ func (s *durableSubscriber) counts() (received, distinct, duplicates int) {
 	return s.received, len(s.byID), s.received - len(s.byID) - len(s.bad)
 }
 
+// waitUntil is testenv.WaitFor with a limit of its own, for the batch-sized waits of the
+// end-to-end test (a whole batch under -race on a loaded machine takes longer than WaitLimit).
 func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
