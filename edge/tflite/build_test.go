@@ -85,7 +85,9 @@ func (b *modelBuilder) weights(name string, shape []int32, dim int32, inScale fl
 	zp := make([]int64, ch)
 	biasData := make([]int32, ch)
 	for c := range ch {
-		ws[c] = 0.002 + 0.001*float32(c)
+		// The conversion rounds the product: without it arm64 fuses the multiply-add
+		// (FMA), which gives other scale bits than amd64 and a different file.
+		ws[c] = 0.002 + float32(0.001*float32(c))
 		bs[c] = inScale * ws[c]
 		biasData[c] = int32(b.rand()%2001) - 1000
 	}
