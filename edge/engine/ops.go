@@ -264,7 +264,9 @@ func (k *mean) eval(ip *Interpreter) {
 	// half to even; the fixed-point reference kernel differs from it by one on ties.
 	dst := ip.u8(k.out)
 	for o, v := range accI {
-		r := int32(math.RoundToEven(float64(float32(v)*k.fscale + float32(k.outZp))))
+		// float32(…) rounds the product before the add: without it arm64 (and amd64 built
+		// with GOAMD64=v3) fuses them into one FMA and can round differently from LiteRT.
+		r := int32(math.RoundToEven(float64(float32(float32(v)*k.fscale) + float32(k.outZp))))
 		dst[o] = byte(clamp32(r, k.qmin, k.qmax))
 	}
 }
@@ -772,7 +774,8 @@ func (k *concat) eval(ip *Interpreter) {
 				copy(dst[o:], src)
 			} else {
 				for j, v := range src {
-					r := int32(tfRound32(float32(v)*c.scale+c.bias)) + k.outZp
+					// Rounded product, no FMA: see mean.eval.
+					r := int32(tfRound32(float32(float32(v)*c.scale)+c.bias)) + k.outZp
 					dst[o+j] = byte(clamp32(r, 0, 255))
 				}
 			}
