@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // Register use (both kernels): SI packed panel, CX groups, DI activations (row tile), R8 lda,

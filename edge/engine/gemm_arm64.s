@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // Register use: R0 packed panel, R1 groups, R2 activations (row tile), R3 lda, R4 rows
