@@ -34,8 +34,9 @@ var ErrInvalidModel = errors.New("invalid model")
 
 // Options configures Load. The zero value is ready to use.
 type Options struct {
-	// Threads is the number of goroutines an Interpreter uses for the large operators.
-	// 0 means runtime.GOMAXPROCS(0). Results do not depend on it.
+	// Threads is the number of goroutines an Interpreter uses for the large operators,
+	// at most 256 (each has its own scratch buffers). 0 means runtime.GOMAXPROCS(0).
+	// Results do not depend on it.
 	Threads int
 	// KeepTensors names intermediate tensors that stay readable through
 	// Interpreter.Tensor after Invoke. They get arena space of their own.
@@ -45,6 +46,10 @@ type Options struct {
 	// tflite-micro.
 	Rounding Rounding
 }
+
+// maxThreads bounds Options.Threads: a typo such as 1e6 would otherwise start a million
+// goroutines, each with its own scratch, in every interpreter.
+const maxThreads = 256
 
 // TensorInfo describes a tensor of the model.
 type TensorInfo struct {
@@ -163,8 +168,8 @@ func Load(m *tflite.Model, opts Options) (model *Model, err error) {
 	if m == nil || len(m.Subgraphs) == 0 {
 		return nil, fmt.Errorf("engine: %w: no subgraph", ErrInvalidModel)
 	}
-	if opts.Threads < 0 {
-		return nil, fmt.Errorf("engine: Options.Threads %d is negative", opts.Threads)
+	if opts.Threads < 0 || opts.Threads > maxThreads {
+		return nil, fmt.Errorf("engine: Options.Threads %d is outside 0..%d", opts.Threads, maxThreads)
 	}
 	if opts.Rounding < RoundLiteRT || opts.Rounding > RoundDouble {
 		return nil, fmt.Errorf("engine: Options.Rounding %d is unknown", opts.Rounding)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -287,10 +288,13 @@ func TestOptionDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.threads < 1 {
-		t.Errorf("Threads 0 should mean GOMAXPROCS, got %d", m.threads)
+	if m.threads != runtime.GOMAXPROCS(0) {
+		t.Errorf("Threads 0 should mean GOMAXPROCS (%d), got %d", runtime.GOMAXPROCS(0), m.threads)
 	}
-	for _, bad := range []Options{{Threads: -1}, {Rounding: Rounding(9)}} {
+	if _, err := loadShared(t, "kws_dscnn_int8.tflite", Options{Threads: maxThreads}); err != nil {
+		t.Errorf("Threads %d: %v", maxThreads, err)
+	}
+	for _, bad := range []Options{{Threads: -1}, {Threads: 257}, {Rounding: Rounding(9)}} {
 		if _, err := loadShared(t, "kws_dscnn_int8.tflite", bad); err == nil {
 			t.Errorf("Load accepted %+v", bad)
 		}
