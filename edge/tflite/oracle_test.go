@@ -2,6 +2,7 @@ package tflite
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
 )
@@ -36,7 +38,7 @@ type oracleRun struct {
 
 // runBatch runs models through a batch runner (testdata/oracle/*-batch.*), split over
 // workers processes; cmd is the command prefix to which model paths are appended.
-func runBatch(t *testing.T, cmd []string, models []string, workers int) map[string]oracleRun {
+func runBatch(ctx context.Context, t *testing.T, cmd []string, models []string, workers int) map[string]oracleRun {
 	results := make(map[string]oracleRun, len(models))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -46,7 +48,7 @@ func runBatch(t *testing.T, cmd []string, models []string, workers int) map[stri
 			part = append(part, models[i])
 		}
 		wg.Go(func() {
-			c := exec.Command(cmd[0], append(cmd[1:], part...)...)
+			c := exec.CommandContext(ctx, cmd[0], append(cmd[1:], part...)...)
 			var stderr bytes.Buffer
 			c.Stderr = &stderr
 			out, err := c.Output()
@@ -85,9 +87,9 @@ func runBatch(t *testing.T, cmd []string, models []string, workers int) map[stri
 
 // runOne runs one model with the official one-model runner (litert-run.mjs or
 // armnn-run.py), to check that the batch runner agrees with it.
-func runOne(cmd []string, model, dir string) oracleRun {
+func runOne(ctx context.Context, cmd []string, model, dir string) oracleRun {
 	out := filepath.Join(dir, filepath.Base(model)+".json")
-	c := exec.Command(cmd[0], append(cmd[1:], "--model", model, "--out", out)...)
+	c := exec.CommandContext(ctx, cmd[0], append(cmd[1:], "--model", model, "--out", out)...)
 	if msg, err := c.CombinedOutput(); err != nil {
 		return oracleRun{err: fmt.Errorf("%v: %s", err, msg)}
 	}
@@ -156,11 +158,15 @@ func checkOracle(t *testing.T, runtime string, batch, single []string, skip func
 		all = append(all, originals[name], rewrites[name])
 	}
 	all = append(all, generated...)
-	res := runBatch(t, batch, all, 2)
+	// Minutes on a loaded 2-core machine at worst; the limit only keeps a hung runtime from
+	// holding CI until the go test timeout.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	res := runBatch(ctx, t, batch, all, 2)
 
 	// The batch runner must agree with the official one-model runner.
 	probe := rewrites["vww_96_int8.tflite"]
-	if one := runOne(single, probe, dir); one.err != nil || !bytes.Equal(one.outputs, res[probe].outputs) {
+	if one := runOne(ctx, single, probe, dir); one.err != nil || !bytes.Equal(one.outputs, res[probe].outputs) {
 		t.Errorf("%s: one-model runner gives %.200s (%v), batch runner %.200s", runtime, one.outputs, one.err, res[probe].outputs)
 	}
 
