@@ -147,7 +147,7 @@ func LoadFile(path string, opts Options) (*Model, error) {
 
 // LoadBytes decodes and loads a .tflite flatbuffer.
 func LoadBytes(data []byte, opts Options) (*Model, error) {
-	tm, err := readModel(data)
+	tm, err := tflite.Read(data)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
