@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -409,6 +410,9 @@ func TestLoadRefuses(t *testing.T) {
 		{"infinite leaky relu alpha", func() *tflite.Model {
 			return unaryModel(tflite.OpLeakyRelu, 1, &tflite.LeakyReluOptions{Alpha: float32(math.Inf(-1))}, tflite.Int8, []int32{1, 8}, q8(0.1, 0), q8(0.1, 0))
 		}, ErrInvalidModel, "alpha -Inf"},
+		{"int8 zero point out of range", func() *tflite.Model {
+			return unaryModel(tflite.OpLogistic, 1, nil, tflite.Int8, []int32{1, 8}, q8(0.1, 1000), q8(1.0/256, -128))
+		}, ErrInvalidModel, "zero point 1000"},
 		{"missing conv options", func() *tflite.Model {
 			m := convModel(convSpec{typ: tflite.Float32, h: 6, w: 6, ic: 2, oc: 3, kh: 3, kw: 3, stride: 1, dil: 1})
 			m.Subgraphs[0].Operators[0].Options = nil
@@ -490,5 +494,37 @@ func TestRunChecksInputSizes(t *testing.T) {
 	}
 	if !bytes.Equal(raw, ip.Input(0).Bytes()) {
 		t.Error("a refused Run changed the input")
+	}
+}
+
+// TestOverflowSaturates: a float→int conversion past int32 used to give MinInt32 on amd64
+// (so a huge input quantized to -128) and saturate on ARM; both now give the top of the
+// range, as LiteRT does. CI runs this on amd64 and, under qemu, on arm64 and armv7.
+func TestOverflowSaturates(t *testing.T) {
+	b := newBuilder()
+	x := b.tensor("x", tflite.Float32, []int32{1, 4}, nil, nil)
+	y := b.tensor("y", tflite.Int8, []int32{1, 4}, q8(1e-3, 0), nil)
+	b.op(tflite.OpQuantize, 1, nil, []int32{x}, []int32{y})
+	b.io([]int32{x}, []int32{y})
+	m, err := Load(b.m, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := m.NewInterpreter()
+	defer ip.Close()
+	copy(ip.Input(0).Float32(), []float32{3e9, -3e9, 1e38, 0.0514})
+	if err := ip.Invoke(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ip.Output(0).Int8(), []int8{127, -128, 127, 51}; !slices.Equal(got, want) {
+		t.Errorf("QUANTIZE gave %v, want %v", got, want)
+	}
+	for _, c := range []struct {
+		in   float64
+		want int32
+	}{{0, 0}, {-5, -5}, {1 << 30, 1 << 30}, {3e9, 1 << 30}, {-3e9, -1 << 30}, {math.Inf(1), 1 << 30}, {math.NaN(), 0}} {
+		if got := sat32(c.in); got != c.want {
+			t.Errorf("sat32(%g) = %d, want %d", c.in, got, c.want)
+		}
 	}
 }

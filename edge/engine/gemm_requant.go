@@ -49,6 +49,14 @@ func newRequantChannelsFloat(bias, q []int32, shift []int, fscale []float32, zp,
 	if fscale != nil {
 		r.fscale = make([]float32, n)
 		copy(r.fscale, fscale[:n])
+		for _, f := range r.fscale {
+			// The SIMD kernel converts with VCVTPS2DQ, which does not saturate: keep its
+			// products within ±2³⁰ (|int32| · 0.5), where it agrees with the scalar sat32.
+			// Real models' scales are far below 0.5.
+			if !(math.Abs(float64(f)) <= 0.5) {
+				r.simd = false
+			}
+		}
 		return r
 	}
 	for c, s := range shift[:n] {
@@ -112,7 +120,7 @@ func (r *requantChannels) one(c int, x int32) int32 {
 	x += r.bias[c]
 	if r.fscale != nil {
 		// float32 product, round half to even (the float64 round of a float32 is exact).
-		return min(max(int32(math.RoundToEven(float64(float32(x)*r.fscale[c])))+r.zp, r.lo), r.hi)
+		return min(max(sat32(math.RoundToEven(float64(float32(x)*r.fscale[c])))+r.zp, r.lo), r.hi)
 	}
 	if !r.double {
 		// TFLITE_SINGLE_ROUNDING: one rounding of x·q·2^(shift−31), ties towards +∞,

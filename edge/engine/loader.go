@@ -410,6 +410,16 @@ func needQuant(ts ...*tensorMeta) error {
 		if s := float64(t.info.Scale[0]); !(s > 0) || math.IsInf(s, 0) {
 			return fmt.Errorf("%w: tensor %q has scale %v", ErrInvalidModel, t.info.Name, t.info.Scale[0])
 		}
+		if isQ8(t.info.Type) {
+			// The kernels add zero points to int32 values already bounded by sat32 and
+			// assume they fit the type, as TFLite's quantization spec requires.
+			lo, hi := qrange(t.info.Type)
+			for _, z := range t.info.ZeroPoint {
+				if z < int64(lo) || z > int64(hi) {
+					return fmt.Errorf("%w: %s tensor %q has zero point %d", ErrInvalidModel, t.info.Type, t.info.Name, z)
+				}
+			}
+		}
 	}
 	return nil
 }

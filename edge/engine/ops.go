@@ -266,7 +266,7 @@ func (k *mean) eval(ip *Interpreter) {
 	for o, v := range accI {
 		// float32(…) rounds the product before the add: without it arm64 (and amd64 built
 		// with GOAMD64=v3) fuses them into one FMA and can round differently from LiteRT.
-		r := int32(math.RoundToEven(float64(float32(float32(v)*k.fscale) + float32(k.outZp))))
+		r := sat32(math.RoundToEven(float64(float32(float32(v)*k.fscale) + float32(k.outZp))))
 		dst[o] = byte(clamp32(r, k.qmin, k.qmax))
 	}
 }
@@ -775,7 +775,7 @@ func (k *concat) eval(ip *Interpreter) {
 			} else {
 				for j, v := range src {
 					// Rounded product, no FMA: see mean.eval.
-					r := int32(tfRound32(float32(float32(v)*c.scale)+c.bias)) + k.outZp
+					r := sat32(float64(tfRound32(float32(float32(v)*c.scale)+c.bias))) + k.outZp
 					dst[o+j] = byte(clamp32(r, 0, 255))
 				}
 			}
@@ -820,7 +820,7 @@ func floatLUT(in, out int, it, ot *tensorMeta, f func(x float32) float32) *lut8 
 	is, iz, inv, oz := it.scale(), it.zp(), 1/ot.scale(), ot.zp()
 	return newLUT(in, out, it.info.Type, func(q int32) int32 {
 		x := is * float32(q-iz)
-		return int32(tfRound32(f(x)*inv)) + oz
+		return sat32(float64(tfRound32(f(x)*inv))) + oz
 	})
 }
 
@@ -924,8 +924,8 @@ func prepLeakyRelu(l *loader) (kernel, error) {
 		if l.rounding == RoundLiteRT {
 			// XNNPACK's 8-bit leaky ReLU: the two scales as 8.8 fixed point.
 			pos := it.scale() / ot.scale()
-			mp := int32(math.RoundToEven(float64(256 * pos)))
-			mn := int32(math.RoundToEven(float64(256 * (pos * alpha))))
+			mp := sat32(math.RoundToEven(float64(256 * pos)))
+			mn := sat32(math.RoundToEven(float64(256 * (pos * alpha))))
 			return func(q int32) int32 {
 				x := q - iz
 				m := mp
@@ -1040,7 +1040,7 @@ func (k *softmax) eval(ip *Interpreter) {
 		inv := 1 / (sum * k.outScale)
 		for i, v := range x {
 			p := k.table[mx-(v^flip)] * inv
-			y[i] = byte(clamp32(int32(tfRound32(p))+k.outZp, qmin, qmax))
+			y[i] = byte(clamp32(sat32(float64(tfRound32(p)))+k.outZp, qmin, qmax))
 		}
 	}
 }
@@ -1057,7 +1057,7 @@ type quantizeF struct {
 func (k *quantizeF) eval(ip *Interpreter) {
 	src, dst := ip.f32(k.in), ip.u8(k.out)
 	for i, v := range src {
-		dst[i] = byte(clamp32(int32(tfRound32(v/k.scale))+k.zp, k.qmin, k.qmax))
+		dst[i] = byte(clamp32(sat32(float64(tfRound32(v/k.scale)))+k.zp, k.qmin, k.qmax))
 	}
 }
 

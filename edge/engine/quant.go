@@ -124,12 +124,25 @@ func (r requant) apply(x int32) int32 {
 	if r.f != 0 {
 		// XNNPACK's fp32 requantisation: float32 product, round half to even. The float64
 		// round of a float32 value is exact.
-		return int32(math.RoundToEven(float64(float32(x) * r.f)))
+		return sat32(math.RoundToEven(float64(float32(x) * r.f)))
 	}
 	if r.double {
 		return mulQ(x, r.q, r.shift)
 	}
 	return mulQSingle(x, r.q, r.shift)
+}
+
+// sat32 converts a rounded float to int32, saturating at ±2³⁰ (NaN gives 0). Go's
+// conversion of a value outside int32 is implementation specific: amd64 gives MinInt32,
+// ARM saturates, so an overflowing product clamped to the opposite end of the 8-bit range
+// on one and not the other. XNNPACK clamps in float before converting, as this does;
+// ±2³⁰ leaves room to add any 8-bit zero point without wrapping, and every 8-bit result
+// clamps the same from there. Values within ±2³⁰ convert exactly as before.
+func sat32(f float64) int32 {
+	if f != f {
+		return 0
+	}
+	return int32(min(max(f, -(1<<30)), 1<<30))
 }
 
 // tfRound rounds half away from zero, like TfLiteRound/std::round.
@@ -138,7 +151,7 @@ func tfRound32(f float32) float32 { return float32(math.Round(float64(f))) }
 // actRange returns the clamp bounds of a fused activation on a quantized output
 // (CalculateActivationRangeQuantized).
 func actRange(act int8, scale float32, zp int32, qmin, qmax int32) (lo, hi int32, ok bool) {
-	quant := func(f float32) int32 { return zp + int32(tfRound32(f/scale)) }
+	quant := func(f float32) int32 { return zp + sat32(float64(tfRound32(f/scale))) }
 	lo, hi = qmin, qmax
 	switch act {
 	case 0:
