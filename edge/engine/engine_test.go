@@ -413,6 +413,16 @@ func TestLoadRefuses(t *testing.T) {
 		{"int8 zero point out of range", func() *tflite.Model {
 			return unaryModel(tflite.OpLogistic, 1, nil, tflite.Int8, []int32{1, 8}, q8(0.1, 1000), q8(1.0/256, -128))
 		}, ErrInvalidModel, "zero point 1000"},
+		{"concatenation input off the axis", func() *tflite.Model {
+			m := synthModel(t, "concat_f32_axis1")
+			m.Subgraphs[0].Tensors[1].Shape = []int32{2, 1, 3}
+			return m
+		}, ErrInvalidModel, "input 1: invalid model: float32 [2 1 3] does not fit float32 [2 4 2] along axis 1"},
+		{"concatenation inputs past the output", func() *tflite.Model {
+			m := synthModel(t, "concat_f32_axis1")
+			m.Subgraphs[0].Tensors[1].Shape = []int32{2, 2, 2}
+			return m
+		}, ErrInvalidModel, "inputs give more than 4 along axis 1"},
 		{"missing conv options", func() *tflite.Model {
 			m := convModel(convSpec{typ: tflite.Float32, h: 6, w: 6, ic: 2, oc: 3, kh: 3, kw: 3, stride: 1, dil: 1})
 			m.Subgraphs[0].Operators[0].Options = nil
@@ -439,6 +449,17 @@ func TestLoadRefuses(t *testing.T) {
 	if _, err := LoadFile("testdata/does-not-exist.tflite", Options{}); err == nil {
 		t.Error("LoadFile of a missing file succeeded")
 	}
+}
+
+// synthModel builds the synthetic model called name.
+func synthModel(t *testing.T, name string) *tflite.Model {
+	for _, c := range synthCases() {
+		if c.name == name {
+			return c.build()
+		}
+	}
+	t.Fatalf("no synthetic case %q", name)
+	return nil
 }
 
 // padModel pads a float32 [1,4] to [1,2], which no padding fits: the paddings given (of

@@ -729,13 +729,8 @@ func prepConcat(l *loader) (kernel, error) {
 		if err != nil {
 			return nil, err
 		}
-		if it.info.Type != ot.info.Type || len(it.info.Shape) != rank {
-			return nil, fmt.Errorf("%w: input %d is %s %v, output %s %v", ErrInvalidModel, j, it.info.Type.String(), it.info.Shape, ot.info.Type.String(), ot.info.Shape)
-		}
-		for d := range rank {
-			if d != axis && it.info.Shape[d] != ot.info.Shape[d] {
-				return nil, fmt.Errorf("%w: input %d shape %v does not match output %v", ErrInvalidModel, j, it.info.Shape, ot.info.Shape)
-			}
+		if err := pieceOf(ot, it, axis); err != nil {
+			return nil, fmt.Errorf("input %d: %w", j, err)
 		}
 		sum += it.info.Shape[axis]
 		if sum > ot.info.Shape[axis] { // checked as it grows, so that it cannot wrap
@@ -1136,6 +1131,19 @@ func prepDequantize(l *loader) (kernel, error) {
 	return k, nil
 }
 
+// pieceOf checks that part, one of the tensors CONCATENATION joins or SPLIT makes, has
+// whole's type and shape except along axis.
+func pieceOf(whole, part *tensorMeta, axis int) error {
+	ok := part.info.Type == whole.info.Type && len(part.info.Shape) == len(whole.info.Shape)
+	for d := range part.info.Shape {
+		ok = ok && (d == axis || part.info.Shape[d] == whole.info.Shape[d])
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s %v does not fit %s %v along axis %d", ErrInvalidModel, part.info.Type, part.info.Shape, whole.info.Type, whole.info.Shape, axis)
+	}
+	return nil
+}
+
 // ---------------------------------------------------------------- SPLIT
 
 // opSplit is SPLIT, which the legacy uint8 split/concat test model uses.
@@ -1186,13 +1194,8 @@ func prepSplit(l *loader) (kernel, error) {
 		if err != nil {
 			return nil, err
 		}
-		if ot.info.Type != it.info.Type || len(ot.info.Shape) != rank {
-			return nil, fmt.Errorf("%w: output %d is %s %v for input %s %v", ErrInvalidModel, j, ot.info.Type.String(), ot.info.Shape, it.info.Type.String(), it.info.Shape)
-		}
-		for d := range rank {
-			if d != axis && ot.info.Shape[d] != it.info.Shape[d] {
-				return nil, shapeErr("output", ot.info.Shape, it.info.Shape)
-			}
+		if err := pieceOf(it, ot, axis); err != nil {
+			return nil, fmt.Errorf("output %d: %w", j, err)
 		}
 		if isQ8(it.info.Type) && (it.scale() != ot.scale() || it.zp() != ot.zp()) {
 			return nil, fmt.Errorf("%w: output %d quantization differs from the input's", ErrUnsupported, j)
