@@ -124,7 +124,7 @@ func defaultLiteRTDir() string {
 
 // runBench times every model in Go and in LiteRT.js, one model after the other so the two
 // runtimes never compete for the cores.
-func runBench(ctx context.Context, o benchOptions) ([]benchRow, error) {
+func runBench(ctx context.Context, o benchOptions) (_ []benchRow, err error) {
 	script := filepath.Join(o.LiteRT, "litert-run.mjs")
 	if _, err := os.Stat(script); err != nil {
 		return nil, fmt.Errorf("bench: LiteRT.js oracle not found (%w); set --litert or CXR_LITERT_DIR, install with shared/oracle/setup-litert.sh", err)
@@ -145,7 +145,12 @@ func runBench(ctx context.Context, o benchOptions) ([]benchRow, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
-		defer prof.Close()
+		defer func() {
+			// A profile that did not reach the disk is an error, not a silent empty file.
+			if cerr := prof.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("bench: %w", cerr)
+			}
+		}()
 		if err := pprof.StartCPUProfile(prof); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
