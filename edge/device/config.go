@@ -97,7 +97,7 @@ type ModelConfig struct {
 	Path string `mapstructure:"path" yaml:"path"`
 	// Threshold is the operating point; nil = the model's own (from its metadata), else 0.5.
 	Threshold *float64 `mapstructure:"-" yaml:"threshold"`
-	// SHA256 pins the model file; start-up fails on a mismatch. "" = no pin.
+	// SHA256 pins the model file (or the embedded model); start-up fails on a mismatch. "" = no pin.
 	SHA256 string `mapstructure:"sha256" yaml:"sha256"`
 	// Output says how the output tensor becomes a score: auto, probability or logit.
 	Output string `mapstructure:"output" yaml:"output"`

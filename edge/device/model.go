@@ -3,6 +3,7 @@ package device
 import (
 	"context"
 	"crypto/sha256"
+	"embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,8 +20,41 @@ import (
 	"github.com/cxr-edge/cxr-edge/telemetry"
 )
 
-// ErrNoModel: no model.path is configured and no model is embedded in the binary yet.
-var ErrNoModel = errors.New("no model configured (set model.path to a .tflite file)")
+// embeddedFS holds the shipped pneumonia model. It is replaced (same path) when the model
+// pipeline produces a better one, so nothing may depend on its exact bytes or scores.
+//
+//go:embed model/cxr-pneumonia-int8.tflite
+var embeddedFS embed.FS
+
+const embeddedModelFile = "model/cxr-pneumonia-int8.tflite"
+
+// EmbeddedModelName names the embedded model in results, status and logs.
+const EmbeddedModelName = "cxr-pneumonia-int8 (embedded)"
+
+// EmbeddedModel returns a copy of the model embedded in the binary (model.path empty). The
+// go:embed directive guarantees the file at build time, so an error means a broken build.
+func EmbeddedModel() ([]byte, error) {
+	b, err := embeddedFS.ReadFile(embeddedModelFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrModel, EmbeddedModelName, err)
+	}
+	return b, nil
+}
+
+// EmbeddedModelRef identifies the embedded model (name, version from its description,
+// sha256) without loading it into the interpreter.
+func EmbeddedModelRef() (telemetry.ModelRef, error) {
+	data, err := EmbeddedModel()
+	if err != nil {
+		return telemetry.ModelRef{}, err
+	}
+	sum := sha256.Sum256(data)
+	tm, err := tflite.Read(data)
+	if err != nil {
+		return telemetry.ModelRef{}, fmt.Errorf("%w %s: %w", ErrModel, EmbeddedModelName, err)
+	}
+	return telemetry.ModelRef{Name: EmbeddedModelName, Version: modelVersion(tm), SHA256: hex.EncodeToString(sum[:])}, nil
+}
 
 // ErrModel wraps every problem with a model file: unreadable, wrong sha256, unsupported shape.
 var ErrModel = errors.New("model")
@@ -44,12 +78,17 @@ type EngineModel struct {
 	pool      sync.Pool // *engine.Interpreter
 }
 
-// LoadModel reads and checks the configured model: the file's sha256 against model.sha256,
-// one 4-D image input [1,H,W,C] with C 1 or 3 of int8, uint8 or float32, and an output of one
-// value or of at least positive_index+1 classes.
+// LoadModel reads and checks the configured model (model.path, or the embedded model when
+// it is empty): its sha256 against model.sha256, one 4-D image input [1,H,W,C] with C 1 or 3
+// of int8, uint8 or float32, and an output of one value or of at least positive_index+1
+// classes.
 func LoadModel(cfg ModelConfig) (*EngineModel, error) {
 	if cfg.Path == "" {
-		return nil, ErrNoModel
+		data, err := EmbeddedModel()
+		if err != nil {
+			return nil, err
+		}
+		return LoadModelBytes(data, EmbeddedModelName, cfg)
 	}
 	data, err := os.ReadFile(cfg.Path)
 	if err != nil {

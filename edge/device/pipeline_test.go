@@ -82,7 +82,6 @@ func TestLoadModelErrors(t *testing.T) {
 		cfg  ModelConfig
 		want string
 	}{
-		{"none", ModelConfig{}, "no model configured"},
 		{"missing", ModelConfig{Path: filepath.Join(dir, "nope.tflite")}, "no such file"},
 		{"corrupt", ModelConfig{Path: corrupt}, "corrupt.tflite"},
 		{"sha pin", ModelConfig{Path: testenv.SharedPath(t, "models", "vww_96_int8.tflite"), SHA256: strings.Repeat("0", 64)}, "model.sha256 pins"},
@@ -94,10 +93,7 @@ func TestLoadModelErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
 			}
-			if tc.name == "none" && !errors.Is(err, ErrNoModel) {
-				t.Error("not ErrNoModel")
-			}
-			if tc.name != "none" && !errors.Is(err, ErrModel) {
+			if !errors.Is(err, ErrModel) {
 				t.Error("not ErrModel")
 			}
 		})
