@@ -38,8 +38,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlags("bench")
 	runs := fs.Int("runs", defaultBenchRuns, "passes over the files; each pass uses a fresh store so every image is scored")
 	thumbs := fs.Bool("thumbnails", true, "make the screen's thumbnails as the daemon does (--thumbnails=false: without a screen)")
-	if !parse(fs, args, stderr) {
-		return exitUsage
+	if code, ok := parse(fs, args, stderr); !ok {
+		return code
 	}
 	if *runs < 1 || *runs > maxBenchRuns {
 		fmt.Fprintf(stderr, "cxr-edge bench: --runs %d: want 1 to %d\n", *runs, maxBenchRuns)

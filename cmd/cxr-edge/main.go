@@ -6,7 +6,9 @@
 //	cxr-edge score [flags] FILE...  score files once; a table, or JSON lines with --json
 //	cxr-edge config [flags]         print the effective configuration
 //	cxr-edge bench [flags] DIR|FILE...  per-stage latency and memory of scoring (Markdown)
-//	cxr-edge version                print the version
+//	cxr-edge demo [flags]           the daemon in ./cxr-demo with an embedded MQTT broker;
+//	                                --drop DIR copies images in and prints results from MQTT
+//	cxr-edge version                print the version and the embedded model
 //
 // Configuration: ./cxr-edge.yaml or /etc/cxr-edge/cxr-edge.yaml (or --config FILE), then
 // CXR_<SECTION>_<KEY> environment variables, then flags. See configs/cxr-edge.yaml.
@@ -129,7 +131,12 @@ const usage = `usage:
   cxr-edge config [flags]         print the effective configuration
   cxr-edge bench [--runs N] [flags] DIR|FILE...
                                   per-stage latency, throughput and peak RSS (Markdown)
-  cxr-edge version                print the version
+  cxr-edge demo [--drop DIR] [--dir ./cxr-demo] [--listen 127.0.0.1:8080]
+                                  the daemon in a local folder with an embedded MQTT
+                                  broker; prints each result arriving over MQTT
+  cxr-edge version                print the version and the embedded model
+  cxr-edge help                   print this help
+Without --model (model.path) the model embedded in the binary is used.
 Run "cxr-edge <command> --help" for the flags of a command.
 `
 
@@ -137,6 +144,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		cmd = "help" // cxr-edge --help: the commands, not only the flags of run
 	}
 	switch cmd {
 	case "run":
@@ -147,10 +156,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdConfig(args, stdout, stderr)
 	case "bench":
 		return cmdBench(ctx, args, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "cxr-edge", Version())
+		ref, err := device.EmbeddedModelRef()
+		if err != nil {
+			fmt.Fprintln(stderr, "cxr-edge:", err)
+			return exitFailed
+		}
+		fmt.Fprintf(stdout, "model %s\nsha256 %s\n", ref.Name, ref.SHA256)
+		if ref.Version != "" {
+			fmt.Fprintf(stdout, "model version %s\n", ref.Version)
+		}
 		return exitOK
-	case "help":
+	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
@@ -158,15 +178,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func parse(fs *pflag.FlagSet, args []string, stderr io.Writer) bool {
+// parse parses flags; ok false means stop with code (0 after --help, 2 for a bad flag).
+func parse(fs *pflag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
-		if !errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprintln(stderr, "cxr-edge:", err)
+		if errors.Is(err, pflag.ErrHelp) {
+			return exitOK, false
 		}
-		return false
+		fmt.Fprintln(stderr, "cxr-edge:", err)
+		return exitUsage, false
 	}
-	return true
+	return exitOK, true
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
@@ -176,8 +198,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	fs := newFlags("run")
-	if !parse(fs, args, stderr) {
-		return exitUsage
+	if code, ok := parse(fs, args, stderr); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "cxr-edge run: unexpected arguments %q\n", fs.Args())
@@ -219,8 +241,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 
 func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("config")
-	if !parse(fs, args, stderr) {
-		return exitUsage
+	if code, ok := parse(fs, args, stderr); !ok {
+		return code
 	}
 	cfg, err := loadConfig(fs)
 	if err != nil {
@@ -243,8 +265,8 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 func cmdScore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("score")
 	asJSON := fs.Bool("json", false, "print one result document (as published on MQTT) per line")
-	if !parse(fs, args, stderr) {
-		return exitUsage
+	if code, ok := parse(fs, args, stderr); !ok {
+		return code
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "cxr-edge score: no files given")

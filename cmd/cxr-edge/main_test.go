@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxr-edge/cxr-edge/edge/device"
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
 	"github.com/cxr-edge/cxr-edge/telemetry"
 )
@@ -85,12 +88,14 @@ func TestCLIErrors(t *testing.T) {
 	}{
 		{[]string{"frobnicate"}, nil, exitUsage, "unknown command"},
 		{[]string{"score"}, nil, exitUsage, "no files"},
-		{[]string{"score", "x.jpeg"}, nil, exitUsage, "no model configured"},
+		{[]string{"score", "--model", "/nonexistent.tflite", "x.jpeg"}, nil, exitUsage, "no such file"},
+		{[]string{"score", "--set", "model.sha256=" + strings.Repeat("0", 64), "x.jpeg"}, nil, exitUsage, "model.sha256 pins"},
+		{[]string{"demo", "extra"}, nil, exitUsage, "unexpected arguments"},
 		{[]string{"run", "--bogus"}, nil, exitUsage, "unknown flag"},
 		{[]string{"run", "extra"}, nil, exitUsage, "unexpected arguments"},
 		{[]string{"config"}, map[string]string{"CXR_MODEL_THRESHOLD": "2"}, exitUsage, "model.threshold"},
 		{[]string{"config", "--config", "/nonexistent.yaml"}, nil, exitUsage, "no such file"},
-		{[]string{"run"}, map[string]string{"CXR_STORE_DIR": "/nonexistent-dir/x"}, exitFailed, "no model configured"},
+		{[]string{"run", "--listen", "127.0.0.1:0"}, map[string]string{"CXR_STORE_DIR": "/proc/cxr-edge-test/store"}, exitFailed, "store.dir"},
 		// This machine has no GPIO17: a clear start-up error, not a silent console fallback.
 		{[]string{"run", "--indicator", "gpio", "--listen", "127.0.0.1:0"}, map[string]string{"CXR_MODEL_PATH": m, "CXR_STORE_DIR": storeDir}, exitFailed, "indicator.kind gpio"},
 	} {
@@ -111,6 +116,50 @@ func TestConfigAndVersion(t *testing.T) {
 	code, out, _ = runCLI(t, nil, "version")
 	if code != 0 || !strings.HasPrefix(out, "cxr-edge ") || len(strings.TrimSpace(out)) <= len("cxr-edge ") {
 		t.Errorf("version: %d %q", code, out)
+	}
+	data, err := device.EmbeddedModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if !strings.Contains(out, "model "+device.EmbeddedModelName+"\n") || !strings.Contains(out, "sha256 "+hex.EncodeToString(sum[:])+"\n") {
+		t.Errorf("version does not name the embedded model and its sha256:\n%s", out)
+	}
+}
+
+// Asking for help is not an error: usage on stdout, exit 0.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}} {
+		code, out, errs := runCLI(t, nil, args...)
+		if code != exitOK || !strings.HasPrefix(out, "usage:") || !strings.Contains(out, "cxr-edge demo") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	for _, cmd := range []string{"run", "score", "config", "bench", "demo"} {
+		code, _, errs := runCLI(t, nil, cmd, "--help")
+		if code != exitOK || !strings.Contains(errs, "--config") {
+			t.Errorf("%s --help: exit %d, %q", cmd, code, errs)
+		}
+	}
+}
+
+// Without --model, score uses the embedded model and its own operating point.
+func TestScoreEmbeddedModel(t *testing.T) {
+	img := testenv.SharedPath(t, "data", "fullres", "PNEUMONIA", "person447_virus_921.jpeg")
+	code, out, errs := runCLI(t, nil, "score", "--json", img)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var r telemetry.Result
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	ref, err := device.EmbeddedModelRef()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Model != ref || r.Threshold != modelThreshold(t) || r.Score < 0 || r.Score > 1 || r.Label == telemetry.LabelUnreadable {
+		t.Errorf("result %+v, want model %+v with its threshold %v", r, ref, modelThreshold(t))
 	}
 }
 

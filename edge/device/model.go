@@ -32,7 +32,7 @@ const embeddedModelFile = "model/cxr-pneumonia-int8.tflite"
 const EmbeddedModelName = "cxr-pneumonia-int8 (embedded)"
 
 // EmbeddedModel returns a copy of the model embedded in the binary (model.path empty). The
-// go:embed directive guarantees the file at build time, so an error means a broken build.
+// embed directive guarantees the file at build time, so an error means a broken build.
 func EmbeddedModel() ([]byte, error) {
 	b, err := embeddedFS.ReadFile(embeddedModelFile)
 	if err != nil {

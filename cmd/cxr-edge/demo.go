@@ -1,0 +1,463 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/spf13/pflag"
+
+	"github.com/cxr-edge/cxr-edge/edge/device"
+	"github.com/cxr-edge/cxr-edge/edge/intake"
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+// demoMarker marks a folder made by `cxr-edge demo`: only such a folder is reset at start.
+const demoMarker = ".cxr-demo"
+
+// Defaults of the demo's own flags.
+const (
+	demoDefaultDir    = "cxr-demo"
+	demoDefaultListen = "127.0.0.1:8080"
+	demoDefaultMQTT   = "127.0.0.1:1883"
+)
+
+// demoOptions are the demo's flags after parsing.
+type demoOptions struct {
+	dir, drop, listen, mqttListen string
+	exitAfterDrop                 bool
+}
+
+// cmdDemo runs the real daemon (device.Run, as `run` does) in a local folder with the
+// embedded model, the console indicator, the HTTP screen and, when no broker is configured,
+// the embedded MQTT broker; an MQTT subscriber in the same process prints each result as it
+// arrives on the result topic. --drop copies a folder of images into the hot folder.
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("cxr-edge demo", pflag.ContinueOnError)
+	fs.String("config", "", "configuration file (default: ./cxr-edge.yaml, then /etc/cxr-edge/cxr-edge.yaml)")
+	fs.StringArray("set", nil, "override any key: --set model.threshold=0.4 (repeatable)")
+	fs.String("model", "", "model.path: a .tflite model (default: the embedded model)")
+	fs.String("threshold", "", "model.threshold: operating point in (0,1)")
+	fs.String("broker", "", "mqtt.broker: use this broker instead of the embedded one")
+	fs.String("log-level", "", "log.level of the daemon's log (demo default: warn)")
+	var o demoOptions
+	fs.StringVar(&o.dir, "dir", demoDefaultDir, "demo folder: <dir>/inbox is the hot folder, <dir>/store the result store; reset at each start")
+	fs.StringVar(&o.drop, "drop", "", "copy the images of this folder (recursively) into the inbox once the daemon runs")
+	fs.StringVar(&o.listen, "listen", demoDefaultListen, "HTTP address of the screen and API")
+	fs.StringVar(&o.mqttListen, "mqtt-listen", demoDefaultMQTT, "address of the embedded MQTT broker (when no broker is configured)")
+	fs.BoolVar(&o.exitAfterDrop, "exit-after-drop", false, "exit once every dropped image's result has arrived over MQTT")
+	if code, ok := parse(fs, args, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "cxr-edge demo: unexpected arguments %q (use --drop DIR)\n", fs.Args())
+		return exitUsage
+	}
+	if o.exitAfterDrop && o.drop == "" {
+		fmt.Fprintln(stderr, "cxr-edge demo: --exit-after-drop needs --drop DIR")
+		return exitUsage
+	}
+	cfg, err := loadConfig(fs)
+	if err != nil {
+		fmt.Fprintln(stderr, "cxr-edge:", err)
+		return exitUsage
+	}
+	var images []string
+	if o.drop != "" {
+		if images, err = demoImages(o.drop, stderr); err != nil {
+			fmt.Fprintln(stderr, "cxr-edge demo: --drop:", err)
+			return exitUsage
+		}
+	}
+	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		fmt.Fprintln(stderr, "cxr-edge demo: --dir:", err)
+		return exitUsage
+	}
+	if err := resetDemoDir(dir); err != nil {
+		fmt.Fprintln(stderr, "cxr-edge demo:", err)
+		return exitUsage
+	}
+	cfg.Store.Dir = filepath.Join(dir, "store")
+	cfg.Intake.WatchDir = filepath.Join(dir, "inbox")
+	cfg.Intake.HTTPListen = o.listen
+	cfg.Indicator.Kind = "console"
+	if cfg.MQTT.Broker == "" {
+		cfg.MQTT.Embedded, cfg.MQTT.EmbeddedListen = true, o.mqttListen
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "cxr-edge demo:", err)
+		return exitUsage
+	}
+	// A busy port is the likeliest failure on a developer's machine: say which flag moves it.
+	ports := []struct{ flag, addr string }{{"--listen", cfg.Intake.HTTPListen}}
+	if cfg.MQTT.Embedded {
+		ports = append(ports, struct{ flag, addr string }{"--mqtt-listen", cfg.MQTT.EmbeddedListen})
+	}
+	for _, p := range ports {
+		if err := portFree(p.addr); err != nil {
+			fmt.Fprintf(stderr, "cxr-edge demo: cannot listen on %s: %v\n  (is another cxr-edge or broker running?) choose another address with %s, e.g. %s 127.0.0.1:18080\n",
+				p.addr, err, p.flag, p.flag)
+			return exitFailed
+		}
+	}
+
+	logCfg := cfg.Log
+	if f := fs.Lookup("log-level"); f == nil || !f.Changed {
+		logCfg.Level = "warn" // the demo's own lines and the indicator tell the story
+	}
+	log := device.NewLogger(logCfg, stderr)
+	topics, err := telemetry.NewTopics(cfg.MQTT.TopicPrefix, cfg.Device.Site, cfg.Device.ID)
+	if err != nil {
+		fmt.Fprintln(stderr, "cxr-edge demo:", err)
+		return exitUsage
+	}
+	broker := cfg.MQTT.Broker
+	if broker == "" {
+		broker = "tcp://" + cfg.MQTT.EmbeddedListen
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan string, 1)
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- device.Run(ctx, cfg, device.DaemonOptions{
+			Version: Version(), Logger: log, Console: stderr,
+			Ready: func(addr string) { ready <- addr },
+		})
+	}()
+	var httpAddr string
+	select {
+	case httpAddr = <-ready:
+	case err := <-runErr:
+		fmt.Fprintln(stderr, "cxr-edge demo:", demoHint(err))
+		return exitFailed
+	}
+
+	out := &lockedWriter{w: stdout}
+	sub, err := subscribeResults(ctx, broker, cfg.MQTT, topics.Result(), out)
+	if err != nil {
+		cancel()
+		<-runErr
+		fmt.Fprintln(stderr, "cxr-edge demo:", err)
+		return exitFailed
+	}
+	defer sub.close()
+
+	ref := "embedded model"
+	if m, err := device.EmbeddedModelRef(); err == nil && cfg.Model.Path == "" {
+		ref = fmt.Sprintf("%s, sha256 %.12s…", m.Name, m.SHA256)
+	} else if cfg.Model.Path != "" {
+		ref = cfg.Model.Path
+	}
+	fmt.Fprintf(out, "cxr-edge demo running (%s)\n", ref)
+	fmt.Fprintf(out, "  screen:      http://%s/\n", httpAddr)
+	fmt.Fprintf(out, "  hot folder:  %s  (drop JPEG, PNG or DICOM files here; write elsewhere, then move in)\n", cfg.Intake.WatchDir)
+	fmt.Fprintf(out, "  MQTT:        %s, results on topic %s\n", broker, topics.Result())
+	fmt.Fprintf(out, "  drop more:   cp IMAGE.jpeg %s/\n", cfg.Intake.WatchDir)
+	fmt.Fprintln(out, "  stop:        Ctrl-C")
+
+	if len(images) > 0 {
+		n, err := dropImages(ctx, images, o.drop, cfg.Intake.WatchDir)
+		if err != nil && ctx.Err() == nil {
+			fmt.Fprintln(stderr, "cxr-edge demo: --drop:", err)
+		}
+		fmt.Fprintf(out, "dropped %d images from %s into the hot folder; results arrive over MQTT:\n", n, o.drop)
+		if o.exitAfterDrop {
+			select {
+			case <-sub.reached(n):
+				fmt.Fprintf(out, "all %d results arrived; stopping\n", n)
+				cancel()
+			case <-ctx.Done():
+			case err := <-runErr:
+				fmt.Fprintln(stderr, "cxr-edge demo:", demoHint(err))
+				return exitFailed
+			}
+		}
+	}
+	err = <-runErr
+	sub.close()
+	if err != nil {
+		fmt.Fprintln(stderr, "cxr-edge demo:", demoHint(err))
+		return exitFailed
+	}
+	return exitOK
+}
+
+// demoHint adds the flag to change when the daemon could not bind its port.
+func demoHint(err error) string {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return err.Error() + "\n  the port is in use: choose another with --listen or --mqtt-listen"
+	}
+	return err.Error()
+}
+
+// portFree reports whether addr can be listened on now.
+func portFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+// resetDemoDir makes dir an empty demo folder. A folder made by an earlier demo (it holds the
+// marker) is cleared, so each run starts with an empty store and every dropped image gives
+// a new result; any other non-empty folder is refused rather than deleted.
+func resetDemoDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("--dir %s: %w", dir, err)
+	case len(ents) > 0:
+		if _, err := os.Stat(filepath.Join(dir, demoMarker)); err != nil {
+			return fmt.Errorf("--dir %s exists and was not made by cxr-edge demo (no %s file); choose another folder", dir, demoMarker)
+		}
+		for _, e := range ents {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("resetting %s: %w", dir, err)
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("--dir: %w", err)
+	}
+	return os.WriteFile(filepath.Join(dir, demoMarker), []byte("made by cxr-edge demo; cleared at each start\n"), 0o640)
+}
+
+// demoImages lists the files under root that are images the daemon reads (JPEG, PNG, DICOM
+// by content), in a stable order; others are named on w and skipped.
+func demoImages(root string, w io.Writer) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".") {
+			return nil
+		}
+		head, err := readHead(path, 512)
+		if err != nil {
+			return err
+		}
+		if intake.Sniff(head) == "" {
+			fmt.Fprintf(w, "cxr-edge demo: skipping %s: not a JPEG, PNG or DICOM file\n", path)
+			return nil
+		}
+		files = append(files, path)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%s holds no JPEG, PNG or DICOM files", root)
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+func readHead(path string, n int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	k, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b[:k], nil
+}
+
+// dropImages copies each file into inbox the way a producer must: written under a name the
+// hot folder ignores (".name.tmp"), then renamed in. Names keep their sub-folder
+// (NORMAL/a.jpeg → NORMAL_a.jpeg) so equal names in different folders do not collide.
+func dropImages(ctx context.Context, files []string, root, inbox string) (int, error) {
+	n := 0
+	for _, src := range files {
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		rel, err := filepath.Rel(root, src)
+		if err != nil {
+			rel = filepath.Base(src)
+		}
+		name := strings.ReplaceAll(filepath.ToSlash(rel), "/", "_")
+		tmp := filepath.Join(inbox, "."+name+".tmp")
+		if err := copyFile(src, tmp); err != nil {
+			return n, err
+		}
+		if err := os.Rename(tmp, filepath.Join(inbox, name)); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// resultPrinter prints each result arriving on the result topic as one line and counts them.
+type resultPrinter struct {
+	client paho.Client
+	out    io.Writer
+
+	mu      sync.Mutex
+	count   int
+	waiters []countWaiter
+	closed  bool
+}
+
+type countWaiter struct {
+	n  int
+	ch chan struct{}
+}
+
+// subscribeResults connects an MQTT client to broker and prints every result on topic.
+func subscribeResults(ctx context.Context, broker string, mc device.MQTTConfig, topic string, out io.Writer) (*resultPrinter, error) {
+	p := &resultPrinter{out: out}
+	opts := paho.NewClientOptions().AddBroker(broker).
+		SetClientID(fmt.Sprintf("cxr-edge-demo-%d", os.Getpid())).
+		SetConnectRetry(true).SetAutoReconnect(true)
+	if mc.Username != "" {
+		opts.SetUsername(mc.Username)
+		if mc.PasswordFile != "" {
+			pw, err := os.ReadFile(mc.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("mqtt.password_file: %w", err)
+			}
+			opts.SetPassword(strings.TrimSpace(string(pw)))
+		}
+	}
+	// Subscribe again after a reconnect; the handler is the same.
+	opts.SetOnConnectHandler(func(c paho.Client) { c.Subscribe(topic, 1, p.handle) })
+	p.client = paho.NewClient(opts)
+	tok := p.client.Connect()
+	select {
+	case <-tok.Done():
+	case <-time.After(15 * time.Second):
+	case <-ctx.Done():
+	}
+	if !p.client.IsConnected() {
+		p.client.Disconnect(0)
+		return nil, fmt.Errorf("MQTT subscriber: cannot connect to %s: %v", broker, tok.Error())
+	}
+	st := p.client.Subscribe(topic, 1, p.handle)
+	if !st.WaitTimeout(15*time.Second) || st.Error() != nil {
+		p.client.Disconnect(0)
+		return nil, fmt.Errorf("MQTT subscriber: subscribing to %s: %v", topic, st.Error())
+	}
+	return p, nil
+}
+
+func (p *resultPrinter) handle(_ paho.Client, m paho.Message) {
+	var r telemetry.Result
+	line := ""
+	if err := json.Unmarshal(m.Payload(), &r); err != nil {
+		line = fmt.Sprintf("mqtt %s: not a result document: %v", m.Topic(), err)
+	} else {
+		line = resultLine(r)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.count++
+	fmt.Fprintln(p.out, line)
+	kept := p.waiters[:0]
+	for _, w := range p.waiters {
+		if p.count >= w.n {
+			close(w.ch)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	p.waiters = kept
+}
+
+// reached returns a channel closed once n results have arrived.
+func (p *resultPrinter) reached(n int) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ch := make(chan struct{})
+	if p.count >= n {
+		close(ch)
+		return ch
+	}
+	p.waiters = append(p.waiters, countWaiter{n: n, ch: ch})
+	return ch
+}
+
+func (p *resultPrinter) close() {
+	p.mu.Lock()
+	closed := p.closed
+	p.closed = true
+	p.mu.Unlock()
+	if !closed {
+		p.client.Disconnect(250)
+	}
+}
+
+// resultLine is how the demo shows a result: the payload names no file (no personal data
+// leaves the device), so the id prefix identifies it.
+func resultLine(r telemetry.Result) string {
+	id := r.ID
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	size := "-"
+	if r.Image.Width > 0 {
+		size = fmt.Sprintf("%dx%d", r.Image.Width, r.Image.Height)
+	}
+	if r.Label == telemetry.LabelUnreadable {
+		return fmt.Sprintf("mqtt result %s  %-10s  %s  reason: %s", id, r.Label, size, r.Reason)
+	}
+	cmp := "<"
+	if r.Score >= r.Threshold {
+		cmp = ">="
+	}
+	t := r.TimingsMs
+	return fmt.Sprintf("mqtt result %s  %-10s  score %.4f %-2s threshold %.4f  %s  decode %.1f ms, preprocess %.1f ms, infer %.1f ms, total %.1f ms",
+		id, r.Label, r.Score, cmp, r.Threshold, size, t.Decode, t.Preprocess, t.Infer, t.Total)
+}
+
+// lockedWriter serialises the demo's lines with the subscriber's.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
