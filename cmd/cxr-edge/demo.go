@@ -86,10 +86,6 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "cxr-edge demo: --dir:", err)
 		return exitUsage
 	}
-	if err := resetDemoDir(dir); err != nil {
-		fmt.Fprintln(stderr, "cxr-edge demo:", err)
-		return exitUsage
-	}
 	cfg.Store.Dir = filepath.Join(dir, "store")
 	cfg.Intake.WatchDir = filepath.Join(dir, "inbox")
 	cfg.Intake.HTTPListen = o.listen
@@ -102,16 +98,23 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	// A busy port is the likeliest failure on a developer's machine: say which flag moves it.
-	ports := []struct{ flag, addr string }{{"--listen", cfg.Intake.HTTPListen}}
+	type port struct{ flag, addr, example string }
+	ports := []port{{"--listen", cfg.Intake.HTTPListen, "127.0.0.1:18080"}}
 	if cfg.MQTT.Embedded {
-		ports = append(ports, struct{ flag, addr string }{"--mqtt-listen", cfg.MQTT.EmbeddedListen})
+		ports = append(ports, port{"--mqtt-listen", cfg.MQTT.EmbeddedListen, "127.0.0.1:11883"})
 	}
 	for _, p := range ports {
 		if err := portFree(p.addr); err != nil {
-			fmt.Fprintf(stderr, "cxr-edge demo: cannot listen on %s: %v\n  (is another cxr-edge or broker running?) choose another address with %s, e.g. %s 127.0.0.1:18080\n",
-				p.addr, err, p.flag, p.flag)
+			fmt.Fprintf(stderr, "cxr-edge demo: cannot listen on %s: %v\n  (is another cxr-edge or broker running?) choose another address with %s, e.g. %s %s\n",
+				p.addr, err, p.flag, p.flag, p.example)
 			return exitFailed
 		}
+	}
+
+	// Only now, with nothing left to refuse, is the demo folder (re)made.
+	if err := resetDemoDir(dir); err != nil {
+		fmt.Fprintln(stderr, "cxr-edge demo:", err)
+		return exitUsage
 	}
 
 	logCfg := cfg.Log
@@ -156,6 +159,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	defer sub.close()
+	// The subscriber leaves as soon as the demo stops, before the daemon closes the broker.
+	go func() { <-ctx.Done(); sub.close() }()
 
 	ref := "embedded model"
 	if m, err := device.EmbeddedModelRef(); err == nil && cfg.Model.Path == "" {
@@ -189,11 +194,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	err = <-runErr
-	sub.close()
 	if err != nil {
 		fmt.Fprintln(stderr, "cxr-edge demo:", demoHint(err))
 		return exitFailed
 	}
+	fmt.Fprintf(out, "stopped; results and inputs are kept in %s until the next demo\n", dir)
 	return exitOK
 }
 

@@ -123,13 +123,14 @@ func TestDemoErrors(t *testing.T) {
 	}
 	free := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
 	demoDir := func() string { return filepath.Join(t.TempDir(), "demo") }
+	untouched := demoDir()
 	for _, tc := range []struct {
 		name string
 		args []string
 		code int
 		msg  string
 	}{
-		{"http port busy", []string{"--dir", demoDir(), "--listen", busy.Addr().String(), "--mqtt-listen", free()}, exitFailed, "choose another address with --listen"},
+		{"http port busy", []string{"--dir", untouched, "--listen", busy.Addr().String(), "--mqtt-listen", free()}, exitFailed, "choose another address with --listen"},
 		{"mqtt port busy", []string{"--dir", demoDir(), "--listen", free(), "--mqtt-listen", busy.Addr().String()}, exitFailed, "--mqtt-listen"},
 		{"foreign dir", []string{"--dir", foreign, "--listen", free()}, exitUsage, "was not made by cxr-edge demo"},
 		{"exit without drop", []string{"--exit-after-drop"}, exitUsage, "needs --drop"},
@@ -143,7 +144,10 @@ func TestDemoErrors(t *testing.T) {
 			}
 		})
 	}
-	// The foreign folder is left as it was.
+	// A refused start makes no demo folder, and leaves a foreign one as it was.
+	if _, err := os.Stat(untouched); !os.IsNotExist(err) {
+		t.Errorf("demo folder made although the port was busy: %v", err)
+	}
 	if b, err := os.ReadFile(filepath.Join(foreign, "notes.txt")); err != nil || string(b) != "mine" {
 		t.Errorf("foreign --dir changed: %q %v", b, err)
 	}
