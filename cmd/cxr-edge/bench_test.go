@@ -68,7 +68,8 @@ func TestBenchErrors(t *testing.T) {
 		{[]string{"bench", "--model", m, "--runs", "0", jpg}, "--runs 0"},
 		{[]string{"bench", "--model", m, "/nonexistent-dir"}, "no such file"},
 		{[]string{"bench", "--model", m, t.TempDir()}, "no files in"},
-		{[]string{"bench", jpg}, "no model configured"},
+		{[]string{"bench", "--model", "/nonexistent.tflite", jpg}, "no such file"},
+		{[]string{"bench", "--set", "model.sha256=" + strings.Repeat("0", 64), jpg}, "model.sha256 pins"},
 	} {
 		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
 			code, _, errs := runCLI(t, nil, tc.args...)
