@@ -63,3 +63,15 @@ func ExampleMakeThumbnail() {
 	fmt.Printf("%dx%d\n", cfg.Width, cfg.Height)
 	// Output: 320x240
 }
+
+// An empty model.path loads the model embedded in the binary; model.sha256 pins it too.
+func ExampleLoadModel_embedded() {
+	model, err := device.LoadModel(device.ModelConfig{Output: "auto", PositiveIndex: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ref := model.Ref()
+	fmt.Println(ref.Name, len(ref.SHA256), model.Threshold() > 0 && model.Threshold() < 1)
+	// Output: cxr-pneumonia-int8 (embedded) 64 true
+}
