@@ -15,6 +15,11 @@ type Augment struct {
 	Zoom       float64 // scale uniform in [1−Zoom, 1+Zoom]
 	Brightness float64 // added, uniform in ±Brightness (image range is 0..1)
 	Contrast   float64 // around the image mean, factor uniform in [1−Contrast, 1+Contrast]
+	// Gamma: x → x^γ with γ uniform in [1−Gamma, 1+Gamma] (detector response curves differ).
+	// 0 draws no random number, so recipes without it keep their random stream.
+	Gamma float64
+	// Blur: probability of a 3×3 (1-2-1) blur (sharper or softer detectors and resampling).
+	Blur float64
 }
 
 // DefaultAugment: ±10°, ±8% shift, ±10% zoom, ±0.08 brightness, ±15% contrast.
@@ -24,7 +29,8 @@ func DefaultAugment() Augment {
 
 // Scaled returns a with every range multiplied by f (0 disables augmentation).
 func (a Augment) Scaled(f float64) Augment {
-	return Augment{RotateDeg: a.RotateDeg * f, Shift: a.Shift * f, Zoom: a.Zoom * f, Brightness: a.Brightness * f, Contrast: a.Contrast * f}
+	return Augment{RotateDeg: a.RotateDeg * f, Shift: a.Shift * f, Zoom: a.Zoom * f, Brightness: a.Brightness * f,
+		Contrast: a.Contrast * f, Gamma: a.Gamma * f, Blur: min(a.Blur*f, 1)}
 }
 
 // toInput writes the network input x = p/255 of a grey image (exactly the values the int8
@@ -65,11 +71,44 @@ func (a Augment) apply(grey []uint8, size int, rng *rand.Rand, dst []float32) {
 			sum += float64(v / 255)
 		}
 	}
+	if a.Blur > 0 && rng.Float64() < a.Blur {
+		sum = blur3(dst[:size*size], size)
+	}
+	gamma := 1.0
+	if a.Gamma > 0 {
+		gamma = 1 + u(a.Gamma)
+	}
 	mean := float32(sum / float64(size*size))
 	for i, v := range dst[:size*size] {
+		if gamma != 1 {
+			v = float32(math.Pow(float64(v), gamma))
+		}
 		v = (v-mean)*float32(contrast) + mean + float32(bright)
 		// Quantise to the 8-bit grid the device sees, so training never sees values the int8
 		// input cannot represent.
 		dst[i] = float32(math.Round(float64(min(max(v, 0), 1)*255))) / 255
 	}
+}
+
+// blur3 blurs the size×size image in place with the separable 1-2-1 kernel (edges repeated)
+// and returns the new pixel sum.
+func blur3(img []float32, size int) float64 {
+	tmp := make([]float32, len(img))
+	last := size - 1
+	for y := 0; y < size; y++ {
+		row := img[y*size : (y+1)*size]
+		for x := 0; x < size; x++ {
+			tmp[y*size+x] = (row[max(x-1, 0)] + 2*row[x] + row[min(x+1, last)]) / 4
+		}
+	}
+	var sum float64
+	for y := 0; y < size; y++ {
+		up, down := max(y-1, 0), min(y+1, last)
+		for x := 0; x < size; x++ {
+			v := (tmp[up*size+x] + 2*tmp[y*size+x] + tmp[down*size+x]) / 4
+			img[y*size+x] = v
+			sum += float64(v)
+		}
+	}
+	return sum
 }

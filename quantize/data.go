@@ -108,6 +108,34 @@ func SplitByPatient(samples []Sample, frac float64, seed uint64) (train, val []S
 	return train, val
 }
 
+// HoldoutBatch is the NORMAL acquisition batch SplitByBatch holds out: studies named IM-*
+// (the other batch is NORMAL2-IM-*).
+const HoldoutBatch = "NORMAL/IM-"
+
+// SplitByBatch holds out every NORMAL study of HoldoutBatch and a fraction frac of the
+// PNEUMONIA patients (seeded) for validation; the rest trains.
+func SplitByBatch(samples []Sample, frac float64, seed uint64) (train, val []Sample) {
+	var pneu, normal []Sample
+	for _, s := range samples {
+		if s.Label == 1 {
+			pneu = append(pneu, s)
+		} else {
+			normal = append(normal, s)
+		}
+	}
+	train, val = SplitByPatient(pneu, frac, seed)
+	for _, s := range normal {
+		if strings.HasPrefix(s.Patient, HoldoutBatch) {
+			val = append(val, s)
+		} else {
+			train = append(train, s)
+		}
+	}
+	sort.Slice(train, func(i, j int) bool { return train[i].Path < train[j].Path })
+	sort.Slice(val, func(i, j int) bool { return val[i].Path < val[j].Path })
+	return train, val
+}
+
 // Subsample returns n samples drawn with seed, keeping the class ratio (all if n ≥ len).
 func Subsample(samples []Sample, n int, seed uint64) []Sample {
 	if n <= 0 || n >= len(samples) {

@@ -32,15 +32,19 @@ type Config struct {
 	WarmupEpochs float64 // linear warm-up, then cosine decay to LR/100 (default 1)
 	Patience     int     // stop after this many epochs without a better validation AUC (default 6)
 	ValFraction  float64 // fraction of train patients held out for validation (default 0.15)
-	Seed         uint64  // all randomness derives from it (default 1)
-	Subset       int     // if > 0, train on this many images (validation on Subset/4): for CI
-	Resume       bool    // continue from Out/checkpoint.gob
-	Augment      *Augment
-	Workers      int  // decoding goroutines (default GOMAXPROCS)
-	EvalTest     bool // after training, report the chosen model on the official test split (never used to choose)
-	NoExport     bool // skip the int8 export (model.tflite) at the end
-	ExportOnly   bool // skip training: export and evaluate Out/best.model (its architecture wins over Arch)
-	CalibImages  int  // training images used to calibrate activation ranges (default 300)
+	// ValByBatch: validation NORMALs are one whole acquisition batch (the IM-* studies; the
+	// NORMAL2-* batch trains), so validation measures normals from a batch the model never saw,
+	// the kind of shift the test split's normals show. PNEUMONIA patients split by ValFraction.
+	ValByBatch  bool
+	Seed        uint64 // all randomness derives from it (default 1)
+	Subset      int    // if > 0, train on this many images (validation on Subset/4): for CI
+	Resume      bool   // continue from Out/checkpoint.gob
+	Augment     *Augment
+	Workers     int  // decoding goroutines (default GOMAXPROCS)
+	EvalTest    bool // after training, report the chosen model on the official test split (never used to choose)
+	NoExport    bool // skip the int8 export (model.tflite) at the end
+	ExportOnly  bool // skip training: export and evaluate Out/best.model (its architecture wins over Arch)
+	CalibImages int  // training images used to calibrate activation ranges (default 300)
 	// CalibPercentile: see ExportOptions.Percentile (0: maximum).
 	CalibPercentile float64
 
@@ -105,8 +109,9 @@ func (c Config) validate() error {
 	case c.LR <= 0 || c.LR > 1 || c.WeightDecay < 0 || c.ValFraction <= 0 || c.ValFraction >= 1:
 		return fmt.Errorf("quantize: bad lr %v / weight decay %v / validation fraction %v", c.LR, c.WeightDecay, c.ValFraction)
 	}
-	if a := c.Augment; a.RotateDeg < 0 || a.Shift < 0 || a.Zoom < 0 || a.Zoom >= 1 || a.Brightness < 0 || a.Contrast < 0 || a.Contrast >= 1 {
-		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom and contrast < 1)", *a)
+	if a := c.Augment; a.RotateDeg < 0 || a.Shift < 0 || a.Zoom < 0 || a.Zoom >= 1 || a.Brightness < 0 || a.Contrast < 0 || a.Contrast >= 1 ||
+		a.Gamma < 0 || a.Gamma >= 1 || a.Blur < 0 || a.Blur > 1 {
+		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom, contrast and gamma < 1, blur a probability)", *a)
 	}
 	return c.Arch.Validate()
 }
@@ -218,6 +223,9 @@ func (t *trainer) loadData(ctx context.Context) error {
 		return err
 	}
 	train, val := SplitByPatient(all, cfg.ValFraction, cfg.Seed)
+	if cfg.ValByBatch {
+		train, val = SplitByBatch(all, cfg.ValFraction, cfg.Seed)
+	}
 	// The official 16-image val split is too small to choose on alone; it joins validation.
 	if off, err := ListSplit(cfg.Data, "val"); err == nil {
 		val = append(val, off...)

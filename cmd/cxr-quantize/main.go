@@ -21,6 +21,10 @@ commands:
   train             train the float pneumonia model: --data DIR --out DIR [--epochs N] [--size 128]
                     [--seed S] [--resume] [--subset N] [--export-only] (checkpoints, float.model,
                     int8 model.tflite, train.log, history.json)
+  eval              evaluate the int8 model in the engine (and its float model) on the test split:
+                    [--model M.tflite] [--float F.model] [--data DIR] [--out DIR] [--scores F.csv]
+                    [--bootstrap 2000] [--seed S] [--limit N] (report.md, metrics.json, ROC, PR,
+                    calibration and confusion-matrix PNGs)
 `
 
 // errUsage marks a command-line mistake: the message is printed with the usage text.
@@ -42,6 +46,8 @@ func main() {
 		err = cmdBench(args)
 	case "train":
 		err = cmdTrain(args)
+	case "eval":
+		err = cmdEval(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -37,6 +37,11 @@ func cmdTrain(args []string) error {
 	aug := fs.Float64("aug", 1, "scale of every augmentation range (rotation, shift, zoom, brightness, contrast); 0 turns augmentation off")
 	dropout := fs.Float64("dropout", float64(def.Arch.Dropout), "dropout before the classifier")
 	calibPct := fs.Float64("calib-percentile", 0, "activation range = this percentile of calibration values (0: maximum)")
+	valBatch := fs.Bool("val-by-batch", false, "validate on a held-out acquisition batch of NORMALs (IM-*) instead of a patient split")
+	gamma := fs.Float64("gamma", 0, "augmentation: gamma uniform in [1-g, 1+g] (0: off)")
+	blur := fs.Float64("blur", 0, "augmentation: probability of a 3x3 blur (0: off)")
+	contrast := fs.Float64("contrast", quantize.DefaultAugment().Contrast, "augmentation: contrast factor range ±c")
+	bright := fs.Float64("brightness", quantize.DefaultAugment().Brightness, "augmentation: brightness range ±b")
 	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
@@ -75,7 +80,10 @@ func cmdTrain(args []string) error {
 	cfg.NoExport, cfg.ExportOnly, cfg.CalibImages = *noExport, *exportOnly, *calib
 	cfg.Arch.Dropout = float32(*dropout)
 	cfg.CalibPercentile = *calibPct
-	a := quantize.DefaultAugment().Scaled(*aug)
+	cfg.ValByBatch = *valBatch
+	base := quantize.DefaultAugment()
+	base.Contrast, base.Brightness, base.Gamma, base.Blur = *contrast, *bright, *gamma, *blur
+	a := base.Scaled(*aug)
 	cfg.Augment = &a
 	cfg.Logger = logger
 	cfg.Progress = io.MultiWriter(os.Stdout, logf)

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/cxr-edge/cxr-edge/quantize"
+)
+
+// defaultModel is the model the device embeds, relative to the repository root. (Reading the
+// file keeps this command free of the device package; an exported device.EmbeddedModel()
+// would make the link explicit.)
+const defaultModel = "edge/device/model/cxr-pneumonia-int8.tflite"
+
+// Files written by eval into --out.
+const (
+	evalReportFile = "report.md"
+	evalJSONFile   = "metrics.json"
+)
+
+// cmdEval evaluates the int8 model (and optionally its float model) on the official test split.
+func cmdEval(args []string) error {
+	return runEval(context.Background(), args, os.Stdout)
+}
+
+func runEval(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
+	modelPath := fs.String("model", "", "int8 .tflite model (default: the embedded model "+defaultModel+")")
+	floatPath := fs.String("float", "", "float model to compare (default: float.model beside --model, if present)")
+	data := fs.String("data", "", "dataset root with test/{NORMAL,PNEUMONIA} (default ../shared/data/chest_xray beside the repository)")
+	split := fs.String("split", "test", "split folder to evaluate")
+	out := fs.String("out", "", "folder for report.md, metrics.json and the plots (default: print the report only)")
+	scores := fs.String("scores", "", "also write one CSV row per image (file,truth,score,predicted) to this file")
+	boot := fs.Int("bootstrap", 2000, "bootstrap resamples of the 95% intervals")
+	seed := fs.Uint64("seed", 1, "seed of the bootstrap and of --limit's sample")
+	limit := fs.Int("limit", 0, "evaluate a class-stratified sample of this many images (quick checks; 0: all)")
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		fs.SetOutput(os.Stderr)
+		fs.PrintDefaults()
+		return fmt.Errorf("%w: eval: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: eval: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if *boot < 0 || *limit < 0 {
+		return fmt.Errorf("%w: eval: --bootstrap and --limit must be ≥ 0", errUsage)
+	}
+	if *modelPath == "" {
+		root, err := repoRoot()
+		if err != nil {
+			return fmt.Errorf("%w: eval: --model not given and %w", errUsage, err)
+		}
+		*modelPath = filepath.Join(root, defaultModel)
+	}
+	if *data == "" {
+		d, err := defaultData()
+		if err != nil {
+			return err
+		}
+		*data = d
+	}
+	model, err := os.ReadFile(*modelPath)
+	if err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	opts := quantize.EvalOptions{Bootstrap: *boot, Seed: *seed, Root: filepath.Join(*data, *split)}
+	if *boot == 0 {
+		opts.Bootstrap = -1 // no intervals
+	}
+	if *floatPath == "" {
+		if beside := filepath.Join(filepath.Dir(*modelPath), "float.model"); fileExists(beside) {
+			*floatPath = beside
+		}
+	}
+	if *floatPath != "" {
+		if opts.Float, err = quantize.LoadModel(*floatPath); err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
+	}
+	samples, err := quantize.ListSplit(*data, *split)
+	if err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	if *limit > 0 {
+		samples = quantize.Subsample(samples, *limit, *seed)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := quantize.EvaluateTFLite(ctx, *modelPath, model, samples, opts)
+	if err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	rep.Bootstrap = *boot
+
+	var md bytes.Buffer
+	if err := rep.Markdown(&md); err != nil {
+		return err
+	}
+	if *floatPath != "" {
+		fmt.Fprintf(&md, "\nFloat model: %s.\n", *floatPath)
+	}
+	if *out != "" {
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
+		var js bytes.Buffer
+		if err := rep.JSON(&js); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(*out, evalJSONFile), js.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
+		paths, err := rep.WritePlots(*out)
+		if err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
+		md.WriteString("\nPlots: ")
+		for i, p := range paths {
+			if i > 0 {
+				md.WriteString(", ")
+			}
+			fmt.Fprintf(&md, "[%s](%s)", filepath.Base(p), filepath.Base(p))
+		}
+		md.WriteString("\n")
+		if err := os.WriteFile(filepath.Join(*out, evalReportFile), md.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
+	}
+	if *scores != "" {
+		if err := writeScores(*scores, rep); err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
+	}
+	_, err = stdout.Write(md.Bytes())
+	return err
+}
+
+func writeScores(path string, rep *quantize.EvalReport) (err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	return rep.WriteScoresCSV(f)
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// repoRoot is the folder holding go.mod, searched upward from the working directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if fileExists(filepath.Join(dir, "go.mod")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no repository root (go.mod) above the working directory")
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,330 @@
+package quantize
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"image"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cxr-edge/cxr-edge/edge/engine"
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
+	"github.com/cxr-edge/cxr-edge/edge/tflite"
+)
+
+// The issue's acceptance bars for the shipped model on the official test split.
+const (
+	BarAUC      = 0.96
+	BarAccuracy = 0.92
+)
+
+// ErrEval: the model or the data cannot be evaluated (bad model, unreadable image, ...).
+var ErrEval = errors.New("quantize: cannot evaluate")
+
+// EvalOptions configures EvaluateTFLite. Zero fields take the documented defaults.
+type EvalOptions struct {
+	// Float, when set, is scored too (at its own validation threshold) and compared with the
+	// int8 model.
+	Float *Model
+	// Bootstrap is the number of resamples of the confidence intervals (default 2000).
+	Bootstrap int
+	// Seed of the bootstrap (default 1).
+	Seed uint64
+	// Workers decode and run images in parallel (default GOMAXPROCS).
+	Workers int
+	// Root: image paths in the report are relative to it when they lie below it (default: as
+	// given).
+	Root string
+}
+
+func (o EvalOptions) withDefaults() EvalOptions {
+	if o.Bootstrap == 0 {
+		o.Bootstrap = 2000
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	return o
+}
+
+// ImageScore is one evaluated image.
+type ImageScore struct {
+	File       string  // path, relative to EvalOptions.Root when below it
+	Label      uint8   // 1 = pneumonia
+	Score      float32 // int8 model's probability (dequantized output)
+	FloatScore float32 // float model's probability; NaN without a float model
+}
+
+// ModelEval is one model's result on the evaluated images.
+type ModelEval struct {
+	Threshold   float32   `json:"threshold"`
+	AUC         Interval  `json:"auc"`
+	Accuracy    Interval  `json:"accuracy"`
+	Sensitivity Interval  `json:"sensitivity"`
+	Specificity Interval  `json:"specificity"`
+	Precision   Interval  `json:"precision"`
+	Confusion   Confusion `json:"confusion"`
+	// ECE is the expected calibration error over 10 equal-width score bins.
+	ECE float64 `json:"ece"`
+}
+
+// EvalReport is the outcome of EvaluateTFLite: what the model card and the CI guard record.
+type EvalReport struct {
+	Model           string     `json:"model"` // path or name, as given
+	ModelSHA256     string     `json:"model_sha256"`
+	ModelBytes      int        `json:"model_bytes"`
+	ThresholdSource string     `json:"threshold_source"` // "metadata cxr_threshold" or "default 0.5"
+	Images          int        `json:"images"`
+	Positives       int        `json:"positives"`
+	Bootstrap       int        `json:"bootstrap"`
+	Seed            uint64     `json:"seed"`
+	Int8            ModelEval  `json:"int8"`
+	Float           *ModelEval `json:"float,omitempty"`
+	Agreement       *Agreement `json:"agreement,omitempty"`
+	BarsMet         bool       `json:"bars_met"` // int8 AUC ≥ BarAUC and accuracy ≥ BarAccuracy
+
+	Scores []ImageScore `json:"-"`
+}
+
+// ModelThreshold returns the operating threshold stored in the model's metadata
+// (ThresholdMetadata), parsed as the device parses it: decimal text strictly inside (0, 1).
+func ModelThreshold(tm *tflite.Model) (float32, bool) {
+	for _, md := range tm.Metadata {
+		if md.Name != ThresholdMetadata || int(md.Buffer) >= len(tm.Buffers) {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(string(tm.Buffers[md.Buffer].Data)), 64)
+		if err == nil && f > 0 && f < 1 {
+			return float32(f), true
+		}
+	}
+	return 0, false
+}
+
+// EvaluateTFLite scores every sample with the int8 .tflite model in the device's engine, after
+// the device's preprocessing (imaging.Decode, then imaging.Preprocess with the model's input
+// spec), and, if opts.Float is set, with the float model on the same decoded image. It reports
+// the metrics at the model's own threshold (metadata, else 0.5) with bootstrap intervals.
+func EvaluateTFLite(ctx context.Context, name string, model []byte, samples []Sample, opts EvalOptions) (*EvalReport, error) {
+	opts = opts.withDefaults()
+	if len(samples) == 0 {
+		return nil, fmt.Errorf("%w: no images", ErrEval)
+	}
+	tm, err := tflite.Read(model)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrEval, name, err)
+	}
+	em, err := engine.Load(tm, engine.Options{Threads: 1})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrEval, name, err)
+	}
+	spec, err := tfliteInputSpec(em)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrEval, name, err)
+	}
+	if opts.Float != nil && opts.Float.Arch.Size != spec.Width {
+		return nil, fmt.Errorf("%w: float model input %d, int8 model input %dx%d", ErrEval, opts.Float.Arch.Size, spec.Width, spec.Height)
+	}
+	rep := &EvalReport{Model: name, ModelBytes: len(model), Images: len(samples), Bootstrap: opts.Bootstrap, Seed: opts.Seed,
+		ThresholdSource: "default 0.5"}
+	sum := sha256.Sum256(model)
+	rep.ModelSHA256 = hex.EncodeToString(sum[:])
+	th, ok := ModelThreshold(tm)
+	if ok {
+		rep.ThresholdSource = "metadata " + ThresholdMetadata
+	} else {
+		th = 0.5
+	}
+
+	rep.Scores = make([]ImageScore, len(samples))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, opts.Workers)
+	var wg sync.WaitGroup
+	for w := range opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = scoreWorker(ctx, em, spec, opts.Float, samples, rep.Scores, w, opts.Workers)
+			if errs[w] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := firstError(errs); err != nil {
+		return nil, err
+	}
+
+	scores, labels := make([]float32, len(samples)), make([]uint8, len(samples))
+	for i, s := range samples {
+		rep.Scores[i].File, rep.Scores[i].Label = relPath(opts.Root, s.Path), s.Label
+		scores[i], labels[i] = rep.Scores[i].Score, s.Label
+		rep.Positives += int(s.Label)
+	}
+	rep.Int8 = modelEval(scores, labels, th, opts)
+	rep.BarsMet = rep.Int8.AUC.Value >= BarAUC && rep.Int8.Accuracy.Value >= BarAccuracy
+	if opts.Float != nil {
+		fs := make([]float32, len(samples))
+		for i := range fs {
+			fs[i] = rep.Scores[i].FloatScore
+		}
+		fe := modelEval(fs, labels, opts.Float.Threshold, opts)
+		rep.Float = &fe
+		g := Agree(scores, fs, th, opts.Float.Threshold)
+		rep.Agreement = &g
+	}
+	return rep, nil
+}
+
+func modelEval(scores []float32, labels []uint8, th float32, opts EvalOptions) ModelEval {
+	ci := Bootstrap(scores, labels, th, opts.Bootstrap, opts.Seed)
+	return ModelEval{Threshold: th, AUC: ci.AUC, Accuracy: ci.Accuracy, Sensitivity: ci.Sensitivity,
+		Specificity: ci.Specificity, Precision: ci.Precision, Confusion: Count(scores, labels, th),
+		ECE: ExpectedCalibrationError(Calibration(scores, labels, 10))}
+}
+
+// scoreWorker scores samples w, w+stride, ... into out.
+func scoreWorker(ctx context.Context, em *engine.Model, spec imaging.InputSpec, fm *Model, samples []Sample, out []ImageScore, w, stride int) error {
+	ip := em.NewInterpreter()
+	defer ip.Close()
+	var pred *Predictor
+	if fm != nil {
+		var err error
+		if pred, err = fm.NewPredictor(); err != nil {
+			return fmt.Errorf("%w: float model: %w", ErrEval, err)
+		}
+	}
+	oinfo := ip.Output(0).Info()
+	for i := w; i < len(samples); i += stride {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		img, err := decodeFile(samples[i].Path)
+		if err != nil {
+			return err
+		}
+		if err := imaging.Preprocess(img, spec, ip.Input(0).Bytes()); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrEval, samples[i].Path, err)
+		}
+		if err := ip.Invoke(ctx); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrEval, samples[i].Path, err)
+		}
+		out[i].Score, err = probability(ip.Output(0), oinfo)
+		if err != nil {
+			return err
+		}
+		out[i].FloatScore = float32(math.NaN())
+		if pred != nil {
+			g, err := imaging.Grey(img, spec.Width, spec.Height)
+			if err != nil {
+				return fmt.Errorf("%w: %s: %w", ErrEval, samples[i].Path, err)
+			}
+			p, err := pred.Predict([][]uint8{g})
+			if err != nil {
+				return fmt.Errorf("%w: %s: %w", ErrEval, samples[i].Path, err)
+			}
+			out[i].FloatScore = p[0]
+		}
+	}
+	return nil
+}
+
+func decodeFile(path string) (image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEval, err)
+	}
+	defer f.Close()
+	img, _, err := imaging.Decode(f, imaging.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrEval, path, err)
+	}
+	return img, nil
+}
+
+// probability dequantizes the model's single output value.
+func probability(t *engine.Tensor, info engine.TensorInfo) (float32, error) {
+	switch info.Type {
+	case tflite.Int8:
+		return float32(float64(int64(t.Int8()[0])-info.ZeroPoint[0]) * float64(info.Scale[0])), nil
+	case tflite.Uint8:
+		return float32(float64(int64(t.Uint8()[0])-info.ZeroPoint[0]) * float64(info.Scale[0])), nil
+	case tflite.Float32:
+		return t.Float32()[0], nil
+	}
+	return 0, fmt.Errorf("%w: output type %v", ErrEval, info.Type)
+}
+
+// tfliteInputSpec is the imaging spec of a model with one grey image input and one
+// single-value output.
+func tfliteInputSpec(em *engine.Model) (imaging.InputSpec, error) {
+	ins, outs := em.Inputs(), em.Outputs()
+	if len(ins) != 1 || len(outs) != 1 || len(ins[0].Shape) != 4 || ins[0].Shape[0] != 1 || ins[0].Shape[3] != 1 {
+		return imaging.InputSpec{}, errors.New("want one [1,H,W,1] input and one output")
+	}
+	if outs[0].NumElements() != 1 {
+		return imaging.InputSpec{}, fmt.Errorf("output %q has %d values, want one probability", outs[0].Name, outs[0].NumElements())
+	}
+	in := ins[0]
+	spec := imaging.InputSpec{Height: in.Shape[1], Width: in.Shape[2], Channels: 1}
+	switch in.Type {
+	case tflite.Int8:
+		spec.Type = imaging.Int8
+	case tflite.Uint8:
+		spec.Type = imaging.Uint8
+	case tflite.Float32:
+		spec.Type = imaging.Float32
+	default:
+		return imaging.InputSpec{}, fmt.Errorf("input type %v", in.Type)
+	}
+	if spec.Type != imaging.Float32 {
+		if len(in.Scale) != 1 || len(in.ZeroPoint) != 1 {
+			return imaging.InputSpec{}, fmt.Errorf("input %q is not quantized per tensor", in.Name)
+		}
+		spec.Scale, spec.ZeroPoint = in.Scale[0], int32(in.ZeroPoint[0])
+	}
+	if o := outs[0]; o.Type != tflite.Float32 && (len(o.Scale) != 1 || len(o.ZeroPoint) != 1) {
+		return imaging.InputSpec{}, fmt.Errorf("output %q is not quantized per tensor", o.Name)
+	}
+	return spec, spec.Validate()
+}
+
+func relPath(root, path string) string {
+	if root == "" {
+		return path
+	}
+	r, err := filepath.Rel(root, path)
+	if err != nil || strings.HasPrefix(r, "..") {
+		return path
+	}
+	return filepath.ToSlash(r)
+}
+
+// firstError returns the error that stopped the workers: a worker's own failure cancels the
+// others, so their context.Canceled is not the cause.
+func firstError(errs []error) error {
+	var canceled error
+	for _, e := range errs {
+		switch {
+		case e == nil:
+		case errors.Is(e, context.Canceled):
+			canceled = cmp.Or(canceled, e)
+		default:
+			return e
+		}
+	}
+	return canceled
+}
