@@ -176,11 +176,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(out, "  stop:        Ctrl-C")
 
 	if len(images) > 0 {
+		// Announced first: results start arriving while the rest are still being copied.
+		fmt.Fprintf(out, "dropping %d images from %s into the hot folder; results arrive over MQTT:\n", len(images), o.drop)
 		n, err := dropImages(ctx, images, o.drop, cfg.Intake.WatchDir)
 		if err != nil && ctx.Err() == nil {
-			fmt.Fprintln(stderr, "cxr-edge demo: --drop:", err)
+			fmt.Fprintf(stderr, "cxr-edge demo: --drop: %v (%d of %d dropped)\n", err, n, len(images))
 		}
-		fmt.Fprintf(out, "dropped %d images from %s into the hot folder; results arrive over MQTT:\n", n, o.drop)
 		if o.exitAfterDrop {
 			select {
 			case <-sub.reached(n):

@@ -85,7 +85,7 @@ func TestDemoDropsAndPrintsResultsFromMQTT(t *testing.T) {
 		t.Errorf("labels %v: want both normal and pneumonia among the results", labels)
 	}
 	for _, s := range []string{"screen:      http://127.0.0.1:", "hot folder:", "drop more:", device.EmbeddedModelName,
-		fmt.Sprintf("dropped %d images", want), fmt.Sprintf("all %d results arrived", want)} {
+		fmt.Sprintf("dropping %d images", want), fmt.Sprintf("all %d results arrived", want)} {
 		if !strings.Contains(out, s) {
 			t.Errorf("output lacks %q:\n%s", s, out)
 		}
