@@ -54,7 +54,9 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 	if *boot < 0 || *limit < 0 {
 		return fmt.Errorf("%w: eval: --bootstrap and --limit must be ≥ 0", errUsage)
 	}
+	name := *modelPath
 	if *modelPath == "" {
+		name = defaultModel + " (embedded default)"
 		root, err := repoRoot()
 		if err != nil {
 			return fmt.Errorf("%w: eval: --model not given and %w", errUsage, err)
@@ -96,7 +98,7 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := quantize.EvaluateTFLite(ctx, *modelPath, model, samples, opts)
+	rep, err := quantize.EvaluateTFLite(ctx, name, model, samples, opts)
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
