@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -246,9 +247,11 @@ func resetDemoDir(dir string) error {
 }
 
 // demoImages lists the files under root that are images the daemon reads (JPEG, PNG, DICOM
-// by content), in a stable order; others are named on w and skipped.
+// by content), in a stable order; others are named on w and skipped, and so are copies of
+// an earlier file (the daemon answers a duplicate from its store without a new result).
 func demoImages(root string, w io.Writer) ([]string, error) {
 	var files []string
+	seen := map[[sha256.Size]byte]string{}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -264,6 +267,15 @@ func demoImages(root string, w io.Writer) ([]string, error) {
 			fmt.Fprintf(w, "cxr-edge demo: skipping %s: not a JPEG, PNG or DICOM file\n", path)
 			return nil
 		}
+		sum, err := fileSum(path)
+		if err != nil {
+			return err
+		}
+		if first, dup := seen[sum]; dup {
+			fmt.Fprintf(w, "cxr-edge demo: skipping %s: same content as %s\n", path, first)
+			return nil
+		}
+		seen[sum] = path
 		files = append(files, path)
 		return nil
 	})
@@ -275,6 +287,21 @@ func demoImages(root string, w io.Writer) ([]string, error) {
 	}
 	sort.Strings(files)
 	return files, nil
+}
+
+func fileSum(path string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	f, err := os.Open(path)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return sum, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
 }
 
 func readHead(path string, n int) ([]byte, error) {

@@ -153,6 +153,55 @@ func TestDemoErrors(t *testing.T) {
 	}
 }
 
+// --drop takes images by content, in a stable order, once each.
+func TestDemoImages(t *testing.T) {
+	src := testenv.SharedPath(t, "data", "fullres", "NORMAL", "IM-0149-0001.jpeg")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for name, b := range map[string][]byte{
+		"b/x.jpeg": data, "a/x-copy.bin": data, "c/notes.txt": []byte("not an image"), ".hidden.jpeg": data,
+		"c/other.png": append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 64)...),
+	} {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log bytes.Buffer
+	got, err := demoImages(root, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(root, "a", "x-copy.bin"), filepath.Join(root, "c", "other.png")}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("images %v, want %v", got, want)
+	}
+	for _, s := range []string{"notes.txt: not a JPEG", "x.jpeg: same content as"} {
+		if !strings.Contains(log.String(), s) {
+			t.Errorf("log lacks %q:\n%s", s, log.String())
+		}
+	}
+	inbox := t.TempDir()
+	n, err := dropImages(context.Background(), got, root, inbox)
+	if err != nil || n != 2 {
+		t.Fatalf("dropped %d: %v", n, err)
+	}
+	ents, _ := os.ReadDir(inbox)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != "a_x-copy.bin,c_other.png" {
+		t.Errorf("inbox holds %v, want the sub-folder in each name and no temporary files", names)
+	}
+}
+
 // A folder made by an earlier demo is reset, so every run scores its drops afresh.
 func TestResetDemoDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
