@@ -253,6 +253,34 @@ func TestEvaluateTFLite(t *testing.T) {
 			t.Fatalf("image %d: %+v, want score %v", i, s, want[i])
 		}
 	}
+	// With a float model (random weights: only the plumbing is under test), both models score
+	// the same decoded image, and the report compares them.
+	fm := &Model{Arch: DefaultArch(128), Params: snapshot(build(DefaultArch(128), rand.New(rand.NewPCG(5, 5)))), Threshold: 0.5}
+	withFloat, err := EvaluateTFLite(ctx, "shipped", model, samples, EvalOptions{Float: fm, Bootstrap: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred, err := fm.NewPredictor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantF, err := pred.Predict(greyOf(samples))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range withFloat.Scores {
+		if math.Abs(float64(s.FloatScore-wantF[i])) > 1e-5 || s.Score != want[i] {
+			t.Fatalf("image %d: float %v int8 %v, want %v %v", i, s.FloatScore, s.Score, wantF[i], want[i])
+		}
+	}
+	if withFloat.Float == nil || withFloat.Agreement == nil || withFloat.Float.Threshold != 0.5 {
+		t.Fatalf("float part of the report: %+v %+v", withFloat.Float, withFloat.Agreement)
+	}
+	var fcsv bytes.Buffer
+	if err := withFloat.WriteScoresCSV(&fcsv); err != nil || !strings.HasPrefix(fcsv.String(), "file,truth,score,predicted,float_score\n") {
+		t.Errorf("csv with float scores %v:\n%.200s", err, fcsv.String())
+	}
+
 	var md, js, csvOut bytes.Buffer
 	if err := rep.Markdown(&md); err != nil || !strings.Contains(md.String(), "| AUC |") {
 		t.Errorf("markdown %v:\n%s", err, md.String())

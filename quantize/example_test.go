@@ -33,3 +33,27 @@ func ExampleArch_Cost() {
 	fmt.Printf("%.1f M MACs, %d parameters\n", float64(macs)/1e6, params)
 	// Output: 9.7 M MACs, 144545 parameters
 }
+
+// Test-set metrics with 95% bootstrap intervals and the confusion matrix, as cxr-quantize eval
+// reports them.
+func ExampleBootstrap() {
+	scores := []float32{0.05, 0.20, 0.35, 0.40, 0.55, 0.70, 0.80, 0.90, 0.95, 0.99}
+	labels := []uint8{0, 0, 1, 0, 1, 1, 1, 1, 1, 1}
+	ci := quantize.Bootstrap(scores, labels, 0.5, 1000, 1)
+	fmt.Printf("accuracy %.0f%%, sensitivity %.0f%%\n", 100*ci.Accuracy.Value, 100*ci.Sensitivity.Value)
+	fmt.Println(ci.Accuracy.Lo <= ci.Accuracy.Value && ci.Accuracy.Value <= ci.Accuracy.Hi)
+	fmt.Printf("%+v\n", quantize.Count(scores, labels, 0.5))
+	// Output:
+	// accuracy 90%, sensitivity 86%
+	// true
+	// {TP:6 FN:1 TN:3 FP:0}
+}
+
+// Two models' calls on the same images: the int8 model against its float original.
+func ExampleAgree() {
+	int8Scores := []float32{0.10, 0.45, 0.62, 0.90}
+	floatScores := []float32{0.12, 0.52, 0.60, 0.93}
+	g := quantize.Agree(int8Scores, floatScores, 0.5, 0.5)
+	fmt.Printf("same call %.0f%%, %d differ, kappa %.2f\n", 100*g.SameCall, g.Disagree, g.Kappa)
+	// Output: same call 75%, 1 differ, kappa 0.50
+}
