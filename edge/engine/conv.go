@@ -159,6 +159,44 @@ func constWeightsF32(f *tensorMeta) ([]float32, error) {
 	return nil, unsupportedType("weights", f)
 }
 
+// floatParams holds what the float CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED kernels
+// take from the model: constant weights, a bias of n values and the fused-activation clamp.
+type floatParams struct {
+	wts, bias []float32
+	lo, hi    float32
+}
+
+// prepFloat checks that a float op (named by what) writes a float output and gathers its
+// floatParams.
+func prepFloat(what string, ft, bt, ot *tensorMeta, n int, act tflite.Activation) (floatParams, error) {
+	if ot.info.Type != tflite.Float32 {
+		return floatParams{}, unsupportedType(what+" float input with output", ot)
+	}
+	wts, err := constWeightsF32(ft)
+	if err != nil {
+		return floatParams{}, err
+	}
+	bias, err := constBiasF32(bt, n)
+	if err != nil {
+		return floatParams{}, err
+	}
+	lo, hi, ok := actRangeFloat(int8(act))
+	if !ok {
+		return floatParams{}, fmt.Errorf("%w: fused activation %d", ErrUnsupported, act)
+	}
+	return floatParams{wts: wts, bias: bias, lo: lo, hi: hi}, nil
+}
+
+// actRangeQ8 is actRange on the 8-bit output ot, with an error for an unknown activation.
+func actRangeQ8(act tflite.Activation, ot *tensorMeta) (lo, hi int32, err error) {
+	qmin, qmax := qrange(ot.info.Type)
+	lo, hi, ok := actRange(int8(act), ot.scale(), ot.zp(), qmin, qmax)
+	if !ok {
+		return 0, 0, fmt.Errorf("%w: fused activation %d", ErrUnsupported, act)
+	}
+	return lo, hi, nil
+}
+
 // ---------------------------------------------------------------- quantized CONV_2D
 
 const convTile = 32 // output pixels per im2col tile
@@ -270,11 +308,8 @@ func (k *qconv) prepQ(l *loader, it, ft, bt, ot *tensorMeta, act tflite.Activati
 		k.mult[c] = l.newConvRequant(float32(inScale), float32(fscales[c]), float32(outScale))
 	}
 	k.outZp = ot.zp()
-	qmin, qmax := qrange(ot.info.Type)
-	var ok bool
-	k.lo, k.hi, ok = actRange(int8(act), ot.scale(), k.outZp, qmin, qmax)
-	if !ok {
-		return fmt.Errorf("%w: fused activation %d", ErrUnsupported, act)
+	if k.lo, k.hi, err = actRangeQ8(act, ot); err != nil {
+		return err
 	}
 	k.rq = l.channelRequant(k.fold, k.mult, k.outZp, k.lo, k.hi)
 	return nil
@@ -377,23 +412,12 @@ type fconv struct {
 }
 
 func prepConvF32(l *loader, w window, in, out int, ft, bt *tensorMeta, act tflite.Activation, ot *tensorMeta) (kernel, error) {
-	if ot.info.Type != tflite.Float32 {
-		return nil, unsupportedType("CONV_2D float input with output", ot)
-	}
-	wts, err := constWeightsF32(ft)
-	if err != nil {
-		return nil, err
-	}
 	oc := ft.info.Shape[0]
-	bias, err := constBiasF32(bt, oc)
+	p, err := prepFloat("CONV_2D", ft, bt, ot, oc, act)
 	if err != nil {
 		return nil, err
 	}
-	lo, hi, ok := actRangeFloat(int8(act))
-	if !ok {
-		return nil, fmt.Errorf("%w: fused activation %d", ErrUnsupported, act)
-	}
-	return &fconv{w: w, in: in, out: out, oc: oc, wts: wts, bias: bias, lo: lo, hi: hi}, nil
+	return &fconv{w: w, in: in, out: out, oc: oc, wts: p.wts, bias: p.bias, lo: p.lo, hi: p.hi}, nil
 }
 
 func (k *fconv) eval(ip *Interpreter) { ip.parallel(k, k.w.batch*k.w.outH, 1) }
@@ -480,22 +504,11 @@ func prepDepthwise(l *loader) (kernel, error) {
 		return nil, shapeErr("output", ot.info.Shape, want)
 	}
 	if it.info.Type == tflite.Float32 {
-		if ot.info.Type != tflite.Float32 {
-			return nil, unsupportedType("DEPTHWISE_CONV_2D float input with output", ot)
-		}
-		wts, err := constWeightsF32(ft)
+		p, err := prepFloat("DEPTHWISE_CONV_2D", ft, bt, ot, oc, o.Activation)
 		if err != nil {
 			return nil, err
 		}
-		bias, err := constBiasF32(bt, oc)
-		if err != nil {
-			return nil, err
-		}
-		lo, hi, ok := actRangeFloat(int8(o.Activation))
-		if !ok {
-			return nil, fmt.Errorf("%w: fused activation %d", ErrUnsupported, o.Activation)
-		}
-		return &fdw{w: w, in: in, out: out, wts: wts, bias: bias, lo: lo, hi: hi}, nil
+		return &fdw{w: w, in: in, out: out, wts: p.wts, bias: p.bias, lo: p.lo, hi: p.hi}, nil
 	}
 	if !isQ8(it.info.Type) || ot.info.Type != it.info.Type || ft.info.Type != it.info.Type || ft.konst == nil {
 		return nil, fmt.Errorf("%w: DEPTHWISE_CONV_2D with %s input, %s filter, %s output", ErrUnsupported, it.info.Type.String(), ft.info.Type.String(), ot.info.Type.String())
@@ -530,11 +543,8 @@ func prepDepthwise(l *loader) (kernel, error) {
 		k.mult[c] = l.newConvRequant(it.scale(), float32(fscales[c]), ot.scale())
 	}
 	k.inZp, k.outZp = it.zp(), ot.zp()
-	qmin, qmax := qrange(ot.info.Type)
-	var ok bool
-	k.lo, k.hi, ok = actRange(int8(o.Activation), ot.scale(), k.outZp, qmin, qmax)
-	if !ok {
-		return nil, fmt.Errorf("%w: fused activation %d", ErrUnsupported, o.Activation)
+	if k.lo, k.hi, err = actRangeQ8(o.Activation, ot); err != nil {
+		return nil, err
 	}
 	k.rq = l.channelRequant(k.bias, k.mult, k.outZp, k.lo, k.hi)
 	k.dww = packDepthwise(k.wts)
@@ -691,22 +701,11 @@ func prepFC(l *loader) (kernel, error) {
 		return nil, fmt.Errorf("%w: output shape %v, expected %d×%d values", ErrInvalidModel, ot.info.Shape, batch, n)
 	}
 	if it.info.Type == tflite.Float32 {
-		if ot.info.Type != tflite.Float32 {
-			return nil, unsupportedType("FULLY_CONNECTED float input with output", ot)
-		}
-		wts, err := constWeightsF32(ft)
+		p, err := prepFloat("FULLY_CONNECTED", ft, bt, ot, n, o.Activation)
 		if err != nil {
 			return nil, err
 		}
-		bias, err := constBiasF32(bt, n)
-		if err != nil {
-			return nil, err
-		}
-		lo, hi, ok := actRangeFloat(int8(o.Activation))
-		if !ok {
-			return nil, fmt.Errorf("%w: fused activation %d", ErrUnsupported, o.Activation)
-		}
-		return &ffc{in: in, out: out, n: n, k: kk, batch: batch, wts: wts, bias: bias, lo: lo, hi: hi}, nil
+		return &ffc{in: in, out: out, n: n, k: kk, batch: batch, wts: p.wts, bias: p.bias, lo: p.lo, hi: p.hi}, nil
 	}
 	if !isQ8(it.info.Type) || ot.info.Type != it.info.Type || ft.info.Type != it.info.Type || ft.konst == nil {
 		return nil, fmt.Errorf("%w: FULLY_CONNECTED with %s input, %s weights, %s output", ErrUnsupported, it.info.Type.String(), ft.info.Type.String(), ot.info.Type.String())
