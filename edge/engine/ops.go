@@ -707,22 +707,15 @@ func prepConcat(l *loader) (kernel, error) {
 	if o.Activation != tflite.ActNone {
 		return nil, fmt.Errorf("%w: fused activation %d on CONCATENATION", ErrUnsupported, o.Activation)
 	}
-	rank := len(ot.info.Shape)
-	axis := int(o.Axis)
-	if axis < 0 {
-		axis += rank
-	}
-	if axis < 0 || axis >= rank {
-		return nil, fmt.Errorf("%w: axis %d for rank %d", ErrInvalidModel, o.Axis, rank)
+	axis, outer, err := splitAxis(int(o.Axis), ot.info.Shape)
+	if err != nil {
+		return nil, err
 	}
 	es := elemSize(ot.info.Type)
 	if es == 0 || ot.info.Type == tflite.Bool {
 		return nil, unsupportedType("output", ot)
 	}
-	k := &concat{out: out, outer: 1, outZp: ot.zp()}
-	for _, d := range ot.info.Shape[:axis] {
-		k.outer *= d
-	}
+	k := &concat{out: out, outer: outer, outZp: ot.zp()}
 	sum := 0
 	for j := range l.op.Inputs {
 		t, it, err := l.input(j)
@@ -1144,6 +1137,24 @@ func pieceOf(whole, part *tensorMeta, axis int) error {
 	return nil
 }
 
+// splitAxis resolves the possibly negative axis of a CONCATENATION or SPLIT over shape and
+// returns it with the number of outer slices (the product of the dimensions before it).
+func splitAxis(axis int, shape []int) (int, int, error) {
+	rank := len(shape)
+	a := axis
+	if a < 0 {
+		a += rank
+	}
+	if a < 0 || a >= rank {
+		return 0, 0, fmt.Errorf("%w: axis %d for rank %d", ErrInvalidModel, axis, rank)
+	}
+	outer := 1
+	for _, d := range shape[:a] {
+		outer *= d
+	}
+	return a, outer, nil
+}
+
 // ---------------------------------------------------------------- SPLIT
 
 // opSplit is SPLIT, which the legacy uint8 split/concat test model uses.
@@ -1169,25 +1180,18 @@ func prepSplit(l *loader) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	rank := len(it.info.Shape)
 	if len(ax) != 1 {
 		return nil, fmt.Errorf("%w: axis tensor has %d values", ErrInvalidModel, len(ax))
 	}
-	axis := ax[0]
-	if axis < 0 {
-		axis += rank
-	}
-	if axis < 0 || axis >= rank {
-		return nil, fmt.Errorf("%w: axis %d for rank %d", ErrInvalidModel, ax[0], rank)
+	axis, outer, err := splitAxis(ax[0], it.info.Shape)
+	if err != nil {
+		return nil, err
 	}
 	es := elemSize(it.info.Type)
 	if es == 0 {
 		return nil, unsupportedType("input", it)
 	}
-	k := &split{in: in, outer: 1}
-	for _, d := range it.info.Shape[:axis] {
-		k.outer *= d
-	}
+	k := &split{in: in, outer: outer}
 	sum := 0
 	for j := range l.op.Outputs {
 		o, ot, err := l.output(j)
