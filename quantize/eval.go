@@ -106,8 +106,9 @@ func ModelThreshold(tm *tflite.Model) (float32, bool) {
 			continue
 		}
 		f, err := strconv.ParseFloat(strings.TrimSpace(string(tm.Buffers[md.Buffer].Data)), 64)
-		if err == nil && f > 0 && f < 1 {
-			return float32(f), true
+		// Checked after rounding to float32: 0.9999999999 would otherwise become 1.
+		if th := float32(f); err == nil && th > 0 && th < 1 {
+			return th, true
 		}
 	}
 	return 0, false

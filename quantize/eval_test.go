@@ -328,3 +328,21 @@ func TestEvalOptionsDefaults(t *testing.T) {
 		t.Errorf("explicit values changed: %+v", o)
 	}
 }
+
+// FuzzModelThreshold: whatever a model file's metadata holds, the threshold read from it is
+// either rejected or strictly inside (0, 1), as the device requires.
+func FuzzModelThreshold(f *testing.F) {
+	for _, s := range []string{"0.414062", " 0.5\n", "1", "0", "-0.2", "NaN", "1e-3", "abc", ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := &tflite.Model{Buffers: []tflite.Buffer{{}, {Data: data}}, Metadata: []tflite.Metadata{{Name: ThresholdMetadata, Buffer: 1}}}
+		th, ok := ModelThreshold(m)
+		if ok && !(th > 0 && th < 1) {
+			t.Fatalf("%q read as threshold %v", data, th)
+		}
+		if !ok && th != 0 {
+			t.Fatalf("%q rejected but returned %v", data, th)
+		}
+	})
+}
