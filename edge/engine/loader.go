@@ -339,11 +339,11 @@ func align16(n int) int { return (n + 15) &^ 15 }
 
 // input returns the k-th input tensor of the current operator, or an error if absent.
 func (l *loader) input(k int) (int, *tensorMeta, error) {
-	if k >= len(l.op.Inputs) || l.op.Inputs[k] < 0 {
+	i, t := l.optInput(k)
+	if t == nil {
 		return 0, nil, fmt.Errorf("%w: input %d missing", ErrInvalidModel, k)
 	}
-	i := int(l.op.Inputs[k])
-	return i, &l.m.tensors[i], nil
+	return i, t, nil
 }
 
 // optInput returns the k-th input, or -1 and nil when it is left out.
