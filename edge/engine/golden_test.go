@@ -145,24 +145,23 @@ func fillPattern(tn *Tensor) {
 
 // values returns a tensor's data as float64 for comparison.
 func values(tn *Tensor) []float64 {
-	var out []float64
 	switch tn.Info().Type {
 	case tflite.Uint8:
-		for _, v := range tn.Uint8() {
-			out = append(out, float64(v))
-		}
+		return asF64(tn.Uint8())
 	case tflite.Int8:
-		for _, v := range tn.Int8() {
-			out = append(out, float64(v))
-		}
+		return asF64(tn.Int8())
 	case tflite.Float32:
-		for _, v := range tn.Float32() {
-			out = append(out, float64(v))
-		}
+		return asF64(tn.Float32())
 	case tflite.Int32:
-		for _, v := range tn.Int32() {
-			out = append(out, float64(v))
-		}
+		return asF64(tn.Int32())
+	}
+	return nil
+}
+
+func asF64[T uint8 | int8 | float32 | int32](s []T) []float64 {
+	var out []float64
+	for _, v := range s {
+		out = append(out, float64(v))
 	}
 	return out
 }
