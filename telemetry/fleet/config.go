@@ -174,28 +174,25 @@ func (r *reader) file(key string) string {
 }
 
 func (r *reader) duration(key string, lo, hi time.Duration) time.Duration {
-	raw := r.str(key)
-	d, err := time.ParseDuration(raw)
-	if err != nil || d < lo || d > hi {
-		r.fail(key, raw, fmt.Sprintf("want a duration from %v to %v, e.g. 5m or 30s", lo, hi))
-	}
-	return d
+	return inRange(r, key, lo, hi, time.ParseDuration, "want a duration from %v to %v, e.g. 5m or 30s")
 }
 
 func (r *reader) integer(key string, lo, hi int) int {
-	raw := r.str(key)
-	n, err := strconv.Atoi(raw)
-	if err != nil || n < lo || n > hi {
-		r.fail(key, raw, fmt.Sprintf("want a whole number from %d to %d", lo, hi))
-	}
-	return n
+	return inRange(r, key, lo, hi, strconv.Atoi, "want a whole number from %d to %d")
 }
 
 func (r *reader) float(key string, lo, hi float64) float64 {
+	parse := func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
+	return inRange(r, key, lo, hi, parse, "want a number from %g to %g")
+}
+
+// inRange parses key and records a failure, with want formatted with lo and hi, when it
+// does not parse or lies outside [lo, hi].
+func inRange[T time.Duration | int | float64](r *reader, key string, lo, hi T, parse func(string) (T, error), want string) T {
 	raw := r.str(key)
-	f, err := strconv.ParseFloat(raw, 64)
-	if err != nil || f < lo || f > hi {
-		r.fail(key, raw, fmt.Sprintf("want a number from %g to %g", lo, hi))
+	v, err := parse(raw)
+	if err != nil || v < lo || v > hi {
+		r.fail(key, raw, fmt.Sprintf(want, lo, hi))
 	}
-	return f
+	return v
 }
