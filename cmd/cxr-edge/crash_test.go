@@ -329,7 +329,7 @@ func TestEndToEndWithOutageAndSIGKILL(t *testing.T) {
 // logText is what the daemon logged so far (read under the writer's lock: the daemon may
 // still be writing).
 func (d *daemonProc) logText() string {
-	w := d.cmd.Stderr.(*syncWriter)
+	w := d.cmd.Stderr.(*lockedWriter)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return d.stderr.String()

@@ -229,7 +229,7 @@ func startDaemon(t *testing.T, env []string) *daemonProc {
 		fmt.Sprintf("CXR_INTAKE_HTTP_LISTEN=127.0.0.1:%d", port))
 	cmd.Env = append(cmd.Env, env...)
 	d := &daemonProc{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	cmd.Stderr = &syncWriter{w: d.stderr}
+	cmd.Stderr = &lockedWriter{w: d.stderr}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -252,17 +252,6 @@ func startDaemon(t *testing.T, env []string) *daemonProc {
 		return resp.StatusCode == 200
 	})
 	return d
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 func (d *daemonProc) stop(t *testing.T) {
