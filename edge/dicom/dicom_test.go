@@ -34,6 +34,17 @@ func mustDecode(t *testing.T, data []byte) *Image {
 	return img
 }
 
+// renderAll prints a decoded image every way a caller might pass it on (%+v, the Info in
+// %#v, JSON), for tests that no patient data survives decoding; js is the JSON alone.
+func renderAll(t testing.TB, img *Image) (all string, js []byte) {
+	t.Helper()
+	js, err := json.Marshal(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%+v|%#v|%s", img, img.Info, js), js
+}
+
 // gray16 returns the values of a Gray16 image.
 func gray16(t *testing.T, img image.Image) []uint16 {
 	t.Helper()
@@ -525,11 +536,7 @@ func TestPrivacyByConstruction(t *testing.T) {
 			seq(0x00101002, true, []el{str(0x00100020, "LO", secrets[1])}),
 		}}
 	img := mustDecode(t, encodeFile(layout{explicit: true, preamble: true, meta: true}, spec.elems()))
-	js, err := json.Marshal(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dump := fmt.Sprintf("%+v %#v %s", img, img.Info, js)
+	dump, js := renderAll(t, img)
 	for _, s := range secrets {
 		if strings.Contains(dump, s) {
 			t.Errorf("decoded value contains %q", s)
