@@ -3,6 +3,7 @@ package tflite
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,24 +59,12 @@ func TestOpcodeQuirks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !equalCodes(m.OperatorCodes, tc.want) {
+			if !slices.Equal(m.OperatorCodes, tc.want) {
 				t.Errorf("codes %+v, want %+v", m.OperatorCodes, tc.want)
 			}
 			roundTrip(t, m)
 		})
 	}
-}
-
-func equalCodes(a, b []OperatorCode) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func checkErr(t *testing.T, err, want error, path string) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -80,7 +81,7 @@ func TestReadSharedModels(t *testing.T) {
 		}},
 		{"hello_world_int8.tflite", func(t *testing.T, m *Model) {
 			in := m.Subgraphs[0].Tensors[m.Subgraphs[0].Inputs[0]]
-			if !equalInts(in.ShapeSignature, []int32{-1, 1}) || !equalInts(in.Shape, []int32{1, 1}) {
+			if !slices.Equal(in.ShapeSignature, []int32{-1, 1}) || !slices.Equal(in.Shape, []int32{1, 1}) {
 				t.Errorf("input shape %v signature %v", in.Shape, in.ShapeSignature)
 			}
 		}},
@@ -150,18 +151,6 @@ func TestReadSharedModels(t *testing.T) {
 			tc.check(t, m)
 		})
 	}
-}
-
-func equalInts(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestRoundTrip: Read→Write→Read gives a deep-equal Model for every shared and generated
