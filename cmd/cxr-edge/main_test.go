@@ -327,12 +327,7 @@ func TestDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(inbox, ".incoming.part"), img2, 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(inbox, ".incoming.part"), filepath.Join(inbox, "study.jpeg")); err != nil {
-		t.Fatal(err)
-	}
+	dropFile(t, inbox, "study.jpeg", img2)
 	waitFor(t, "study.jpeg in done/", func() bool {
 		_, err := os.Stat(filepath.Join(inbox, "done", "study.jpeg"))
 		return err == nil
@@ -348,12 +343,7 @@ func TestDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(inbox, ".dcm.tmp"), dcmData, 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(inbox, ".dcm.tmp"), filepath.Join(inbox, "IM0001")); err != nil {
-		t.Fatal(err)
-	}
+	dropFile(t, inbox, "IM0001", dcmData)
 	waitFor(t, "IM0001 in done/", func() bool {
 		_, err := os.Stat(filepath.Join(inbox, "done", "IM0001"))
 		return err == nil
