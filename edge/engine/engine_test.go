@@ -182,16 +182,22 @@ func TestKeepTensors(t *testing.T) {
 	sg := &tm.Subgraphs[0]
 	mid := sg.Operators[len(sg.Operators)/2].Outputs[0]
 	name := sg.Tensors[mid].Name
-	m, err := Load(tm, Options{KeepTensors: []string{name}})
-	if err != nil {
-		t.Fatal(err)
+	// run loads a model and invokes it once on the fill pattern.
+	run := func(tm *tflite.Model, opts Options) *Interpreter {
+		t.Helper()
+		m, err := Load(tm, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip := m.NewInterpreter()
+		t.Cleanup(ip.Close)
+		fillPattern(ip.Input(0))
+		if err := ip.Invoke(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return ip
 	}
-	ip := m.NewInterpreter()
-	defer ip.Close()
-	fillPattern(ip.Input(0))
-	if err := ip.Invoke(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	ip := run(tm, Options{KeepTensors: []string{name}})
 	kept, ok := ip.Tensor(name)
 	if !ok {
 		t.Fatalf("kept tensor %q not readable", name)
@@ -200,16 +206,7 @@ func TestKeepTensors(t *testing.T) {
 	cut, _ := tflite.ReadFile(path)
 	cut.Subgraphs[0].Outputs = []int32{mid}
 	cut.Subgraphs[0].Operators = cut.Subgraphs[0].Operators[:len(sg.Operators)/2+1]
-	mc, err := Load(cut, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ipc := mc.NewInterpreter()
-	defer ipc.Close()
-	fillPattern(ipc.Input(0))
-	if err := ipc.Invoke(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	ipc := run(cut, Options{})
 	if !bytes.Equal(kept.Bytes(), ipc.Output(0).Bytes()) {
 		t.Error("kept intermediate differs from the same tensor computed as an output")
 	}
