@@ -305,19 +305,7 @@ func TestDaemon(t *testing.T) {
 	waitFor(t, "READY=1", func() bool { return ns.has("READY=1") })
 	waitFor(t, "WATCHDOG=1", func() bool { return ns.has("WATCHDOG=1") })
 
-	img, err := os.ReadFile(testenv.SharedPath(t, "data", "fullres", "PNEUMONIA", "person496_virus_1003.jpeg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.Post(d.url+"/v1/studies", "image/jpeg", bytes.NewReader(img))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var posted telemetry.Result
-	if err := json.NewDecoder(resp.Body).Decode(&posted); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("POST: %d %v", resp.StatusCode, err)
-	}
-	resp.Body.Close()
+	posted := postImage(t, d.url, "PNEUMONIA", "person496_virus_1003.jpeg")
 	if posted.Label == telemetry.LabelUnreadable || posted.Source != "http" || posted.Model.Name != "vww_96_int8" {
 		t.Errorf("posted %+v", posted)
 	}
@@ -355,7 +343,7 @@ func TestDaemon(t *testing.T) {
 	if r := list.Results[0]; r.Image.Format != "dicom" || r.Label == telemetry.LabelUnreadable || r.Image.Width == 0 {
 		t.Errorf("DICOM result %+v", r)
 	}
-	resp, err = http.Get(d.url + "/metrics")
+	resp, err := http.Get(d.url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
