@@ -40,12 +40,7 @@ func TestInvokeAllocatesNothing(t *testing.T) {
 	for _, name := range models {
 		for _, threads := range []int{1, 3} {
 			t.Run(fmt.Sprintf("%s/threads=%d", name, threads), func(t *testing.T) {
-				m, err := loadShared(t, name, Options{Threads: threads})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ip := m.NewInterpreter()
-				defer ip.Close()
+				m, ip := sharedInterpreter(t, name, Options{Threads: threads})
 				for i := range m.Inputs() {
 					fillPattern(ip.Input(i))
 				}
@@ -154,15 +149,10 @@ func TestConcurrentInterpreters(t *testing.T) {
 }
 
 func TestInvokeStopsOnCanceledContext(t *testing.T) {
-	m, err := loadShared(t, "resnet8_cifar10_int8.tflite", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := m.NewInterpreter()
-	defer ip.Close()
+	_, ip := sharedInterpreter(t, "resnet8_cifar10_int8.tflite", Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err = ip.Invoke(ctx)
+	err := ip.Invoke(ctx)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Invoke with a canceled context: %v", err)
 	}
@@ -473,12 +463,7 @@ func padModel(paddings []byte, typ tflite.TensorType) *tflite.Model {
 
 // TestInputsSurviveInvoke: inputs are not overwritten, so Invoke can be repeated.
 func TestInputsSurviveInvoke(t *testing.T) {
-	m, err := loadShared(t, "kws_dscnn_int8.tflite", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := m.NewInterpreter()
-	defer ip.Close()
+	m, ip := sharedInterpreter(t, "kws_dscnn_int8.tflite", Options{})
 	first := runSeed(t, m, ip, 3)
 	if err := ip.Invoke(context.Background()); err != nil {
 		t.Fatal(err)
@@ -489,12 +474,7 @@ func TestInputsSurviveInvoke(t *testing.T) {
 }
 
 func TestRunChecksInputSizes(t *testing.T) {
-	m, err := loadShared(t, "kws_dscnn_int8.tflite", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := m.NewInterpreter()
-	defer ip.Close()
+	m, ip := sharedInterpreter(t, "kws_dscnn_int8.tflite", Options{})
 	n := m.Inputs()[0].NumElements()
 	want := runSeed(t, m, ip, 5)
 	raw := bytes.Clone(ip.Input(0).Bytes())

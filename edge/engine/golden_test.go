@@ -236,6 +236,19 @@ func loadShared(t testing.TB, file string, opts Options) (*Model, error) {
 	return LoadFile(testenv.SharedPath(t, "models", file), opts)
 }
 
+// sharedInterpreter loads a shared model (failing t if it does not load) and gives it an
+// interpreter that is closed when t ends.
+func sharedInterpreter(t testing.TB, file string, opts Options) (*Model, *Interpreter) {
+	t.Helper()
+	m, err := loadShared(t, file, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := m.NewInterpreter()
+	t.Cleanup(ip.Close)
+	return m, ip
+}
+
 // TestConformanceGolden runs every shared model on the deterministic input and compares
 // with the stored outputs of real TFLite runtimes (table conformance).
 func TestConformanceGolden(t *testing.T) {
