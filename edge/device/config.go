@@ -380,17 +380,18 @@ func byteSizeHook(from, to reflect.Type, data any) (any, error) {
 	case string:
 		return ParseByteSize(x)
 	case int:
-		if x < 0 {
-			return nil, fmt.Errorf("size %d: must not be negative", x)
-		}
-		return ByteSize(x), nil
+		return nonNegativeSize(int64(x))
 	case int64:
-		if x < 0 {
-			return nil, fmt.Errorf("size %d: must not be negative", x)
-		}
-		return ByteSize(x), nil
+		return nonNegativeSize(x)
 	}
 	return data, nil
+}
+
+func nonNegativeSize(x int64) (any, error) {
+	if x < 0 {
+		return nil, fmt.Errorf("size %d: must not be negative", x)
+	}
+	return ByteSize(x), nil
 }
 
 func durationHook(from, to reflect.Type, data any) (any, error) {
@@ -455,9 +456,7 @@ func (c *Config) Validate() error {
 			return bad("model.sha256", strconv.Quote(s), "want 64 hex digits, or empty for no pin")
 		}
 	}
-	switch c.Model.Output {
-	case "auto", "probability", "logit":
-	default:
+	if !oneOf(c.Model.Output, "auto", "probability", "logit") {
 		return bad("model.output", strconv.Quote(c.Model.Output), "want auto, probability or logit")
 	}
 	if c.Model.PositiveIndex < 0 || c.Model.PositiveIndex > 1023 {
@@ -571,14 +570,10 @@ func (c *Config) Validate() error {
 	default:
 		return bad("indicator.kind", strconv.Quote(c.Indicator.Kind), "want gpio, console or none")
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
+	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {
 		return bad("log.level", strconv.Quote(c.Log.Level), "want debug, info, warn or error")
 	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
+	if !oneOf(c.Log.Format, "text", "json") {
 		return bad("log.format", strconv.Quote(c.Log.Format), "want text or json")
 	}
 	return nil
