@@ -18,6 +18,15 @@
 //     calibrated on training images, weights int8 per output channel, the operating threshold
 //     (validation sensitivity ≥ 0.95, re-chosen on the int8 model's own scores) stored as
 //     metadata "cxr_threshold".
+//   - Evaluation (EvaluateTFLite): the int8 .tflite in the device's engine, on images
+//     decoded and preprocessed exactly as the device does (imaging.Decode, imaging.Preprocess),
+//     at the threshold stored in the model; accuracy, sensitivity, specificity, precision and
+//     AUC with stratified bootstrap 95% intervals (Bootstrap), the confusion matrix,
+//     int8-vs-float agreement (Agree), and ROC, precision-recall, calibration and confusion
+//     plots (EvalReport.WritePlots). MODEL.md is the model card built from it.
+//
+// SplitByBatch is the alternative validation split (a whole acquisition batch of normals held
+// out) for recipes aimed at the distribution shift of the test split's normals.
 //
 // The network input is x = p/255 for grey pixel p, which is exactly what the int8 input
 // (scale 1/255, zero point −128, q = p − 128) represents, so training, calibration and the
