@@ -265,6 +265,9 @@ func (s *Service) connectMQTT(ctx context.Context) (mqtt.Client, error) {
 		case <-ctx.Done():
 		}
 	}
+	// A resumed session gets its queued messages right after CONNACK, before the subscription
+	// below has registered its route in paho; without a default handler paho would drop them.
+	co.SetDefaultPublishHandler(handler)
 	co.SetOnConnectHandler(func(c mqtt.Client) {
 		s.log.Info("mqtt connected", "broker", m.Broker, "client_id", m.ClientID, "topic", topic)
 		// Subscribing on every connect also covers a broker that lost the session.
