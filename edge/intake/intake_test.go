@@ -172,16 +172,11 @@ func runFolder(t *testing.T, opts FolderOptions, proc Processor) string {
 	return opts.Dir
 }
 
-// waitFor polls cond for up to 10 s.
+// waitFor polls cond up to testenv.WaitLimit: a loaded CI machine under -race can take
+// seconds to decode one full-resolution image.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, cond)
 }
 
 func exists(path string) bool { _, err := os.Stat(path); return err == nil }
@@ -219,7 +214,9 @@ func TestFolderRenamedInAndPresentAtStart(t *testing.T) {
 func TestFolderSlowWriter(t *testing.T) {
 	data := fullres(t, "PNEUMONIA", "person1306_bacteria_3277.jpeg")
 	proc := newDecodeProc()
-	dir := runFolder(t, FolderOptions{Settle: 300 * time.Millisecond, KeepDone: true, Done: Retention{MaxBytes: 1 << 30}, Failed: Retention{MaxBytes: 1 << 30}}, proc)
+	// Settle far above the writer's 100 ms gaps: a loaded machine can stretch a gap several
+	// times, and a gap longer than Settle would (rightly) read a half-written file.
+	dir := runFolder(t, FolderOptions{Settle: 3 * time.Second, KeepDone: true, Done: Retention{MaxBytes: 1 << 30}, Failed: Retention{MaxBytes: 1 << 30}}, proc)
 	fh, err := os.Create(filepath.Join(dir, "slow.jpeg"))
 	if err != nil {
 		t.Fatal(err)
