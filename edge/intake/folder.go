@@ -320,7 +320,10 @@ func (f *Folder) moveTo(name, sub, reason string) {
 	dstDir := filepath.Join(f.opts.Dir, sub)
 	dst := filepath.Join(dstDir, name)
 	for i := 1; ; i++ {
-		if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
+		// Only an existing file means "try the next name": any other error (a name made too
+		// long by the suffix, ENAMETOOLONG) would repeat forever; the rename below then fails
+		// and the input stays in the hot folder.
+		if _, err := os.Lstat(dst); err != nil {
 			break
 		}
 		ext := filepath.Ext(name)

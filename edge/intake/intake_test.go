@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -342,6 +343,33 @@ func TestFolderNameCollisionInDone(t *testing.T) {
 	waitFor(t, "second in done/", func() bool { return exists(filepath.Join(dir, DoneDir, "same.1.jpeg")) })
 	got, _ := os.ReadFile(filepath.Join(dir, DoneDir, "same.jpeg"))
 	if !bytes.Equal(got, a) {
+		t.Error("first file overwritten")
+	}
+}
+
+// A collision on a name of the longest allowed length cannot get a ".1" suffix; the input
+// must stay in the hot folder and the folder keep working (it used to loop forever).
+func TestFolderCollisionOnLongestName(t *testing.T) {
+	a := fullres(t, "NORMAL", "NORMAL2-IM-0772-0001.jpeg")
+	b := fullres(t, "NORMAL", "NORMAL2-IM-0816-0001.jpeg")
+	proc := newDecodeProc()
+	dir := runFolder(t, FolderOptions{KeepDone: true, Done: Retention{MaxBytes: 1 << 30}, Failed: Retention{MaxBytes: 1 << 30}}, proc)
+	long := strings.Repeat("n", 250) + ".jpeg" // 255 bytes, NAME_MAX on Linux
+	if err := os.WriteFile(filepath.Join(dir, long), a, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first in done/", func() bool { return exists(filepath.Join(dir, DoneDir, long)) })
+	if err := os.WriteFile(filepath.Join(dir, long), b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "after.jpeg"), b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "after.jpeg in done/", func() bool { return exists(filepath.Join(dir, DoneDir, "after.jpeg")) })
+	if got, err := os.ReadFile(filepath.Join(dir, long)); err != nil || !bytes.Equal(got, b) {
+		t.Errorf("second input with the longest name not kept in the hot folder: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, DoneDir, long)); !bytes.Equal(got, a) {
 		t.Error("first file overwritten")
 	}
 }
