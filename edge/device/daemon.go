@@ -215,8 +215,13 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	intakeMetrics := intake.NewMetrics(reg)
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var tasks taskGroup
+	// A start-up error below (say intake.http_listen in use) returns with tasks already
+	// running: stop and wait for them, so none outlives Run or uses the store after Close.
+	defer func() {
+		cancel()
+		tasks.wait(ShutdownTimeout)
+	}()
 	errc := make(chan error, 4)
 	fail := func(err error) {
 		select {
