@@ -6,13 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -216,19 +216,22 @@ type daemonProc struct {
 	done   chan error
 }
 
+// listeningRE finds the daemon's HTTP address in its text or JSON log.
+var listeningRE = regexp.MustCompile(`HTTP API listening[^\n]*?addr"?[=:]"?(127\.0\.0\.1:[0-9]+)`)
+
 func startDaemon(t *testing.T, env []string) *daemonProc {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := testenv.FreePort(t)
 	cmd := exec.Command(self, "run")
 	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "CXR_EDGE_TEST_MAIN=1",
-		fmt.Sprintf("CXR_INTAKE_HTTP_LISTEN=127.0.0.1:%d", port))
+	// Port 0, and the address read from the log: a port picked here and bound later by the
+	// child can be taken meanwhile on a busy machine.
+	cmd.Env = append(os.Environ(), "CXR_EDGE_TEST_MAIN=1", "CXR_INTAKE_HTTP_LISTEN=127.0.0.1:0")
 	cmd.Env = append(cmd.Env, env...)
-	d := &daemonProc{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	d := &daemonProc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = &lockedWriter{w: d.stderr}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -242,6 +245,14 @@ func startDaemon(t *testing.T, env []string) *daemonProc {
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.stderr)
 		}
+	})
+	waitFor(t, "the daemon's HTTP address in its log", func() bool {
+		m := listeningRE.FindStringSubmatch(d.logText())
+		if m == nil {
+			return false
+		}
+		d.url = "http://" + m[1]
+		return true
 	})
 	waitFor(t, "the daemon's /healthz", func() bool {
 		resp, err := http.Get(d.url + "/healthz")
