@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -172,27 +173,47 @@ func TestDaemonReloadModel(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 	defer pubc.Disconnect(100)
-	send := func(payload string) telemetry.Reply {
+	replies := topics.CommandReply(telemetry.CmdReloadModel)
+	// send publishes a command and returns the reply with its id. Until the first reply of
+	// the test the command is sent again every 2 s: the daemon publishes "online" before its
+	// command subscription is in place, and a command sent in between is dropped by the broker.
+	send := func(id, payload string) telemetry.Reply {
 		t.Helper()
-		n := sub.count(topics.CommandReply(telemetry.CmdReloadModel))
-		if tok := pubc.Publish(topics.Command(telemetry.CmdReloadModel), 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			t.Fatal(tok.Error())
+		publish := func() {
+			if tok := pubc.Publish(topics.Command(telemetry.CmdReloadModel), 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatal(tok.Error())
+			}
 		}
-		waitFor(t, "the reply", func() bool { return sub.count(topics.CommandReply(telemetry.CmdReloadModel)) > n })
+		publish()
+		sent := time.Now()
 		var r telemetry.Reply
-		if err := json.Unmarshal(sub.last(topics.CommandReply(telemetry.CmdReloadModel)), &r); err != nil {
-			t.Fatal(err)
-		}
+		waitFor(t, "the reply to "+id, func() bool {
+			sub.mu.Lock()
+			msgs := slices.Clone(sub.msgs[replies])
+			sub.mu.Unlock()
+			for _, m := range msgs {
+				var got telemetry.Reply
+				if json.Unmarshal(m, &got) == nil && got.ID == id {
+					r = got
+					return true
+				}
+			}
+			if len(msgs) == 0 && time.Since(sent) > 2*time.Second {
+				publish()
+				sent = time.Now()
+			}
+			return false
+		})
 		return r
 	}
 	// A wrong pin is refused and changes nothing.
-	if r := send(fmt.Sprintf(`{"id":"bad","path":%q,"sha256":"%064d"}`, newModel, 0)); r.OK || r.ID != "bad" {
+	if r := send("bad", fmt.Sprintf(`{"id":"bad","path":%q,"sha256":"%064d"}`, newModel, 0)); r.OK || r.ID != "bad" {
 		t.Errorf("wrong sha256 accepted: %+v", r)
 	}
 	if r := postImage(t, d.url, "NORMAL", "NORMAL2-IM-0816-0001.jpeg"); r.Model.Name != "vww_96_int8" {
 		t.Errorf("model changed by a refused reload: %+v", r.Model)
 	}
-	if r := send(fmt.Sprintf(`{"id":"good","path":%q,"sha256":"%s"}`, newModel, hex.EncodeToString(sum[:]))); !r.OK {
+	if r := send("good", fmt.Sprintf(`{"id":"good","path":%q,"sha256":"%s"}`, newModel, hex.EncodeToString(sum[:]))); !r.OK {
 		t.Fatalf("reload refused: %+v", r)
 	}
 	if r := postImage(t, d.url, "NORMAL", "NORMAL2-IM-0826-0001.jpeg"); r.Model.Name != "person_detect_int8_qdim0_DERIVED" {
