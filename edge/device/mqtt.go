@@ -137,14 +137,15 @@ func (r *modelReloader) download(ctx context.Context, rawURL string) ([]byte, er
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", rawURL, resp.Status)
+		// Redacted: the error goes back in the MQTT reply, and a URL may carry a password.
+		return nil, fmt.Errorf("GET %s: %s", u.Redacted(), resp.Status)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxModelDownload+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(b) > maxModelDownload {
-		return nil, fmt.Errorf("GET %s: model larger than %d bytes", rawURL, maxModelDownload)
+		return nil, fmt.Errorf("GET %s: model larger than %d bytes", u.Redacted(), maxModelDownload)
 	}
 	return b, nil
 }

@@ -49,6 +49,12 @@ func TestReloadModelFromURL(t *testing.T) {
 			t.Errorf("%+v: err %v, want %q", tc.cmd, err, tc.want)
 		}
 	}
+	// The error is the MQTT reply: a password in the URL must not be in it.
+	withPassword := strings.Replace(srv.URL, "://", "://fleet:s3cret@", 1) + "/models/missing.tflite"
+	if _, err := r.ReloadModel(ctx, telemetry.ReloadModelCommand{URL: withPassword, SHA256: digest}); err == nil ||
+		!strings.Contains(err.Error(), "404") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("URL with a password: err %v, want a 404 without the password", err)
+	}
 	if got := p.Scorer().Ref().Name; got != "vww_96_int8" {
 		t.Fatalf("a failed reload changed the model to %s", got)
 	}
