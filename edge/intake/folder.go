@@ -249,7 +249,10 @@ func (f *Folder) handle(ctx context.Context, name string, fi os.FileInfo) bool {
 		if errors.Is(err, fs.ErrNotExist) {
 			return true
 		}
-		log.Error("hot folder read", "err", err)
+		// Retried after the rescan interval like a processing failure: an unreadable file
+		// (permissions) must not be logged at every check tick.
+		log.Error("hot folder read; will retry", "err", err, "retry_in", f.opts.Rescan)
+		f.candidates[name] = observation{size: fi.Size(), mtime: fi.ModTime(), since: f.opts.Now().Add(f.opts.Rescan)}
 		return false
 	}
 	format := Sniff(data)
