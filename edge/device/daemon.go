@@ -218,9 +218,13 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	var tasks taskGroup
 	// A start-up error below (say intake.http_listen in use) returns with tasks already
 	// running: stop and wait for them, so none outlives Run or uses the store after Close.
+	// The normal shutdown waits itself (and names stuck tasks); it must not wait twice.
+	waited := false
 	defer func() {
 		cancel()
-		tasks.wait(ShutdownTimeout)
+		if !waited {
+			tasks.wait(ShutdownTimeout)
+		}
 	}()
 	errc := make(chan error, 4)
 	fail := func(err error) {
@@ -417,6 +421,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	}
 	// Every task stops on ctx; one that does not within ShutdownTimeout is named in the log
 	// and the daemon exits non-zero rather than hang until systemd kills it.
+	waited = true
 	if stuck := tasks.wait(ShutdownTimeout); len(stuck) > 0 {
 		log.Error("shutdown timed out", "still_running", stuck)
 		return fmt.Errorf("shutdown timed out waiting for %v", stuck)
