@@ -406,9 +406,6 @@ func (p *Publisher) connectLoop(ctx context.Context) {
 
 // setup runs on every (re)connect: online status, command subscription, discovery.
 func (p *Publisher) setup(ctx context.Context, s *session) error {
-	if err := waitToken(ctx, s.client.Publish(p.opts.Topics.Status(), 1, true, p.statusPayload(StateOnline)), p.opts.PublishTimeout); err != nil {
-		return fmt.Errorf("publish online status: %w", err)
-	}
 	sub := s.client.Subscribe(p.opts.Topics.Command("+"), 1, func(_ paho.Client, m paho.Message) {
 		// In its own goroutine: a model reload takes long and must not hold up paho's
 		// message router (PUBACKs of results go through it).
@@ -422,6 +419,10 @@ func (p *Publisher) setup(ctx context.Context, s *session) error {
 	})
 	if err := waitToken(ctx, sub, p.opts.PublishTimeout); err != nil {
 		return fmt.Errorf("subscribe to commands: %w", err)
+	}
+	// Online only once commands are subscribed: a dashboard may send one as soon as it sees it.
+	if err := waitToken(ctx, s.client.Publish(p.opts.Topics.Status(), 1, true, p.statusPayload(StateOnline)), p.opts.PublishTimeout); err != nil {
+		return fmt.Errorf("publish online status: %w", err)
 	}
 	if p.opts.Discovery {
 		for _, d := range p.discoveryConfigs() {
