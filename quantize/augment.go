@@ -20,6 +20,12 @@ type Augment struct {
 	Gamma float64
 	// Blur: probability of a 3×3 (1-2-1) blur (sharper or softer detectors and resampling).
 	Blur float64
+	// Margin: probability of black margins, each side independently (p = ½) up to 10% of the
+	// image wide. In the training split NORMAL films carry far more black border outside the
+	// collimated field than PNEUMONIA films (a median 7.5% of pixels ≤ 1 against 0.8%; that
+	// fraction alone separates the classes with AUC 0.76), a shortcut that says nothing about
+	// the lungs; margins on both classes take it away. 0 draws no random number.
+	Margin float64
 }
 
 // DefaultAugment: ±10°, ±8% shift, ±10% zoom, ±0.08 brightness, ±15% contrast.
@@ -30,7 +36,7 @@ func DefaultAugment() Augment {
 // Scaled returns a with every range multiplied by f (0 disables augmentation).
 func (a Augment) Scaled(f float64) Augment {
 	return Augment{RotateDeg: a.RotateDeg * f, Shift: a.Shift * f, Zoom: a.Zoom * f, Brightness: a.Brightness * f,
-		Contrast: a.Contrast * f, Gamma: a.Gamma * f, Blur: min(a.Blur*f, 1)}
+		Contrast: a.Contrast * f, Gamma: a.Gamma * f, Blur: min(a.Blur*f, 1), Margin: min(a.Margin*f, 1)}
 }
 
 // toInput writes the network input x = p/255 of a grey image (exactly the values the int8
@@ -87,6 +93,26 @@ func (a Augment) apply(grey []uint8, size int, rng *rand.Rand, dst []float32) {
 		// Quantise to the 8-bit grid the device sees, so training never sees values the int8
 		// input cannot represent.
 		dst[i] = float32(math.Round(float64(min(max(v, 0), 1)*255))) / 255
+	}
+	if a.Margin > 0 && rng.Float64() < a.Margin {
+		blackMargins(dst[:size*size], size, rng)
+	}
+}
+
+// blackMargins blacks out a band of up to 10% of the size along each side with probability ½.
+func blackMargins(img []float32, size int, rng *rand.Rand) {
+	var w [4]int // top, bottom, left, right
+	for i := range w {
+		if rng.Float64() < 0.5 {
+			w[i] = int(rng.Float64() * 0.1 * float64(size))
+		}
+	}
+	for y := 0; y < size; y++ {
+		for x := 0; x < size; x++ {
+			if y < w[0] || y >= size-w[1] || x < w[2] || x >= size-w[3] {
+				img[y*size+x] = 0
+			}
+		}
 	}
 }
 

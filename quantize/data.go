@@ -156,9 +156,12 @@ func Subsample(samples []Sample, n int, seed uint64) []Sample {
 	return out
 }
 
-// LoadGrey decodes every sample and stores its size×size grey plane (the one preprocessing
-// path, imaging.Grey), using workers goroutines.
-func LoadGrey(ctx context.Context, samples []Sample, size, workers int) error {
+// LoadGrey decodes every sample and stores the grey plane of the model's input (the one
+// preprocessing path, imaging.Plane), using workers goroutines.
+func LoadGrey(ctx context.Context, samples []Sample, spec imaging.InputSpec, workers int) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
 	workers = max(workers, 1)
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
@@ -171,7 +174,7 @@ func LoadGrey(ctx context.Context, samples []Sample, size, workers int) error {
 					errs[w] = err
 					return
 				}
-				g, err := loadOne(samples[i].Path, size)
+				g, err := loadOne(samples[i].Path, spec)
 				if err != nil {
 					errs[w] = err
 					return
@@ -184,7 +187,7 @@ func LoadGrey(ctx context.Context, samples []Sample, size, workers int) error {
 	return errors.Join(errs...)
 }
 
-func loadOne(path string, size int) ([]uint8, error) {
+func loadOne(path string, spec imaging.InputSpec) ([]uint8, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -194,7 +197,7 @@ func loadOne(path string, size int) ([]uint8, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return imaging.Grey(img, size, size)
+	return imaging.Plane(img, spec)
 }
 
 func countPos(s []Sample) (pos int) {

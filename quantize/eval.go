@@ -12,7 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
+
 	"strings"
 	"sync"
 
@@ -98,22 +98,6 @@ type EvalReport struct {
 	Scores []ImageScore `json:"-"`
 }
 
-// ModelThreshold returns the operating threshold stored in the model's metadata
-// (ThresholdMetadata), parsed as the device parses it: decimal text strictly inside (0, 1).
-func ModelThreshold(tm *tflite.Model) (float32, bool) {
-	for _, md := range tm.Metadata {
-		if md.Name != ThresholdMetadata || int(md.Buffer) >= len(tm.Buffers) {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(string(tm.Buffers[md.Buffer].Data)), 64)
-		// Checked after rounding to float32: 0.9999999999 would otherwise become 1.
-		if th := float32(f); err == nil && th > 0 && th < 1 {
-			return th, true
-		}
-	}
-	return 0, false
-}
-
 // EvaluateTFLite scores every sample with the int8 .tflite model in the device's engine, after
 // the device's preprocessing (imaging.Decode, then imaging.Preprocess with the model's input
 // spec), and, if opts.Float is set, with the float model on the same decoded image. It reports
@@ -131,21 +115,26 @@ func EvaluateTFLite(ctx context.Context, name string, model []byte, samples []Sa
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrEval, name, err)
 	}
-	spec, err := tfliteInputSpec(em)
+	spec, err := evalInputSpec(tm, em)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrEval, name, err)
 	}
-	if opts.Float != nil && opts.Float.Arch.Size != spec.Width {
-		return nil, fmt.Errorf("%w: float model input %d, int8 model input %dx%d", ErrEval, opts.Float.Arch.Size, spec.Width, spec.Height)
+	if f := opts.Float; f != nil && (f.Arch.Size != spec.Width || f.Arch.Window != spec.Window) {
+		return nil, fmt.Errorf("%w: float model input %d (window %v), int8 model input %dx%d (window %v)", ErrEval,
+			f.Arch.Size, f.Arch.Window, spec.Width, spec.Height, spec.Window)
 	}
 	rep := &EvalReport{Model: name, ModelBytes: len(model), Images: len(samples), Bootstrap: opts.Bootstrap, Seed: opts.Seed,
 		ThresholdSource: "default 0.5"}
 	sum := sha256.Sum256(model)
 	rep.ModelSHA256 = hex.EncodeToString(sum[:])
-	th, ok := ModelThreshold(tm)
-	if ok {
-		rep.ThresholdSource = "metadata " + ThresholdMetadata
-	} else {
+	th64, ok, err := imaging.ModelThreshold(tm)
+	th := float32(th64)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %s: %w", ErrEval, name, err)
+	case ok:
+		rep.ThresholdSource = "metadata " + imaging.ThresholdMetadata
+	default:
 		th = 0.5
 	}
 
@@ -229,7 +218,7 @@ func scoreWorker(ctx context.Context, em *engine.Model, spec imaging.InputSpec, 
 		}
 		out[i].FloatScore = float32(math.NaN())
 		if pred != nil {
-			g, err := imaging.Grey(img, spec.Width, spec.Height)
+			g, err := imaging.Plane(img, spec)
 			if err != nil {
 				return fmt.Errorf("%w: %s: %w", ErrEval, samples[i].Path, err)
 			}
@@ -269,38 +258,23 @@ func probability(t *engine.Tensor, info engine.TensorInfo) (float32, error) {
 	return 0, fmt.Errorf("%w: output type %v", ErrEval, info.Type)
 }
 
-// tfliteInputSpec is the imaging spec of a model with one grey image input and one
-// single-value output.
-func tfliteInputSpec(em *engine.Model) (imaging.InputSpec, error) {
-	ins, outs := em.Inputs(), em.Outputs()
-	if len(ins) != 1 || len(outs) != 1 || len(ins[0].Shape) != 4 || ins[0].Shape[0] != 1 || ins[0].Shape[3] != 1 {
+// evalInputSpec is the input spec of a model with one grey image input and one probability
+// output (the shape cxr-quantize writes).
+func evalInputSpec(tm *tflite.Model, em *engine.Model) (imaging.InputSpec, error) {
+	spec, err := imaging.SpecFromModel(tm)
+	if err != nil {
+		return imaging.InputSpec{}, err
+	}
+	outs := em.Outputs()
+	if spec.Channels != 1 || len(outs) != 1 {
 		return imaging.InputSpec{}, errors.New("want one [1,H,W,1] input and one output")
 	}
-	if outs[0].NumElements() != 1 {
-		return imaging.InputSpec{}, fmt.Errorf("output %q has %d values, want one probability", outs[0].Name, outs[0].NumElements())
-	}
-	in := ins[0]
-	spec := imaging.InputSpec{Height: in.Shape[1], Width: in.Shape[2], Channels: 1}
-	switch in.Type {
-	case tflite.Int8:
-		spec.Type = imaging.Int8
-	case tflite.Uint8:
-		spec.Type = imaging.Uint8
-	case tflite.Float32:
-		spec.Type = imaging.Float32
-	default:
-		return imaging.InputSpec{}, fmt.Errorf("input type %v", in.Type)
-	}
-	if spec.Type != imaging.Float32 {
-		if len(in.Scale) != 1 || len(in.ZeroPoint) != 1 {
-			return imaging.InputSpec{}, fmt.Errorf("input %q is not quantized per tensor", in.Name)
-		}
-		spec.Scale, spec.ZeroPoint = in.Scale[0], int32(in.ZeroPoint[0])
-	}
-	if o := outs[0]; o.Type != tflite.Float32 && (len(o.Scale) != 1 || len(o.ZeroPoint) != 1) {
+	if o := outs[0]; o.NumElements() != 1 {
+		return imaging.InputSpec{}, fmt.Errorf("output %q has %d values, want one probability", o.Name, o.NumElements())
+	} else if o.Type != tflite.Float32 && (len(o.Scale) != 1 || len(o.ZeroPoint) != 1) {
 		return imaging.InputSpec{}, fmt.Errorf("output %q is not quantized per tensor", o.Name)
 	}
-	return spec, spec.Validate()
+	return spec, nil
 }
 
 func relPath(root, path string) string {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
 	"github.com/cxr-edge/cxr-edge/edge/tflite"
 )
@@ -184,30 +185,6 @@ func TestAgree(t *testing.T) {
 	}
 }
 
-func TestModelThreshold(t *testing.T) {
-	m, err := tflite.ReadFile(filepath.Join(testenv.RepoRoot(t), committedModel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if th, ok := ModelThreshold(m); !ok || th <= 0 || th >= 1 {
-		t.Fatalf("shipped model threshold %v %v", th, ok)
-	}
-	m.Metadata = nil
-	if _, ok := ModelThreshold(m); ok {
-		t.Fatal("threshold found in a model without metadata")
-	}
-	SetThreshold(m, 0.375)
-	if th, ok := ModelThreshold(m); !ok || th != 0.375 {
-		t.Fatalf("threshold %v %v, want 0.375", th, ok)
-	}
-	for _, bad := range []string{"1.5", "0", "abc", ""} {
-		m.Buffers[m.Metadata[len(m.Metadata)-1].Buffer].Data = []byte(bad)
-		if th, ok := ModelThreshold(m); ok {
-			t.Errorf("threshold %q read as %v; the device rejects it", bad, th)
-		}
-	}
-}
-
 // evalSubset is a small, fixed, class-balanced part of the test split.
 func evalSubset(t *testing.T, n int) (string, []Sample) {
 	t.Helper()
@@ -233,15 +210,23 @@ func TestEvaluateTFLite(t *testing.T) {
 	if rep.Images != 24 || rep.Positives != countPos(samples) || len(rep.Scores) != 24 || rep.Float != nil {
 		t.Fatalf("report %+v", rep)
 	}
-	if rep.ThresholdSource != "metadata "+ThresholdMetadata {
+	if rep.ThresholdSource != "metadata "+imaging.ThresholdMetadata {
 		t.Errorf("threshold source %q", rep.ThresholdSource)
 	}
 	c := rep.Int8.Confusion
 	if c.TP+c.FN+c.TN+c.FP != 24 || c.TP+c.FN != rep.Positives {
 		t.Errorf("confusion %+v", c)
 	}
-	// The scores are the engine's: ScoreTFLite on imaging.Grey planes gives the same numbers.
-	if err := LoadGrey(ctx, samples, 128, 2); err != nil {
+	// The scores are the engine's: ScoreTFLite on imaging.Plane planes gives the same numbers.
+	tm, err := tflite.Read(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := imaging.SpecFromModel(tm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := LoadGrey(ctx, samples, spec, 2); err != nil {
 		t.Fatal(err)
 	}
 	want, err := ScoreTFLite(ctx, model, greyOf(samples), 2)
@@ -255,7 +240,9 @@ func TestEvaluateTFLite(t *testing.T) {
 	}
 	// With a float model (random weights: only the plumbing is under test), both models score
 	// the same decoded image, and the report compares them.
-	fm := &Model{Arch: DefaultArch(128), Params: snapshot(build(DefaultArch(128), rand.New(rand.NewPCG(5, 5)))), Threshold: 0.5}
+	arch := DefaultArch(spec.Width)
+	arch.Window = spec.Window
+	fm := &Model{Arch: arch, Params: snapshot(build(arch, rand.New(rand.NewPCG(5, 5)))), Threshold: 0.5}
 	withFloat, err := EvaluateTFLite(ctx, "shipped", model, samples, EvalOptions{Float: fm, Bootstrap: 50})
 	if err != nil {
 		t.Fatal(err)
@@ -327,22 +314,4 @@ func TestEvalOptionsDefaults(t *testing.T) {
 	if o.Bootstrap != 5 || o.Seed != 3 || o.Workers != 2 {
 		t.Errorf("explicit values changed: %+v", o)
 	}
-}
-
-// FuzzModelThreshold: whatever a model file's metadata holds, the threshold read from it is
-// either rejected or strictly inside (0, 1), as the device requires.
-func FuzzModelThreshold(f *testing.F) {
-	for _, s := range []string{"0.414062", " 0.5\n", "1", "0", "-0.2", "NaN", "1e-3", "abc", ""} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		m := &tflite.Model{Buffers: []tflite.Buffer{{}, {Data: data}}, Metadata: []tflite.Metadata{{Name: ThresholdMetadata, Buffer: 1}}}
-		th, ok := ModelThreshold(m)
-		if ok && !(th > 0 && th < 1) {
-			t.Fatalf("%q read as threshold %v", data, th)
-		}
-		if !ok && th != 0 {
-			t.Fatalf("%q rejected but returned %v", data, th)
-		}
-	})
 }

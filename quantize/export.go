@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 
 	"github.com/cxr-edge/cxr-edge/edge/imaging"
 	"github.com/cxr-edge/cxr-edge/edge/tflite"
@@ -16,10 +15,6 @@ import (
 // channel and activations asymmetrically per tensor, as TensorFlow's post-training integer
 // quantization does. The graph is CONV_2D (fused ReLU) × blocks → MEAN → FULLY_CONNECTED →
 // LOGISTIC, with the int8 input of imaging.ModelInput (q = p − 128).
-
-// ThresholdMetadata is the metadata entry holding the operating threshold as decimal text
-// (the name the device reads).
-const ThresholdMetadata = "cxr_threshold"
 
 // ErrExport: the model cannot be exported (an architecture the exporter does not handle, no
 // calibration images).
@@ -142,7 +137,7 @@ type ExportOptions struct {
 
 // ExportInt8 quantizes the model with activation ranges measured on calib (grey images of the
 // model's size, typically a few hundred training images) and returns the TFLite model, with the
-// model's threshold stored as metadata ThresholdMetadata (callers re-choose it on the int8
+// model's threshold stored as metadata imaging.ThresholdMetadata (callers re-choose it on the int8
 // model's validation scores with SetThreshold).
 func ExportInt8(m *Model, calib [][]uint8, opts ExportOptions) (*tflite.Model, error) {
 	if len(calib) == 0 {
@@ -200,7 +195,7 @@ func ExportInt8(m *Model, calib [][]uint8, opts ExportOptions) (*tflite.Model, e
 	}
 
 	b := newTFLBuilder()
-	in := imaging.ModelInput(size)
+	in := m.Arch.Input()
 	x := b.tensor("input", tflite.Int8, []int32{1, int32(size), int32(size), 1}, q8(in.Scale, int64(in.ZeroPoint)), nil)
 	inScale := float64(in.Scale)
 	h := size
@@ -274,20 +269,15 @@ func ExportInt8(m *Model, calib [][]uint8, opts ExportOptions) (*tflite.Model, e
 	b.m.Subgraphs[0].Inputs, b.m.Subgraphs[0].Outputs = []int32{0}, []int32{prob}
 	b.m.Description = fmt.Sprintf("cxr-edge pneumonia classifier, int8, %dx%d grey input (trained by cxr-quantize, epoch %d)", size, size, m.Epoch)
 	SetThreshold(b.m, m.Threshold)
+	if m.Arch.Window > 0 {
+		imaging.SetMetadataFloat(b.m, imaging.WindowMetadata, float64(m.Arch.Window))
+	}
 	return b.m, nil
 }
 
 // SetThreshold stores (or replaces) the operating threshold in the model's metadata.
 func SetThreshold(tm *tflite.Model, th float32) {
-	data := []byte(strconv.FormatFloat(float64(th), 'f', 6, 32))
-	for _, md := range tm.Metadata {
-		if md.Name == ThresholdMetadata && int(md.Buffer) < len(tm.Buffers) {
-			tm.Buffers[md.Buffer] = tflite.Buffer{Data: data}
-			return
-		}
-	}
-	tm.Buffers = append(tm.Buffers, tflite.Buffer{Data: data})
-	tm.Metadata = append(tm.Metadata, tflite.Metadata{Name: ThresholdMetadata, Buffer: uint32(len(tm.Buffers) - 1)})
+	imaging.SetMetadataFloat(tm, imaging.ThresholdMetadata, float64(th))
 }
 
 type tflBuilder struct {

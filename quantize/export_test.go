@@ -25,7 +25,7 @@ func exportFixture(t *testing.T, size int) (*Model, [][]uint8) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := LoadGrey(context.Background(), samples, size, 2); err != nil {
+	if err := LoadGrey(context.Background(), samples, imaging.ModelInput(size), 2); err != nil {
 		t.Fatal(err)
 	}
 	grey := make([][]uint8, len(samples))
@@ -86,8 +86,24 @@ func TestExportInt8MatchesFloat(t *testing.T) {
 	if err != nil {
 		t.Fatalf("written model does not read back: %v", err)
 	}
-	if th, ok := thresholdOf(back); !ok || th != 0.42 {
+	if th, ok, err := imaging.ModelThreshold(back); err != nil || !ok || th != 0.42 {
 		t.Fatalf("threshold metadata %v, %v", th, ok)
+	}
+	if spec, err := imaging.SpecFromModel(back); err != nil || spec != m.Arch.Input() {
+		t.Fatalf("input spec read back %+v, %v; want %+v", spec, err, m.Arch.Input())
+	}
+	// The grey-level window travels in the model too (and only when set).
+	if _, ok := back.MetadataByName(imaging.WindowMetadata); ok != (m.Arch.Window > 0) {
+		t.Fatalf("window metadata present %v for window %v", ok, m.Arch.Window)
+	}
+	wm := *m
+	wm.Arch.Window = 0.01
+	wtm, err := ExportInt8(&wm, grey, ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec, err := imaging.SpecFromModel(wtm); err != nil || spec.Window != 0.01 {
+		t.Fatalf("windowed model's spec %+v, %v", spec, err)
 	}
 	em, err := engine.LoadBytes(data, engine.Options{Threads: 1})
 	if err != nil {
@@ -178,16 +194,6 @@ func TestExportPercentile(t *testing.T) {
 	if s := scale(full, "logit"); s > 12.0/255+1e-6 {
 		t.Errorf("logit scale %v wider than ±6", s)
 	}
-}
-
-func thresholdOf(m *tflite.Model) (float64, bool) {
-	for _, md := range m.Metadata {
-		if md.Name == ThresholdMetadata {
-			f, err := strconv.ParseFloat(string(m.Buffers[md.Buffer].Data), 64)
-			return f, err == nil
-		}
-	}
-	return 0, false
 }
 
 func TestExportErrors(t *testing.T) {

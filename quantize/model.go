@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
 )
 
 // Block is one stage of the network. Every block is followed by batch norm and ReLU, which
@@ -29,6 +31,16 @@ type Arch struct {
 	Size    int
 	Blocks  []Block
 	Dropout float32
+	// Window is the grey-level window of the input (imaging.InputSpec.Window; 0 = none). It is
+	// part of the model: the exporter writes it into the model's metadata for the device.
+	Window float32
+}
+
+// Input is the spec of the model's input tensor: imaging.ModelInput(Size) with the window.
+func (a Arch) Input() imaging.InputSpec {
+	in := imaging.ModelInput(a.Size)
+	in.Window = a.Window
+	return in
 }
 
 // DefaultArch is the pneumonia model: seven 3×3 convolutions, channels doubling at each of
@@ -73,6 +85,9 @@ func (a Arch) Validate() error {
 		if b.Out <= 0 || (b.Stride != 1 && b.Stride != 2) || (b.Kind == "conv" && (b.Kernel < 1 || b.Kernel > 7)) {
 			return fmt.Errorf("quantize: block %d: bad shape %+v", i, b)
 		}
+	}
+	if err := a.Input().Validate(); err != nil {
+		return fmt.Errorf("quantize: %w", err)
 	}
 	if a.Dropout < 0 || a.Dropout >= 1 {
 		return fmt.Errorf("quantize: dropout %v out of [0,1)", a.Dropout)

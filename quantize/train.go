@@ -239,10 +239,10 @@ func (t *trainer) loadData(ctx context.Context) error {
 		train = Subsample(train, cfg.CalibImages, cfg.Seed+2)
 	}
 	start := time.Now()
-	if err := LoadGrey(ctx, train, cfg.Arch.Size, cfg.Workers); err != nil {
+	if err := LoadGrey(ctx, train, cfg.Arch.Input(), cfg.Workers); err != nil {
 		return err
 	}
-	if err := LoadGrey(ctx, val, cfg.Arch.Size, cfg.Workers); err != nil {
+	if err := LoadGrey(ctx, val, cfg.Arch.Input(), cfg.Workers); err != nil {
 		return err
 	}
 	t.train, t.val = train, val
@@ -593,7 +593,7 @@ func (t *trainer) finish(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := LoadGrey(ctx, test, t.cfg.Arch.Size, t.cfg.Workers); err != nil {
+	if err := LoadGrey(ctx, test, t.cfg.Arch.Input(), t.cfg.Workers); err != nil {
 		return nil, err
 	}
 	net, err := res.Model.network()

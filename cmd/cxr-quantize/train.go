@@ -42,6 +42,8 @@ func cmdTrain(args []string) error {
 	blur := fs.Float64("blur", 0, "augmentation: probability of a 3x3 blur (0: off)")
 	contrast := fs.Float64("contrast", quantize.DefaultAugment().Contrast, "augmentation: contrast factor range ±c")
 	bright := fs.Float64("brightness", quantize.DefaultAugment().Brightness, "augmentation: brightness range ±b")
+	margin := fs.Float64("margin", 0, "augmentation: probability of black margins (0: off)")
+	window := fs.Float64("window", 0, "input grey-level window: fraction of pixels clipped at each end (0: none; stored in the model)")
 	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
@@ -79,10 +81,11 @@ func cmdTrain(args []string) error {
 	cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Patience, cfg.EvalTest = *batch, *lr, *wd, *patience, *evalTest
 	cfg.NoExport, cfg.ExportOnly, cfg.CalibImages = *noExport, *exportOnly, *calib
 	cfg.Arch.Dropout = float32(*dropout)
+	cfg.Arch.Window = float32(*window)
 	cfg.CalibPercentile = *calibPct
 	cfg.ValByBatch = *valBatch
 	base := quantize.DefaultAugment()
-	base.Contrast, base.Brightness, base.Gamma, base.Blur = *contrast, *bright, *gamma, *blur
+	base.Contrast, base.Brightness, base.Gamma, base.Blur, base.Margin = *contrast, *bright, *gamma, *blur, *margin
 	a := base.Scaled(*aug)
 	cfg.Augment = &a
 	cfg.Logger = logger

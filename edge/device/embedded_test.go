@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
 	"github.com/cxr-edge/cxr-edge/edge/intake"
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
 	"github.com/cxr-edge/cxr-edge/edge/tflite"
@@ -32,10 +33,10 @@ func embeddedFacts(t *testing.T) (digest, version string, threshold float64) {
 		t.Fatalf("embedded model does not parse: %v", err)
 	}
 	threshold = DefaultThreshold
-	if b, ok := tm.MetadataByName(ThresholdMetadata); ok {
+	if b, ok := tm.MetadataByName(imaging.ThresholdMetadata); ok {
 		f, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
 		if err != nil || f <= 0 || f >= 1 {
-			t.Fatalf("embedded model's %s metadata %q is not a threshold in (0,1)", ThresholdMetadata, b)
+			t.Fatalf("embedded model's %s metadata %q is not a threshold in (0,1)", imaging.ThresholdMetadata, b)
 		}
 		threshold = f
 	}

@@ -10,7 +10,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -61,10 +60,6 @@ var ErrModel = errors.New("model")
 
 // DefaultThreshold is the operating point of a model whose metadata names none.
 const DefaultThreshold = 0.5
-
-// ThresholdMetadata is the name of the .tflite metadata buffer that may hold the model's
-// operating point as a decimal string ("0.37"). The model pipeline writes it.
-const ThresholdMetadata = "cxr_threshold"
 
 // EngineModel scores images with the pure-Go int8 engine. It is safe for concurrent use: each
 // call takes an interpreter from a pool (weights are shared).
@@ -119,7 +114,7 @@ func LoadModelBytes(data []byte, name string, cfg ModelConfig) (*EngineModel, er
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrModel, name, err)
 	}
-	spec, err := inputSpec(m.Inputs())
+	spec, err := imaging.SpecFromModel(tm)
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrModel, name, err)
 	}
@@ -143,7 +138,9 @@ func LoadModelBytes(data []byte, name string, cfg ModelConfig) (*EngineModel, er
 	if em.output == "" {
 		em.output = "auto"
 	}
-	if t, ok := metadataThreshold(tm); ok {
+	if t, ok, err := imaging.ModelThreshold(tm); err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrModel, name, err)
+	} else if ok {
 		em.threshold = t
 	}
 	em.pool.New = func() any { return m.NewInterpreter() }
@@ -158,51 +155,6 @@ func modelVersion(m *tflite.Model) string {
 		v = v[:120]
 	}
 	return v
-}
-
-// metadataThreshold reads the operating point the model pipeline stored in the model.
-func metadataThreshold(m *tflite.Model) (float64, bool) {
-	for _, md := range m.Metadata {
-		if md.Name != ThresholdMetadata || int(md.Buffer) >= len(m.Buffers) {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(string(m.Buffers[md.Buffer].Data)), 64)
-		if err == nil && f > 0 && f < 1 {
-			return f, true
-		}
-	}
-	return 0, false
-}
-
-func inputSpec(ins []engine.TensorInfo) (imaging.InputSpec, error) {
-	if len(ins) != 1 {
-		return imaging.InputSpec{}, fmt.Errorf("%d inputs, want one image input", len(ins))
-	}
-	in := ins[0]
-	if len(in.Shape) != 4 || in.Shape[0] != 1 || (in.Shape[3] != 1 && in.Shape[3] != 3) {
-		return imaging.InputSpec{}, fmt.Errorf("input %q has shape %v, want [1,H,W,1] or [1,H,W,3]", in.Name, in.Shape)
-	}
-	spec := imaging.InputSpec{Height: in.Shape[1], Width: in.Shape[2], Channels: in.Shape[3]}
-	switch in.Type {
-	case tflite.Int8:
-		spec.Type = imaging.Int8
-	case tflite.Uint8:
-		spec.Type = imaging.Uint8
-	case tflite.Float32:
-		spec.Type = imaging.Float32
-	default:
-		return imaging.InputSpec{}, fmt.Errorf("input %q has type %v, want int8, uint8 or float32", in.Name, in.Type)
-	}
-	if spec.Type != imaging.Float32 {
-		if len(in.Scale) != 1 || len(in.ZeroPoint) != 1 {
-			return imaging.InputSpec{}, fmt.Errorf("input %q: want per-tensor quantization", in.Name)
-		}
-		spec.Scale, spec.ZeroPoint = in.Scale[0], int32(in.ZeroPoint[0])
-	}
-	if err := spec.Validate(); err != nil {
-		return imaging.InputSpec{}, fmt.Errorf("input %q: %w", in.Name, err)
-	}
-	return spec, nil
 }
 
 // Spec is the input tensor Preprocess must write.

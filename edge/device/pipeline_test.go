@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
 	"github.com/cxr-edge/cxr-edge/edge/intake"
 	"github.com/cxr-edge/cxr-edge/edge/store"
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
@@ -333,7 +334,7 @@ func TestModelThresholdFromMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	tm.Buffers = append(tm.Buffers, tflite.Buffer{Data: []byte("0.370000")})
-	tm.Metadata = append(tm.Metadata, tflite.Metadata{Name: ThresholdMetadata, Buffer: uint32(len(tm.Buffers) - 1)})
+	tm.Metadata = append(tm.Metadata, tflite.Metadata{Name: imaging.ThresholdMetadata, Buffer: uint32(len(tm.Buffers) - 1)})
 	data, err := tflite.Write(tm)
 	if err != nil {
 		t.Fatal(err)
@@ -342,16 +343,28 @@ func TestModelThresholdFromMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Threshold() != 0.37 || m.Ref().Name != "pneumonia" {
+	want := 0.37
+	if m.Threshold() != want || m.Ref().Name != "pneumonia" {
 		t.Errorf("threshold %v, ref %+v", m.Threshold(), m.Ref())
 	}
 	p, _ := NewPipeline(PipelineOptions{Scorer: m})
-	if p.Threshold() != 0.37 {
+	if p.Threshold() != want {
 		t.Errorf("pipeline threshold %v", p.Threshold())
 	}
 	over := 0.6
 	p, _ = NewPipeline(PipelineOptions{Scorer: m, Threshold: &over})
 	if p.Threshold() != 0.6 {
 		t.Errorf("override ignored: %v", p.Threshold())
+	}
+	// A damaged operating point is refused rather than silently replaced by the default.
+	for _, bad := range []string{"1.5", "abc", "0"} {
+		tm.SetMetadata(imaging.ThresholdMetadata, []byte(bad))
+		data, err := tflite.Write(tm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadModelBytes(data, "pneumonia.tflite", ModelConfig{Output: "auto", PositiveIndex: 1}); !errors.Is(err, ErrModel) || !errors.Is(err, imaging.ErrSpec) {
+			t.Errorf("threshold %q: %v, want ErrModel wrapping imaging.ErrSpec", bad, err)
+		}
 	}
 }

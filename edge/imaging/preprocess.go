@@ -51,16 +51,23 @@ var ErrSpec = errors.New("imaging: bad input spec")
 //
 // With the model's parameters Scale = 1/255, ZeroPoint = -128 (int8) the quantization is
 // exact: q = p - 128, so the int8 device and float training see the same numbers.
+//
+// When Window > 0, p is first windowed (see [Window]): the grey levels below the Window
+// quantile map to 0, those above the 1−Window quantile to 255, linearly in between.
 type InputSpec struct {
 	Width, Height int
 	Channels      int // 1 for the grey model; 3 replicates grey for RGB models
 	Type          ElemType
 	Scale         float32
 	ZeroPoint     int32
+	// Window is the fraction of pixels clipped at each end by [Window]; 0 (the default, and
+	// what a model without the WindowMetadata entry gets) leaves grey levels unchanged.
+	Window float32
 }
 
 // ModelInput returns the spec of the project's pneumonia model: size×size×1 int8 with scale
 // 1/255 and zero point -128 (q = p - 128).
+// The window is set from the model's metadata (see SpecFromModel).
 func ModelInput(size int) InputSpec {
 	return InputSpec{Width: size, Height: size, Channels: 1, Type: Int8, Scale: 1.0 / 255, ZeroPoint: -128}
 }
@@ -76,6 +83,8 @@ func (s InputSpec) Validate() error {
 		return fmt.Errorf("%w: type %v", ErrSpec, s.Type)
 	case s.Type != Float32 && !(s.Scale > 0 && !math.IsInf(float64(s.Scale), 0)):
 		return fmt.Errorf("%w: scale %v", ErrSpec, s.Scale)
+	case !(s.Window >= 0 && s.Window < MaxWindow):
+		return fmt.Errorf("%w: window %v (want 0 ≤ window < %v)", ErrSpec, s.Window, MaxWindow)
 	}
 	return nil
 }
@@ -93,12 +102,65 @@ func Preprocess(img image.Image, spec InputSpec, dst []byte) error {
 	if len(dst) != spec.Bytes() {
 		return fmt.Errorf("%w: destination holds %d bytes, tensor needs %d", ErrSpec, len(dst), spec.Bytes())
 	}
-	grey, err := Grey(img, spec.Width, spec.Height)
+	grey, err := Plane(img, spec)
 	if err != nil {
 		return err
 	}
 	Quantize(grey, spec, dst)
 	return nil
+}
+
+// Plane returns the 8-bit grey plane the spec's tensor is made from: [Grey] at the spec's
+// size, then [Window] when spec.Window > 0. Training stores these planes and augments them.
+func Plane(img image.Image, spec InputSpec) ([]uint8, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	grey, err := Grey(img, spec.Width, spec.Height)
+	if err != nil {
+		return nil, err
+	}
+	Window(grey, spec.Window)
+	return grey, nil
+}
+
+// MaxWindow bounds InputSpec.Window: clipping a quarter of the pixels at each end would leave
+// half the image to carry the picture.
+const MaxWindow = 0.25
+
+// Window stretches grey in place so that its frac quantile becomes 0 and its 1−frac quantile
+// 255 (linear in between, clipped outside): lo is the lowest grey level with more than
+// ⌊frac×len(grey)⌋ pixels at or below it, hi the highest with more than that at or above it. X-ray units and their export settings differ in
+// exposure, windowing and the black margin outside the collimated field; mapping every image
+// to its own range keeps the model from learning a clinic's or a machine's grey levels
+// instead of the lungs. frac ≤ 0 (or an image of one grey level) leaves grey unchanged.
+func Window(grey []uint8, frac float32) {
+	if !(frac > 0) || len(grey) == 0 {
+		return
+	}
+	var hist [256]int
+	for _, p := range grey {
+		hist[p]++
+	}
+	clip := int(float64(frac) * float64(len(grey)))
+	lo, hi := 0, 255
+	for n := hist[0]; n <= clip && lo < 255; n += hist[lo] {
+		lo++
+	}
+	for n := hist[255]; n <= clip && hi > 0; n += hist[hi] {
+		hi--
+	}
+	if hi <= lo {
+		return
+	}
+	var lut [256]uint8
+	for p := range lut {
+		v := math.Round(float64(p-lo) * 255 / float64(hi-lo))
+		lut[p] = uint8(min(max(v, 0), 255))
+	}
+	for i, p := range grey {
+		grey[i] = lut[p]
+	}
 }
 
 // Quantize writes the tensor for an already resized grey plane (len(grey) == Width×Height)
