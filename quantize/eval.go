@@ -23,8 +23,9 @@ import (
 
 // The issue's acceptance bars for the shipped model on the official test split.
 const (
-	BarAUC      = 0.96
-	BarAccuracy = 0.92
+	BarAUC         = 0.96
+	BarAccuracy    = 0.92
+	BarSensitivity = 0.95
 )
 
 // ErrEval: the model or the data cannot be evaluated (bad model, unreadable image, ...).
@@ -32,9 +33,11 @@ var ErrEval = errors.New("quantize: cannot evaluate")
 
 // EvalOptions configures EvaluateTFLite. Zero fields take the documented defaults.
 type EvalOptions struct {
-	// Float, when set, is scored too (at its own validation threshold) and compared with the
-	// int8 model.
-	Float *Model
+	// Float, when set, holds the float model of the int8 model (or the members of an
+	// ensemble, whose logits are averaged as ExportEnsemble does); it is scored too and
+	// compared with the int8 model. One model is judged at its own validation threshold, an
+	// ensemble (which has none of its own) at the int8 model's.
+	Float []*Model
 	// Bootstrap is the number of resamples of the confidence intervals (default 2000).
 	Bootstrap int
 	// Seed of the bootstrap (default 1).
@@ -93,7 +96,7 @@ type EvalReport struct {
 	Int8            ModelEval  `json:"int8"`
 	Float           *ModelEval `json:"float,omitempty"`
 	Agreement       *Agreement `json:"agreement,omitempty"`
-	BarsMet         bool       `json:"bars_met"` // int8 AUC ≥ BarAUC and accuracy ≥ BarAccuracy
+	BarsMet         bool       `json:"bars_met"` // int8 AUC ≥ BarAUC, accuracy ≥ BarAccuracy, sensitivity ≥ BarSensitivity
 
 	Scores []ImageScore `json:"-"`
 }
@@ -119,9 +122,11 @@ func EvaluateTFLite(ctx context.Context, name string, model []byte, samples []Sa
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrEval, name, err)
 	}
-	if f := opts.Float; f != nil && (f.Arch.Size != spec.Width || f.Arch.Window != spec.Window) {
-		return nil, fmt.Errorf("%w: float model input %d (window %v), int8 model input %dx%d (window %v)", ErrEval,
-			f.Arch.Size, f.Arch.Window, spec.Width, spec.Height, spec.Window)
+	for _, f := range opts.Float {
+		if f.Arch.Size != spec.Width || f.Arch.Window != spec.Window {
+			return nil, fmt.Errorf("%w: float model input %d (window %v), int8 model input %dx%d (window %v)", ErrEval,
+				f.Arch.Size, f.Arch.Window, spec.Width, spec.Height, spec.Window)
+		}
 	}
 	rep := &EvalReport{Model: name, ModelBytes: len(model), Images: len(samples), Bootstrap: opts.Bootstrap, Seed: opts.Seed,
 		ThresholdSource: "default 0.5"}
@@ -165,15 +170,19 @@ func EvaluateTFLite(ctx context.Context, name string, model []byte, samples []Sa
 		rep.Positives += int(s.Label)
 	}
 	rep.Int8 = modelEval(scores, labels, th, opts)
-	rep.BarsMet = rep.Int8.AUC.Value >= BarAUC && rep.Int8.Accuracy.Value >= BarAccuracy
-	if opts.Float != nil {
+	rep.BarsMet = rep.Int8.AUC.Value >= BarAUC && rep.Int8.Accuracy.Value >= BarAccuracy && rep.Int8.Sensitivity.Value >= BarSensitivity
+	if len(opts.Float) > 0 {
 		fs := make([]float32, len(samples))
 		for i := range fs {
 			fs[i] = rep.Scores[i].FloatScore
 		}
-		fe := modelEval(fs, labels, opts.Float.Threshold, opts)
+		fth := th
+		if len(opts.Float) == 1 {
+			fth = opts.Float[0].Threshold
+		}
+		fe := modelEval(fs, labels, fth, opts)
 		rep.Float = &fe
-		g := Agree(scores, fs, th, opts.Float.Threshold)
+		g := Agree(scores, fs, th, fth)
 		rep.Agreement = &g
 	}
 	return rep, nil
@@ -187,13 +196,13 @@ func modelEval(scores []float32, labels []uint8, th float32, opts EvalOptions) M
 }
 
 // scoreWorker scores samples w, w+stride, ... into out.
-func scoreWorker(ctx context.Context, em *engine.Model, spec imaging.InputSpec, fm *Model, samples []Sample, out []ImageScore, w, stride int) error {
+func scoreWorker(ctx context.Context, em *engine.Model, spec imaging.InputSpec, fms []*Model, samples []Sample, out []ImageScore, w, stride int) error {
 	ip := em.NewInterpreter()
 	defer ip.Close()
-	var pred *Predictor
-	if fm != nil {
+	preds := make([]*Predictor, len(fms))
+	for k, fm := range fms {
 		var err error
-		if pred, err = fm.NewPredictor(); err != nil {
+		if preds[k], err = fm.NewPredictor(); err != nil {
 			return fmt.Errorf("%w: float model: %w", ErrEval, err)
 		}
 	}
@@ -217,16 +226,20 @@ func scoreWorker(ctx context.Context, em *engine.Model, spec imaging.InputSpec, 
 			return err
 		}
 		out[i].FloatScore = float32(math.NaN())
-		if pred != nil {
+		if len(preds) > 0 {
 			g, err := imaging.Plane(img, spec)
 			if err != nil {
 				return fmt.Errorf("%w: %s: %w", ErrEval, samples[i].Path, err)
 			}
-			p, err := pred.Predict([][]uint8{g})
-			if err != nil {
-				return fmt.Errorf("%w: %s: %w", ErrEval, samples[i].Path, err)
+			var sum float32
+			for _, pred := range preds {
+				z, err := pred.Logits([][]uint8{g})
+				if err != nil {
+					return fmt.Errorf("%w: %s: %w", ErrEval, samples[i].Path, err)
+				}
+				sum += z[0]
 			}
-			out[i].FloatScore = p[0]
+			out[i].FloatScore = sigmoid(sum / float32(len(preds)))
 		}
 	}
 	return nil

@@ -243,7 +243,7 @@ func TestEvaluateTFLite(t *testing.T) {
 	arch := DefaultArch(spec.Width)
 	arch.Window = spec.Window
 	fm := &Model{Arch: arch, Params: snapshot(build(arch, rand.New(rand.NewPCG(5, 5)))), Threshold: 0.5}
-	withFloat, err := EvaluateTFLite(ctx, "shipped", model, samples, EvalOptions{Float: fm, Bootstrap: 50})
+	withFloat, err := EvaluateTFLite(ctx, "shipped", model, samples, EvalOptions{Float: []*Model{fm}, Bootstrap: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestEvaluateTFLite(t *testing.T) {
 		t.Errorf("missing image: %v", err)
 	}
 	small := &Model{Arch: DefaultArch(64)}
-	if _, err := EvaluateTFLite(ctx, "shipped", model, samples, EvalOptions{Float: small}); !errors.Is(err, ErrEval) {
+	if _, err := EvaluateTFLite(ctx, "shipped", model, samples, EvalOptions{Float: []*Model{small}}); !errors.Is(err, ErrEval) {
 		t.Errorf("float model of another size: %v", err)
 	}
 	cctx, cancel := context.WithCancel(ctx)

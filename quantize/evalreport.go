@@ -50,7 +50,7 @@ func (r *EvalReport) Markdown(w io.Writer) error {
 	}
 	row("AUC", func(m ModelEval) Interval { return m.AUC }, false, fmt.Sprintf("≥ %.2f: %s", BarAUC, mark(r.Int8.AUC.Value >= BarAUC)))
 	row("accuracy", func(m ModelEval) Interval { return m.Accuracy }, true, fmt.Sprintf("≥ %.0f%%: %s", 100*BarAccuracy, mark(r.Int8.Accuracy.Value >= BarAccuracy)))
-	row("sensitivity", func(m ModelEval) Interval { return m.Sensitivity }, true, "")
+	row("sensitivity", func(m ModelEval) Interval { return m.Sensitivity }, true, fmt.Sprintf("≥ %.0f%%: %s", 100*BarSensitivity, mark(r.Int8.Sensitivity.Value >= BarSensitivity)))
 	row("specificity", func(m ModelEval) Interval { return m.Specificity }, true, "")
 	row("precision (PPV)", func(m ModelEval) Interval { return m.Precision }, true, "")
 	fmt.Fprintf(&b, "| calibration error (ECE, 10 bins) | %.3f |", r.Int8.ECE)
@@ -67,11 +67,11 @@ func (r *EvalReport) Markdown(w io.Writer) error {
 		fmt.Fprintf(&b, "int8 vs float: same call on %.1f%% of images (%d differ, Cohen's κ %.3f); |p_int8 − p_float| mean %.4f, max %.4f.\n\n",
 			100*g.SameCall, g.Disagree, g.Kappa, g.MeanAbsDiff, g.MaxAbsDiff)
 	}
+	verdict := "are **not all met**"
 	if r.BarsMet {
-		fmt.Fprintf(&b, "The issue's bars (AUC ≥ %.2f, accuracy ≥ %.0f%%) are met.\n", BarAUC, 100*BarAccuracy)
-	} else {
-		fmt.Fprintf(&b, "The issue's bars (AUC ≥ %.2f, accuracy ≥ %.0f%%) are **not met**.\n", BarAUC, 100*BarAccuracy)
+		verdict = "are met"
 	}
+	fmt.Fprintf(&b, "The issue's bars (AUC ≥ %.2f, accuracy ≥ %.0f%%, sensitivity ≥ %.0f%%) %s.\n", BarAUC, 100*BarAccuracy, 100*BarSensitivity, verdict)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

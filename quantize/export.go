@@ -13,8 +13,10 @@ import (
 // Export to an int8 TFLite model: batch norm is folded into the convolutions, activation ranges
 // are calibrated on float forward passes, weights are quantized symmetrically per output
 // channel and activations asymmetrically per tensor, as TensorFlow's post-training integer
-// quantization does. The graph is CONV_2D (fused ReLU) × blocks → MEAN → FULLY_CONNECTED →
-// LOGISTIC, with the int8 input of imaging.ModelInput (q = p − 128).
+// quantization does. The graph is CONV_2D (fused ReLU) × blocks → MEAN → DEQUANTIZE →
+// FULLY_CONNECTED → LOGISTIC (the head in float32), with the int8 input of Arch.Input
+// (q = p − 128, after the optional grey-level window). An ensemble runs one such branch per
+// member on the same input and ADDs their logits before the LOGISTIC.
 
 // ErrExport: the model cannot be exported (an architecture the exporter does not handle, no
 // calibration images).
@@ -140,28 +142,153 @@ type ExportOptions struct {
 // model's threshold stored as metadata imaging.ThresholdMetadata (callers re-choose it on the int8
 // model's validation scores with SetThreshold).
 func ExportInt8(m *Model, calib [][]uint8, opts ExportOptions) (*tflite.Model, error) {
+	return ExportEnsemble([]*Model{m}, calib, opts)
+}
+
+// ExportEnsemble writes one int8 model that runs every member on the same input and averages
+// their logits (members must share input size and window; the threshold is the first member's,
+// for callers to re-choose on the ensemble's validation scores). Independently trained networks
+// err on different images, most of all on images unlike the training data, so their average
+// ranks such images better than any one of them.
+func ExportEnsemble(ms []*Model, calib [][]uint8, opts ExportOptions) (*tflite.Model, error) {
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("%w: no model", ErrExport)
+	}
 	if len(calib) == 0 {
 		return nil, fmt.Errorf("%w: no calibration images", ErrExport)
 	}
-	convs, hw, hb, err := m.fold()
-	if err != nil {
-		return nil, err
+	in := ms[0].Arch.Input()
+	for i, m := range ms[1:] {
+		if m.Arch.Input() != in {
+			return nil, fmt.Errorf("%w: member %d input %+v differs from member 0's %+v", ErrExport, i+1, m.Arch.Input(), in)
+		}
 	}
-	size := m.Arch.Size
-	stages := len(convs) + 2
-	lo, hi := make([]float64, stages), make([]float64, stages)
+	size := in.Width
 	for i, g := range calib {
 		if len(g) != size*size {
 			return nil, fmt.Errorf("%w: calibration image %d has %d pixels, want %d", ErrExport, i, len(g), size*size)
 		}
+	}
+	b := newTFLBuilder()
+	x := b.tensor("input", tflite.Int8, []int32{1, int32(size), int32(size), 1}, q8(in.Scale, int64(in.ZeroPoint)), nil)
+	var sum int32 = -1
+	for i, m := range ms {
+		prefix := ""
+		if len(ms) > 1 {
+			prefix = fmt.Sprintf("member%d/", i)
+		}
+		logit, err := b.branch(m, x, calib, opts, prefix, float32(len(ms)))
+		if err != nil {
+			return nil, err
+		}
+		if sum < 0 {
+			sum = logit
+			continue
+		}
+		next := b.tensor(fmt.Sprintf("logit_sum%d", i), tflite.Float32, []int32{1, 1}, nil, nil)
+		b.op(tflite.OpAdd, 1, &tflite.AddOptions{}, []int32{sum, logit}, []int32{next})
+		sum = next
+	}
+	prob := b.tensor("pneumonia_probability", tflite.Float32, []int32{1, 1}, nil, nil)
+	b.op(tflite.OpLogistic, 1, nil, []int32{sum}, []int32{prob})
+	b.m.Subgraphs[0].Inputs, b.m.Subgraphs[0].Outputs = []int32{0}, []int32{prob}
+	kind := "classifier"
+	if len(ms) > 1 {
+		kind = fmt.Sprintf("ensemble of %d classifiers", len(ms))
+	}
+	b.m.Description = fmt.Sprintf("cxr-edge pneumonia %s, int8, %dx%d grey input (trained by cxr-quantize, epoch %d)", kind, size, size, ms[0].Epoch)
+	SetThreshold(b.m, ms[0].Threshold)
+	if in.Window > 0 {
+		imaging.SetMetadataFloat(b.m, imaging.WindowMetadata, float64(in.Window))
+	}
+	return b.m, nil
+}
+
+// branch adds m's network on input x and returns its float32 logit tensor divided by div (the
+// ensemble's size, folded into the head so the sum of branches is the mean logit).
+func (b *tflBuilder) branch(m *Model, x int32, calib [][]uint8, opts ExportOptions, prefix string, div float32) (int32, error) {
+	convs, hw, hb, err := m.fold()
+	if err != nil {
+		return 0, err
+	}
+	size := m.Arch.Size
+	lo, hi := calibrate(convs, hw, hb, size, calib, opts.Percentile)
+	inScale := float64(b.m.Subgraphs[0].Tensors[x].Quantization.Scale[0])
+	h := size
+	for li, cv := range convs {
+		oh, _ := samePad(h, cv.k, cv.stride)
+		// Weights: symmetric per output channel in [-127, 127].
+		wq := make([]byte, len(cv.w))
+		scales := make([]float32, cv.cout)
+		bq := make([]int32, cv.cout)
+		per := cv.k * cv.k * cv.cin
+		for o := 0; o < cv.cout; o++ {
+			var mx float64
+			for _, v := range cv.w[o*per : (o+1)*per] {
+				mx = math.Max(mx, math.Abs(float64(v)))
+			}
+			s := mx / 127
+			if s == 0 {
+				s = 1
+			}
+			scales[o] = float32(s)
+			for j, v := range cv.w[o*per : (o+1)*per] {
+				wq[o*per+j] = byte(int8(math.Max(-127, math.Min(127, math.Round(float64(v)/s)))))
+			}
+			bs := inScale * float64(scales[o])
+			bq[o] = int32(math.Max(math.MinInt32, math.Min(math.MaxInt32, math.Round(float64(cv.b[o])/bs))))
+		}
+		biasScales := make([]float32, cv.cout)
+		for o := range biasScales {
+			biasScales[o] = float32(inScale * float64(scales[o]))
+		}
+		name := fmt.Sprintf("%sblock%d", prefix, li)
+		wt := b.tensor(name+"/weights", tflite.Int8, []int32{int32(cv.cout), int32(cv.k), int32(cv.k), int32(cv.cin)},
+			&tflite.Quantization{Scale: scales, ZeroPoint: make([]int64, cv.cout)}, wq)
+		bt := b.tensor(name+"/bias", tflite.Int32, []int32{int32(cv.cout)},
+			&tflite.Quantization{Scale: biasScales, ZeroPoint: make([]int64, cv.cout)}, i32Bytes(bq))
+		oScale, oz := qparams(lo[li], hi[li])
+		y := b.tensor(name+"/relu", tflite.Int8, []int32{1, int32(oh), int32(oh), int32(cv.cout)}, q8(oScale, oz), nil)
+		b.op(tflite.OpConv2D, 3, &tflite.Conv2DOptions{Padding: tflite.PaddingSame, StrideW: int32(cv.stride), StrideH: int32(cv.stride),
+			Activation: tflite.ActRelu, DilationW: 1, DilationH: 1}, []int32{x, wt, bt}, []int32{y})
+		x, h, inScale = y, oh, float64(oScale)
+	}
+	c := convs[len(convs)-1].cout
+	axes := b.tensor(prefix+"mean/axes", tflite.Int32, []int32{2}, nil, i32Bytes([]int32{1, 2}))
+	ms, mz := qparams(lo[len(convs)], hi[len(convs)])
+	mean := b.tensor(prefix+"mean", tflite.Int8, []int32{1, int32(c)}, q8(ms, mz), nil)
+	b.op(tflite.OpMean, 2, &tflite.ReducerOptions{KeepDims: false}, []int32{x, axes}, []int32{mean})
+	// The head runs in float32 (c+1 numbers): LOGISTIC's int8 output (scale 1/256) saturates
+	// beyond |logit| ≈ 5.5, so an int8 head gave most confident images the same score, 255/256,
+	// and lost their order (on the test split 331 of 390 pneumonia films and 16 normals tied
+	// there, costing 1.5 points of AUC). DEQUANTIZE → FULLY_CONNECTED → LOGISTIC in float32
+	// keeps the full score, so the int8 model ranks images as the float model does.
+	feat := b.tensor(prefix+"mean/float", tflite.Float32, []int32{1, int32(c)}, nil, nil)
+	b.op(tflite.OpDequantize, 2, nil, []int32{mean}, []int32{feat})
+	w := make([]float32, len(hw))
+	for i, v := range hw {
+		w[i] = v / div
+	}
+	fwt := b.tensor(prefix+"head/weights", tflite.Float32, []int32{1, int32(c)}, nil, f32Bytes(w))
+	fbt := b.tensor(prefix+"head/bias", tflite.Float32, []int32{1}, nil, f32Bytes([]float32{hb / div}))
+	logit := b.tensor(prefix+"logit", tflite.Float32, []int32{1, 1}, nil, nil)
+	b.op(tflite.OpFullyConnected, 1, &tflite.FullyConnectedOptions{}, []int32{feat, fwt, fbt}, []int32{logit})
+	return logit, nil
+}
+
+// calibrate returns each stage's activation range over the calibration images: the
+// convolutions' (maximum, or the given percentile when in (0, 100)), the mean's and the logit's.
+func calibrate(convs []foldedConv, hw []float32, hb float32, size int, calib [][]uint8, p float64) (lo, hi []float64) {
+	stages := len(convs) + 2
+	lo, hi = make([]float64, stages), make([]float64, stages)
+	for _, g := range calib {
 		forwardFolded(convs, hw, hb, size, g, func(s int, v []float32) {
 			for _, x := range v {
 				lo[s], hi[s] = math.Min(lo[s], float64(x)), math.Max(hi[s], float64(x))
 			}
 		})
 	}
-
-	if p := opts.Percentile; p > 0 && p < 100 {
+	if p > 0 && p < 100 {
 		// Second pass: a histogram of each convolution's (non-negative, post-ReLU) outputs.
 		const bins = 1 << 14
 		hist := make([][]int64, len(convs))
@@ -193,76 +320,7 @@ func ExportInt8(m *Model, calib [][]uint8, opts ExportOptions) (*tflite.Model, e
 			}
 		}
 	}
-
-	b := newTFLBuilder()
-	in := m.Arch.Input()
-	x := b.tensor("input", tflite.Int8, []int32{1, int32(size), int32(size), 1}, q8(in.Scale, int64(in.ZeroPoint)), nil)
-	inScale := float64(in.Scale)
-	h := size
-	for li, cv := range convs {
-		oh, _ := samePad(h, cv.k, cv.stride)
-		// Weights: symmetric per output channel in [-127, 127].
-		wq := make([]byte, len(cv.w))
-		scales := make([]float32, cv.cout)
-		bq := make([]int32, cv.cout)
-		per := cv.k * cv.k * cv.cin
-		for o := 0; o < cv.cout; o++ {
-			var mx float64
-			for _, v := range cv.w[o*per : (o+1)*per] {
-				mx = math.Max(mx, math.Abs(float64(v)))
-			}
-			s := mx / 127
-			if s == 0 {
-				s = 1
-			}
-			scales[o] = float32(s)
-			for j, v := range cv.w[o*per : (o+1)*per] {
-				wq[o*per+j] = byte(int8(math.Max(-127, math.Min(127, math.Round(float64(v)/s)))))
-			}
-			bs := inScale * float64(scales[o])
-			bq[o] = int32(math.Max(math.MinInt32, math.Min(math.MaxInt32, math.Round(float64(cv.b[o])/bs))))
-		}
-		biasScales := make([]float32, cv.cout)
-		for o := range biasScales {
-			biasScales[o] = float32(inScale * float64(scales[o]))
-		}
-		name := fmt.Sprintf("block%d", li)
-		wt := b.tensor(name+"/weights", tflite.Int8, []int32{int32(cv.cout), int32(cv.k), int32(cv.k), int32(cv.cin)},
-			&tflite.Quantization{Scale: scales, ZeroPoint: make([]int64, cv.cout)}, wq)
-		bt := b.tensor(name+"/bias", tflite.Int32, []int32{int32(cv.cout)},
-			&tflite.Quantization{Scale: biasScales, ZeroPoint: make([]int64, cv.cout)}, i32Bytes(bq))
-		oScale, oz := qparams(lo[li], hi[li])
-		y := b.tensor(name+"/relu", tflite.Int8, []int32{1, int32(oh), int32(oh), int32(cv.cout)}, q8(oScale, oz), nil)
-		b.op(tflite.OpConv2D, 3, &tflite.Conv2DOptions{Padding: tflite.PaddingSame, StrideW: int32(cv.stride), StrideH: int32(cv.stride),
-			Activation: tflite.ActRelu, DilationW: 1, DilationH: 1}, []int32{x, wt, bt}, []int32{y})
-		x, h, inScale = y, oh, float64(oScale)
-	}
-	c := convs[len(convs)-1].cout
-	axes := b.tensor("mean/axes", tflite.Int32, []int32{2}, nil, i32Bytes([]int32{1, 2}))
-	ms, mz := qparams(lo[len(convs)], hi[len(convs)])
-	mean := b.tensor("mean", tflite.Int8, []int32{1, int32(c)}, q8(ms, mz), nil)
-	b.op(tflite.OpMean, 2, &tflite.ReducerOptions{KeepDims: false}, []int32{x, axes}, []int32{mean})
-
-	// The head runs in float32 (c+1 numbers): LOGISTIC's int8 output (scale 1/256) saturates
-	// beyond |logit| ≈ 5.5, so an int8 head gave most confident images the same score, 255/256,
-	// and lost their order (on the test split 331 of 390 pneumonia films and 16 normals tied
-	// there, costing 1.5 points of AUC). DEQUANTIZE → FULLY_CONNECTED → LOGISTIC in float32
-	// keeps the full score, so the int8 model ranks images as the float model does.
-	feat := b.tensor("mean/float", tflite.Float32, []int32{1, int32(c)}, nil, nil)
-	b.op(tflite.OpDequantize, 2, nil, []int32{mean}, []int32{feat})
-	fwt := b.tensor("head/weights", tflite.Float32, []int32{1, int32(c)}, nil, f32Bytes(hw))
-	fbt := b.tensor("head/bias", tflite.Float32, []int32{1}, nil, f32Bytes([]float32{hb}))
-	logit := b.tensor("logit", tflite.Float32, []int32{1, 1}, nil, nil)
-	b.op(tflite.OpFullyConnected, 1, &tflite.FullyConnectedOptions{}, []int32{feat, fwt, fbt}, []int32{logit})
-	prob := b.tensor("pneumonia_probability", tflite.Float32, []int32{1, 1}, nil, nil)
-	b.op(tflite.OpLogistic, 1, nil, []int32{logit}, []int32{prob})
-	b.m.Subgraphs[0].Inputs, b.m.Subgraphs[0].Outputs = []int32{0}, []int32{prob}
-	b.m.Description = fmt.Sprintf("cxr-edge pneumonia classifier, int8, %dx%d grey input (trained by cxr-quantize, epoch %d)", size, size, m.Epoch)
-	SetThreshold(b.m, m.Threshold)
-	if m.Arch.Window > 0 {
-		imaging.SetMetadataFloat(b.m, imaging.WindowMetadata, float64(m.Arch.Window))
-	}
-	return b.m, nil
+	return lo, hi
 }
 
 // SetThreshold stores (or replaces) the operating threshold in the model's metadata.

@@ -235,8 +235,17 @@ func (m *Model) NewPredictor() (*Predictor, error) {
 }
 
 // Predict returns the pneumonia probability of each grey image (Size×Size bytes, the output of
-// imaging.Grey).
+// imaging.Plane).
 func (p *Predictor) Predict(grey [][]uint8) ([]float32, error) {
+	z, err := p.Logits(grey)
+	for i, v := range z {
+		z[i] = sigmoid(v)
+	}
+	return z, err
+}
+
+// Logits returns the network's logit (before the sigmoid) of each grey image.
+func (p *Predictor) Logits(grey [][]uint8) ([]float32, error) {
 	hw := p.size * p.size
 	x := newTensor(len(grey), 1, p.size, p.size)
 	for i, g := range grey {
@@ -248,11 +257,30 @@ func (p *Predictor) Predict(grey [][]uint8) ([]float32, error) {
 		}
 	}
 	z := p.net.forward(x, false)
-	out := make([]float32, len(grey))
-	for i := range out {
-		out[i] = sigmoid(z.d[i])
+	return append([]float32(nil), z.d[:len(grey)]...), nil
+}
+
+// EnsembleScores returns, for each grey image, the sigmoid of the mean logit of the models
+// (what ExportEnsemble's int8 model computes, in float).
+func EnsembleScores(models []*Model, grey [][]uint8) ([]float32, error) {
+	sum := make([]float32, len(grey))
+	for _, m := range models {
+		p, err := m.NewPredictor()
+		if err != nil {
+			return nil, err
+		}
+		z, err := p.Logits(grey)
+		if err != nil {
+			return nil, err
+		}
+		for i, v := range z {
+			sum[i] += v
+		}
 	}
-	return out, nil
+	for i, v := range sum {
+		sum[i] = sigmoid(v / float32(len(models)))
+	}
+	return sum, nil
 }
 
 // writeGob writes magic + gob(v) to path atomically (temporary file, fsync, rename), so a crash

@@ -35,10 +35,14 @@ type Config struct {
 	// ValByBatch: validation NORMALs are one whole acquisition batch (the IM-* studies; the
 	// NORMAL2-* batch trains), so validation measures normals from a batch the model never saw,
 	// the kind of shift the test split's normals show. PNEUMONIA patients split by ValFraction.
-	ValByBatch  bool
-	Seed        uint64 // all randomness derives from it (default 1)
-	Subset      int    // if > 0, train on this many images (validation on Subset/4): for CI
-	Resume      bool   // continue from Out/checkpoint.gob
+	ValByBatch bool
+	Seed       uint64 // all randomness derives from it (default 1)
+	// SplitSeed seeds the train/validation split alone (default: Seed). Members of an
+	// ensemble use different Seeds and one SplitSeed, so none of them trains on the images
+	// the ensemble's threshold is chosen on.
+	SplitSeed   uint64
+	Subset      int  // if > 0, train on this many images (validation on Subset/4): for CI
+	Resume      bool // continue from Out/checkpoint.gob
 	Augment     *Augment
 	Workers     int  // decoding goroutines (default GOMAXPROCS)
 	EvalTest    bool // after training, report the chosen model on the official test split (never used to choose)
@@ -91,6 +95,9 @@ func (c Config) withDefaults() Config {
 	if c.Seed == 0 {
 		c.Seed = d.Seed
 	}
+	if c.SplitSeed == 0 {
+		c.SplitSeed = c.Seed
+	}
 	if c.Augment == nil {
 		c.Augment = d.Augment
 	}
@@ -140,7 +147,7 @@ type Result struct {
 // checkpoint is everything needed to continue a run bit for bit.
 type checkpoint struct {
 	Arch                     Arch
-	Seed                     uint64
+	Seed, SplitSeed          uint64
 	BatchSize, Shards        int
 	Subset                   int
 	Done                     int // epochs completed
@@ -222,9 +229,9 @@ func (t *trainer) loadData(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	train, val := SplitByPatient(all, cfg.ValFraction, cfg.Seed)
+	train, val := SplitByPatient(all, cfg.ValFraction, cfg.SplitSeed)
 	if cfg.ValByBatch {
-		train, val = SplitByBatch(all, cfg.ValFraction, cfg.Seed)
+		train, val = SplitByBatch(all, cfg.ValFraction, cfg.SplitSeed)
 	}
 	// The official 16-image val split is too small to choose on alone; it joins validation.
 	if off, err := ListSplit(cfg.Data, "val"); err == nil {
@@ -273,7 +280,7 @@ func (t *trainer) setup() {
 	}
 	macs, params := cfg.Arch.Cost()
 	t.log.Info("network", "macs", macs, "params", params, "blocks", len(cfg.Arch.Blocks))
-	t.ck = checkpoint{Arch: cfg.Arch, Seed: cfg.Seed, BatchSize: cfg.BatchSize, Shards: cfg.Shards, Subset: cfg.Subset,
+	t.ck = checkpoint{Arch: cfg.Arch, Seed: cfg.Seed, SplitSeed: cfg.SplitSeed, BatchSize: cfg.BatchSize, Shards: cfg.Shards, Subset: cfg.Subset,
 		ValFraction: cfg.ValFraction, WeightDecay: cfg.WeightDecay}
 }
 
@@ -283,7 +290,10 @@ func (t *trainer) resume() error {
 	if err := readGob(path, &ck); err != nil {
 		return fmt.Errorf("quantize: resume: %w", err)
 	}
-	if fmt.Sprint(ck.Arch) != fmt.Sprint(t.cfg.Arch) || ck.Seed != t.cfg.Seed || ck.BatchSize != t.cfg.BatchSize ||
+	if ck.SplitSeed == 0 { // written before SplitSeed existed: the split used Seed
+		ck.SplitSeed = ck.Seed
+	}
+	if fmt.Sprint(ck.Arch) != fmt.Sprint(t.cfg.Arch) || ck.Seed != t.cfg.Seed || ck.SplitSeed != t.cfg.SplitSeed || ck.BatchSize != t.cfg.BatchSize ||
 		ck.Shards != t.cfg.Shards || ck.Subset != t.cfg.Subset || ck.ValFraction != t.cfg.ValFraction {
 		return fmt.Errorf("quantize: resume: %s was written with other settings (arch, seed, batch, shards, subset or validation fraction)", path)
 	}

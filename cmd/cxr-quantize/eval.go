@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/cxr-edge/cxr-edge/quantize"
@@ -34,7 +35,7 @@ func cmdEval(args []string) error {
 func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	modelPath := fs.String("model", "", "int8 .tflite model (default: the embedded model "+defaultModel+")")
-	floatPath := fs.String("float", "", "float model to compare (default: float.model beside --model, if present)")
+	floatPath := fs.String("float", "", "float model to compare, or comma-separated members of an ensemble (default: float.model beside --model, if present)")
 	data := fs.String("data", "", "dataset root with test/{NORMAL,PNEUMONIA} (default ../shared/data/chest_xray beside the repository)")
 	split := fs.String("split", "test", "split folder to evaluate")
 	out := fs.String("out", "", "folder for report.md, metrics.json and the plots (default: print the report only)")
@@ -84,8 +85,12 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if *floatPath != "" {
-		if opts.Float, err = quantize.LoadModel(*floatPath); err != nil {
-			return fmt.Errorf("eval: %w", err)
+		for _, p := range strings.Split(*floatPath, ",") {
+			m, err := quantize.LoadModel(p)
+			if err != nil {
+				return fmt.Errorf("eval: %w", err)
+			}
+			opts.Float = append(opts.Float, m)
 		}
 	}
 	samples, err := quantize.ListSplit(*data, *split)

@@ -21,6 +21,9 @@ commands:
   train             train the float pneumonia model: --data DIR --out DIR [--epochs N] [--size 128]
                     [--seed S] [--resume] [--subset N] [--export-only] (checkpoints, float.model,
                     int8 model.tflite, train.log, history.json)
+  ensemble          export several trained float models (members trained with one --split-seed) as
+                    one int8 model averaging their logits, threshold chosen on validation:
+                    --out DIR [--data DIR] [--split-seed 1] [--calib 300] MEMBER.model ...
   eval              evaluate the int8 model in the engine (and its float model) on the test split:
                     [--model M.tflite] [--float F.model] [--data DIR] [--out DIR] [--scores F.csv]
                     [--bootstrap 2000] [--seed S] [--limit N] (report.md, metrics.json, ROC, PR,
@@ -48,6 +51,8 @@ func main() {
 		err = cmdTrain(args)
 	case "eval":
 		err = cmdEval(args)
+	case "ensemble":
+		err = cmdEnsemble(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

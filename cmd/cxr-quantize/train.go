@@ -25,6 +25,7 @@ func cmdTrain(args []string) error {
 	size := fs.Int("size", def.Arch.Size, "model input size (square)")
 	wide := fs.Bool("wide", false, "use the wider comparison architecture")
 	seed := fs.Uint64("seed", def.Seed, "seed of every random choice (split, init, order, augmentation, dropout)")
+	splitSeed := fs.Uint64("split-seed", 0, "seed of the train/validation split alone (0: --seed); ensemble members share it")
 	resume := fs.Bool("resume", false, "continue from OUT/checkpoint.gob")
 	subset := fs.Int("subset", 0, "train on this many images only (quick CI runs)")
 	batch := fs.Int("batch", def.BatchSize, "batch size")
@@ -77,7 +78,7 @@ func cmdTrain(args []string) error {
 	if *wide {
 		cfg.Arch = quantize.WideArch(*size)
 	}
-	cfg.Epochs, cfg.Seed, cfg.Resume, cfg.Subset = *epochs, *seed, *resume, *subset
+	cfg.Epochs, cfg.Seed, cfg.SplitSeed, cfg.Resume, cfg.Subset = *epochs, *seed, *splitSeed, *resume, *subset
 	cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Patience, cfg.EvalTest = *batch, *lr, *wd, *patience, *evalTest
 	cfg.NoExport, cfg.ExportOnly, cfg.CalibImages = *noExport, *exportOnly, *calib
 	cfg.Arch.Dropout = float32(*dropout)

@@ -1,0 +1,127 @@
+package quantize
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/cxr-edge/cxr-edge/edge/tflite"
+)
+
+// EnsembleConfig describes the export of several trained float models as one int8 model.
+type EnsembleConfig struct {
+	Data    string   // dataset root (as Config.Data)
+	Out     string   // output folder: model.tflite
+	Members []string // float models (float.model or best.model of train runs)
+	// SplitSeed and ValFraction must be those the members were trained with (their
+	// Config.SplitSeed), so validation holds only images no member trained on. Defaults 1, 0.15.
+	SplitSeed   uint64
+	ValFraction float64
+	CalibImages int     // calibration images from the training part (default 300)
+	Percentile  float64 // ExportOptions.Percentile
+	Workers     int     // default GOMAXPROCS
+	Logger      *slog.Logger
+}
+
+// EnsembleResult is the written model and its validation numbers.
+type EnsembleResult struct {
+	Int8Result
+	FloatVal Metrics // the float ensemble (mean logit) on validation at its own threshold
+}
+
+// Ensemble exports cfg.Members as one int8 model (ExportEnsemble), chooses its threshold on the
+// int8 model's validation scores (sensitivity ≥ SensitivityTarget, as a single run does) and
+// writes Out/model.tflite.
+func Ensemble(ctx context.Context, cfg EnsembleConfig) (*EnsembleResult, error) {
+	if cfg.SplitSeed == 0 {
+		cfg.SplitSeed = 1
+	}
+	if cfg.ValFraction == 0 {
+		cfg.ValFraction = 0.15
+	}
+	if cfg.CalibImages <= 0 {
+		cfg.CalibImages = 300
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.Members) == 0 {
+		return nil, fmt.Errorf("%w: no member models", ErrExport)
+	}
+	models := make([]*Model, len(cfg.Members))
+	for i, p := range cfg.Members {
+		m, err := LoadModel(p)
+		if err != nil {
+			return nil, err
+		}
+		models[i] = m
+	}
+	all, err := ListSplit(cfg.Data, "train")
+	if err != nil {
+		return nil, err
+	}
+	// The same split, official val images and calibration sample as Train with this SplitSeed.
+	train, val := SplitByPatient(all, cfg.ValFraction, cfg.SplitSeed)
+	if off, err := ListSplit(cfg.Data, "val"); err == nil {
+		val = append(val, off...)
+	}
+	calib := Subsample(train, cfg.CalibImages, cfg.SplitSeed+2)
+	spec := models[0].Arch.Input()
+	if err := LoadGrey(ctx, calib, spec, cfg.Workers); err != nil {
+		return nil, err
+	}
+	if err := LoadGrey(ctx, val, spec, cfg.Workers); err != nil {
+		return nil, err
+	}
+	tm, err := ExportEnsemble(models, greyOf(calib), ExportOptions{Percentile: cfg.Percentile})
+	if err != nil {
+		return nil, err
+	}
+	data, err := tflite.Write(tm)
+	if err != nil {
+		return nil, err
+	}
+	scores, err := ScoreTFLite(ctx, data, greyOf(val), cfg.Workers)
+	if err != nil {
+		return nil, fmt.Errorf("quantize: the exported ensemble does not run in the engine: %w", err)
+	}
+	fscores, err := EnsembleScores(models, greyOf(val))
+	if err != nil {
+		return nil, err
+	}
+	labels := labelsOf(val)
+	th := ThresholdForSensitivity(scores, labels, SensitivityTarget)
+	SetThreshold(tm, th)
+	if data, err = tflite.Write(tm); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(cfg.Out, TFLiteFile)
+	if err := writeFileAtomic(path, data); err != nil {
+		return nil, err
+	}
+	var dsum, dmax float64
+	for i, s := range scores {
+		d := math.Abs(float64(s - fscores[i]))
+		dsum += d
+		dmax = math.Max(dmax, d)
+	}
+	res := &EnsembleResult{
+		Int8Result: Int8Result{Path: path, Bytes: len(data), Threshold: th, Val: Evaluate(scores, labels, th),
+			MeanAbsDiff: dsum / float64(max(len(scores), 1)), MaxAbsDiff: dmax},
+		FloatVal: Evaluate(fscores, labels, ThresholdForSensitivity(fscores, labels, SensitivityTarget)),
+	}
+	log.Info("ensemble written", "path", path, "bytes", len(data), "members", len(models), "val", res.Val.String(),
+		"float_val", res.FloatVal.String(), "val_mean_abs_diff", res.MeanAbsDiff, "val_max_abs_diff", res.MaxAbsDiff)
+	return res, nil
+}
