@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cxr-edge/cxr-edge/edge/engine"
@@ -23,10 +26,10 @@ func perturbed(m *Model, seed uint64) *Model {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	c := *m
 	c.Params = make(map[string][]float32, len(m.Params))
-	for k, v := range m.Params {
-		w := append([]float32(nil), v...)
+	for _, k := range slices.Sorted(maps.Keys(m.Params)) { // a fixed order: the same noise every run
+		w := append([]float32(nil), m.Params[k]...)
 		for i := range w {
-			w[i] *= float32(1 + 0.3*rng.NormFloat64())
+			w[i] *= float32(math.Exp(0.3 * rng.NormFloat64())) // positive: variances stay variances
 		}
 		c.Params[k] = w
 	}
@@ -88,21 +91,29 @@ func TestExportEnsemble(t *testing.T) {
 		t.Fatalf("%d inputs", n)
 	}
 
-	cmd := testenv.LiteRT(t)
-	dir := t.TempDir()
-	model := filepath.Join(dir, "ensemble.tflite")
-	in := filepath.Join(dir, "in.bin")
 	buf := make([]byte, size*size)
 	imaging.Quantize(grey[0], imaging.ModelInput(size), buf)
-	if err := os.WriteFile(model, data, 0o644); err != nil {
+	if lq := liteRTScore(t, data, buf); math.Abs(lq-float64(got[0])) > 1e-5 {
+		t.Errorf("LiteRT.js %v, engine %v", lq, got[0])
+	}
+}
+
+// liteRTScore runs a one-output model on one input tensor in LiteRT.js (Google's TFLite
+// runtime) and returns its single output value.
+func liteRTScore(t *testing.T, model, input []byte) float64 {
+	t.Helper()
+	cmd := testenv.LiteRT(t)
+	dir := t.TempDir()
+	mp, ip := filepath.Join(dir, "m.tflite"), filepath.Join(dir, "in.bin")
+	if err := os.WriteFile(mp, model, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(in, buf, 0o644); err != nil {
+	if err := os.WriteFile(ip, input, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(cmd[0], append(cmd[1:], "--model", model, "--input", in)...).Output()
+	out, err := exec.Command(cmd[0], append(cmd[1:], "--model", mp, "--input", ip)...).Output()
 	if err != nil {
-		t.Fatalf("LiteRT.js refused the ensemble: %v", err)
+		t.Fatalf("LiteRT.js refused the model: %v", err)
 	}
 	var res struct {
 		Outputs []struct{ Data []float64 }
@@ -110,9 +121,7 @@ func TestExportEnsemble(t *testing.T) {
 	if err := json.Unmarshal(out, &res); err != nil || len(res.Outputs) != 1 || len(res.Outputs[0].Data) != 1 {
 		t.Fatalf("LiteRT.js output %s: %v", out, err)
 	}
-	if lq := res.Outputs[0].Data[0]; math.Abs(lq-float64(got[0])) > 1e-5 {
-		t.Errorf("LiteRT.js %v, engine %v", lq, got[0])
-	}
+	return res.Outputs[0].Data[0]
 }
 
 func TestExportEnsembleErrors(t *testing.T) {
@@ -121,6 +130,21 @@ func TestExportEnsembleErrors(t *testing.T) {
 	other.Arch.Window = 0.01
 	if _, err := ExportEnsemble([]*Model{m1, &other}, grey, ExportOptions{}); !errors.Is(err, ErrExport) {
 		t.Errorf("members with different windows: %v", err)
+	}
+	// A diverged model (NaN weights) is refused instead of written with NaN scales.
+	bad := perturbed(m1, 9)
+	nan := 0
+	for k, w := range bad.Params {
+		if strings.HasSuffix(k, ".w") { // every convolution's and the head's weights
+			w[0] = float32(math.NaN())
+			nan++
+		}
+	}
+	if nan == 0 {
+		t.Fatal("no weights to spoil")
+	}
+	if _, err := ExportInt8(bad, grey, ExportOptions{}); !errors.Is(err, ErrExport) {
+		t.Errorf("model with NaN weights: %v", err)
 	}
 	if _, err := ExportEnsemble(nil, grey, ExportOptions{}); !errors.Is(err, ErrExport) {
 		t.Errorf("no members: %v", err)

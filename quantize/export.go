@@ -213,6 +213,11 @@ func (b *tflBuilder) branch(m *Model, x int32, calib [][]uint8, opts ExportOptio
 	}
 	size := m.Arch.Size
 	lo, hi := calibrate(convs, hw, hb, size, calib, opts.Percentile)
+	for s := range lo {
+		if math.IsNaN(lo[s]+hi[s]) || math.IsInf(lo[s]+hi[s], 0) {
+			return 0, fmt.Errorf("%w: %sstage %d: activations are not finite on the calibration images", ErrExport, prefix, s)
+		}
+	}
 	inScale := float64(b.m.Subgraphs[0].Tensors[x].Quantization.Scale[0])
 	h := size
 	for li, cv := range convs {

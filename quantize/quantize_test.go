@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
 )
 
@@ -289,6 +290,39 @@ func TestTrainSubsetAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The written model runs in Google's runtime with the engine's output.
+	val, err := ListSplit(data, "val")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := cfg.Arch.Input()
+	if err := LoadGrey(context.Background(), val[:1], spec, 1); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := ScoreTFLite(context.Background(), first, greyOf(val[:1]), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make([]byte, spec.Bytes())
+	imaging.Quantize(val[0].Grey, spec, in)
+	if lq := liteRTScore(t, first, in); math.Abs(lq-float64(eng[0])) > 1e-5 {
+		t.Errorf("trained model: LiteRT.js %v, engine %v", lq, eng[0])
+	}
+	// A second member (another seed, the same split) and the two as one int8 ensemble.
+	cfgB := cfg
+	cfgB.Out, cfgB.Seed, cfgB.SplitSeed = t.TempDir(), 4, cfg.Seed
+	if _, err := Train(context.Background(), cfgB); err != nil {
+		t.Fatal(err)
+	}
+	ens, err := Ensemble(context.Background(), EnsembleConfig{Data: data, Out: t.TempDir(), SplitSeed: cfg.Seed, CalibImages: 64,
+		Members: []string{filepath.Join(cfg.Out, ModelFile), filepath.Join(cfgB.Out, ModelFile)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ens.Val.Sensitivity < SensitivityTarget || ens.Threshold <= 0 || ens.Threshold >= 1 || ens.MeanAbsDiff > 0.03 {
+		t.Errorf("ensemble: %+v", ens)
+	}
+	t.Logf("ensemble of 2: val %v (float %v), |Δp| mean %.4f", ens.Val, ens.FloatVal, ens.MeanAbsDiff)
 	ex := cfg
 	ex.ExportOnly = true
 	if _, err := Train(context.Background(), ex); err != nil {
