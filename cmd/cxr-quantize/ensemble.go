@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -21,11 +20,8 @@ func cmdEnsemble(args []string) error {
 	splitSeed := fs.Uint64("split-seed", 1, "the --split-seed (or --seed) the members were trained with")
 	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
 	calibPct := fs.Float64("calib-percentile", 0, "activation range = this percentile of calibration values (0: maximum)")
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		fs.SetOutput(os.Stderr)
-		fs.PrintDefaults()
-		return fmt.Errorf("%w: ensemble: %w", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *out == "" || fs.NArg() == 0 {
 		return fmt.Errorf("%w: ensemble: --out and at least one member model are required", errUsage)

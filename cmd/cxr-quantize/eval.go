@@ -43,11 +43,8 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 	boot := fs.Int("bootstrap", 2000, "bootstrap resamples of the 95% intervals")
 	seed := fs.Uint64("seed", 1, "seed of the bootstrap and of --limit's sample")
 	limit := fs.Int("limit", 0, "evaluate a class-stratified sample of this many images (quick checks; 0: all)")
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		fs.SetOutput(os.Stderr)
-		fs.PrintDefaults()
-		return fmt.Errorf("%w: eval: %w", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: eval: unexpected argument %q", errUsage, fs.Arg(0))

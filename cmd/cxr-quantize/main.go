@@ -4,7 +4,9 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 )
 
@@ -68,4 +70,16 @@ func main() {
 		}
 		os.Exit(1)
 	}
+}
+
+// parseFlags parses args; on a mistake it prints the flags' help to stderr and returns an
+// errUsage error naming the command.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		fs.SetOutput(os.Stderr)
+		fs.PrintDefaults()
+		return fmt.Errorf("%w: %s: %w", errUsage, fs.Name(), err)
+	}
+	return nil
 }

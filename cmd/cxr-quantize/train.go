@@ -46,11 +46,8 @@ func cmdTrain(args []string) error {
 	margin := fs.Float64("margin", 0, "augmentation: probability of black margins (0: off)")
 	window := fs.Float64("window", 0, "input grey-level window: fraction of pixels clipped at each end (0: none; stored in the model)")
 	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		fs.SetOutput(os.Stderr)
-		fs.PrintDefaults()
-		return fmt.Errorf("%w: train: %w", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *out == "" {
 		return fmt.Errorf("%w: train: --out is required", errUsage)
