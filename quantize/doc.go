@@ -7,17 +7,23 @@
 //   - Data: ListSplit reads the Kaggle layout {train,val,test}/{NORMAL,PNEUMONIA};
 //     SplitByPatient holds out 15% of the training patients (stratified, seeded) for
 //     validation, the official 16-image val split joins it, and the test split is read only
-//     for the final report. Every image goes through imaging.Grey, the device's own
-//     preprocessing, once, and stays in memory as size×size grey bytes.
+//     for the final report. Every image goes through imaging.Plane (grey, squashed to the
+//     model's size, then the model's grey-level window), the device's own preprocessing, once,
+//     and stays in memory as size×size grey bytes.
 //   - Training (Train): float32 layers with hand-written backward passes (convolution via
 //     im2col + gonum's SGEMM, batch norm, ReLU, pooling, dense, dropout), class-weighted
 //     sigmoid cross-entropy, AdamW with warm-up and cosine decay, X-ray augmentation, one
 //     network replica per batch shard in parallel, per-epoch checkpoints with bit-identical
 //     resume, early stopping on validation AUC.
 //   - Export (ExportInt8): batch norm folded into the convolutions, activation ranges
-//     calibrated on training images, weights int8 per output channel, the operating threshold
-//     (validation sensitivity ≥ 0.95, re-chosen on the int8 model's own scores) stored as
-//     metadata "cxr_threshold".
+//     calibrated on training images, weights int8 per output channel, the head after the int8
+//     global average in float32 (so confident scores keep their order), the operating
+//     threshold (validation sensitivity ≥ 0.95, re-chosen on the int8 model's own scores) and
+//     the grey-level window stored as metadata (imaging.ThresholdMetadata,
+//     imaging.WindowMetadata), which the device reads with imaging.SpecFromModel.
+//   - Ensembles (Ensemble, ExportEnsemble): members trained with different Seeds and one
+//     SplitSeed become one int8 model that averages their logits; its threshold is chosen on
+//     the shared validation split.
 //   - Evaluation (EvaluateTFLite): the int8 .tflite in the device's engine, on images
 //     decoded and preprocessed exactly as the device does (imaging.Decode, imaging.Preprocess),
 //     at the threshold stored in the model; accuracy, sensitivity, specificity, precision and
@@ -28,7 +34,7 @@
 // SplitByBatch is the alternative validation split (a whole acquisition batch of normals held
 // out) for recipes aimed at the distribution shift of the test split's normals.
 //
-// The network input is x = p/255 for grey pixel p, which is exactly what the int8 input
-// (scale 1/255, zero point −128, q = p − 128) represents, so training, calibration and the
-// device agree on every input value.
+// The network input is x = p/255 for grey pixel p (after the window), which is exactly what
+// the int8 input (scale 1/255, zero point −128, q = p − 128) represents, so training,
+// calibration and the device agree on every input value.
 package quantize
