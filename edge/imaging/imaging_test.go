@@ -332,9 +332,11 @@ func TestFullResMatchesDatasetCopy(t *testing.T) {
 		orig, cp := load(f), load(filepath.Join(train, rel))
 		for _, c := range []struct {
 			size          int
+			window        float32
 			mean, maxDiff float64
-		}{{224, 2.0, 24}, {128, 1.0, 24}} {
+		}{{224, 0, 2.0, 24}, {128, 0, 1.0, 24}, {128, 0.01, 1.5, 24}} {
 			spec := ModelInput(c.size)
+			spec.Window = c.window
 			a, b := make([]byte, spec.Bytes()), make([]byte, spec.Bytes())
 			if err := Preprocess(orig, spec, a); err != nil {
 				t.Fatal(err)
@@ -343,11 +345,11 @@ func TestFullResMatchesDatasetCopy(t *testing.T) {
 				t.Fatal(err)
 			}
 			mean, mx := diff(a, b)
-			t.Logf("%s %d: mean |Δ| %.3f, max %.0f", rel, c.size, mean, mx)
+			t.Logf("%s %d window %v: mean |Δ| %.3f, max %.0f", rel, c.size, c.window, mean, mx)
 			if mean > c.mean || mx > c.maxDiff {
-				t.Errorf("%s at %d: mean |Δ| %.3f (bound %.1f), max %.0f (bound %.0f)", rel, c.size, mean, c.mean, mx, c.maxDiff)
+				t.Errorf("%s at %d window %v: mean |Δ| %.3f (bound %.1f), max %.0f (bound %.0f)", rel, c.size, c.window, mean, c.mean, mx, c.maxDiff)
 			}
-			if c.size == 128 {
+			if c.size == 128 && c.window == 0 {
 				if prev != nil {
 					if m, _ := diff(prev, a); m < 10 {
 						t.Errorf("negative control: different patients differ by only %.2f", m)
