@@ -166,6 +166,8 @@ func loadgen(ctx context.Context, log *slog.Logger, args []string) error {
 		opts.StoreDir, opts.Logger = dir, log
 		opts.MQTT.Broker, opts.MQTT.TopicPrefix = o.Broker, o.Prefix
 		opts.MQTT.ClientID = fmt.Sprintf("cxr-dashboard-loadgen-%d", os.Getpid())
+		// loadgen simulates up to 20000 devices, more than the default cap; none may be dropped.
+		opts.MaxDevices = max(opts.MaxDevices, o.Devices)
 		svc, err := fleet.New(opts)
 		if err != nil {
 			return err

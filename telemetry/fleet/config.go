@@ -44,6 +44,7 @@ func configDefaults() map[string]any {
 		"http.listen":                   DefaultHTTPListen,
 		"store.dir":                     "",
 		"intake.max_payload_kb":         d.MaxPayload >> 10,
+		"intake.max_devices":            d.MaxDevices,
 		"retention.results_max_age":     d.Retention.ResultsMaxAge.String(),
 		"retention.results_max_count":   d.Retention.ResultsMaxCount,
 		"retention.health_max_age":      d.Retention.HealthMaxAge.String(),
@@ -102,6 +103,7 @@ func LoadConfig(v *viper.Viper) (Config, error) {
 		o.StoreDir = os.Getenv("STATE_DIRECTORY")
 	}
 	o.MaxPayload = r.integer("intake.max_payload_kb", 1, 256<<10) << 10
+	o.MaxDevices = r.integer("intake.max_devices", 1, 1<<24) // 0 would silently mean the default
 	o.Retention.ResultsMaxAge = r.duration("retention.results_max_age", time.Hour, 100*365*24*time.Hour)
 	o.Retention.ResultsMaxCount = r.integer("retention.results_max_count", 100, 1<<30)
 	o.Retention.HealthMaxAge = r.duration("retention.health_max_age", time.Hour, 100*365*24*time.Hour)

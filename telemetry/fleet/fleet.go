@@ -33,6 +33,11 @@ type Options struct {
 	// QueueSize bounds the messages waiting for the processor (default 10000). When full, the
 	// MQTT handler blocks, which back-pressures the broker instead of dropping messages.
 	QueueSize int
+	// MaxDevices caps the devices the dashboard keeps (default 5000), so a misbehaving
+	// publisher cannot grow memory and fleet.db without bound: a message for a device not yet
+	// known while this many are is counted as "device_limit" and dropped. Known devices are
+	// never affected, and devices already stored stay even if there are more.
+	MaxDevices int
 	// Logger receives connection events and rate-limited rejections (default slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests replace it.
@@ -123,6 +128,7 @@ func DefaultOptions() Options {
 		},
 		MaxPayload: 64 << 10,
 		QueueSize:  10000,
+		MaxDevices: 5000,
 	}
 }
 
@@ -168,6 +174,7 @@ func (o Options) withDefaults() Options {
 	}
 	setI(&o.MaxPayload, d.MaxPayload)
 	setI(&o.QueueSize, d.QueueSize)
+	setI(&o.MaxDevices, d.MaxDevices)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

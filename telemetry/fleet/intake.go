@@ -24,6 +24,8 @@ var (
 	ErrMalformed     = errors.New("malformed JSON")
 	ErrUnknownSchema = errors.New("unknown schema")
 	ErrInvalid       = errors.New("invalid payload")
+	// ErrDeviceLimit: the message is from a new device while Options.MaxDevices are known.
+	ErrDeviceLimit = errors.New("device limit reached")
 	// errIgnored marks contract topics the dashboard does not consume (commands, replies).
 	errIgnored = errors.New("not consumed by the dashboard")
 )
@@ -57,6 +59,8 @@ func outcomeOf(err error) string {
 		return "unknown_schema"
 	case errors.Is(err, ErrInvalid):
 		return "invalid"
+	case errors.Is(err, ErrDeviceLimit):
+		return "device_limit"
 	case errors.Is(err, errIgnored):
 		return "ignored"
 	}

@@ -2,9 +2,12 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,5 +269,131 @@ func TestRateLog(t *testing.T) {
 	}
 	if ok, quiet := rl.allow("malformed", t0.Add(11*time.Second)); !ok || quiet != 5 {
 		t.Fatalf("after the interval: ok=%v suppressed=%d, want true 5", ok, quiet)
+	}
+}
+
+// lockedWriter lets the test read what the service logged while its loops may still write.
+type lockedWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestMaxDevices: with room for 3 devices, messages of a 4th (and 5th) new device are
+// dropped without creating anything in memory or in fleet.db, counted as "device_limit" in
+// /api/stats and /metrics, and logged; the known devices keep updating, also after a restart.
+func TestMaxDevices(t *testing.T) {
+	t.Run("default is 5000", func(t *testing.T) {
+		if got := DefaultOptions().MaxDevices; got != 5000 {
+			t.Errorf("DefaultOptions().MaxDevices = %d, want 5000", got)
+		}
+		if got := (Options{}).withDefaults().MaxDevices; got != 5000 {
+			t.Errorf("zero MaxDevices became %d, want the default 5000", got)
+		}
+	})
+
+	o := testOptions(t, "")
+	o.MaxDevices = 3
+	logs := new(lockedWriter)
+	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	r := start(t, o)
+	t0 := time.Now().UTC().Truncate(time.Millisecond).Add(-time.Hour)
+	// message builds the step's message of the given kind; i keeps ts and result ids unique.
+	message := func(t *testing.T, device, kind string, i int) inbound {
+		tp, err := telemetry.NewTopics("cxr", "clinic", device)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := t0.Add(time.Duration(i) * time.Second)
+		switch kind {
+		case kindStatus:
+			return msg(t, tp.Status(), telemetry.Status{Schema: telemetry.SchemaStatus, State: telemetry.StateOnline, TS: ts, Model: testModel}, ts)
+		case kindHealth:
+			return msg(t, tp.Health(), healthAt(ts, 40+float64(i), 0), ts)
+		default:
+			return msg(t, tp.Result(), resultMsg(fmt.Sprint("r", i), telemetry.LabelNormal, 0.1, ts), ts)
+		}
+	}
+	steps := []struct {
+		name, device, kind, want string
+	}{
+		{"first device", "d1", kindStatus, outAccepted},
+		{"second device", "d2", kindHealth, outAccepted},
+		{"third device fills the fleet", "d3", kindResult, outAccepted},
+		{"fourth device rejected", "d4", kindStatus, "device_limit"},
+		{"fourth device rejected again", "d4", kindResult, "device_limit"},
+		{"known device health", "d1", kindHealth, outAccepted},
+		{"known device result", "d2", kindResult, outAccepted},
+		{"known device status", "d3", kindStatus, outAccepted},
+		{"fifth device rejected", "d5", kindHealth, "device_limit"},
+		{"known device after rejections", "d1", kindResult, outAccepted},
+	}
+	for i, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			key := s.kind + "/" + s.want
+			before := r.count(key)
+			r.ingest(message(t, s.device, s.kind, i))
+			if got := r.count(key) - before; got != 1 {
+				t.Fatalf("%s of %s: %s counted %d times, want once (all: %v)", s.kind, s.device, key, got, r.snapshotStats().Messages)
+			}
+			if _, ok := r.state.Device("clinic", s.device); ok != (s.want == outAccepted) {
+				t.Errorf("device %s known = %v after a %s message", s.device, ok, s.want)
+			}
+		})
+	}
+
+	var st Stats
+	_, _, body := get(t, r.http.URL+"/api/stats")
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("/api/stats: %v", err)
+	}
+	if st.Devices != 3 || st.Rejected["device_limit"] != 3 {
+		t.Errorf("/api/stats devices %d, rejected %v; want 3 devices, 3 device_limit", st.Devices, st.Rejected)
+	}
+	_, _, metrics := get(t, r.http.URL+"/metrics")
+	for _, line := range []string{`cxr_dashboard_messages_total{kind="status",outcome="device_limit"} 1`,
+		`cxr_dashboard_messages_total{kind="result",outcome="device_limit"} 1`,
+		`cxr_dashboard_messages_total{kind="health",outcome="device_limit"} 1`,
+		`cxr_dashboard_devices 3`} {
+		if !strings.Contains(metrics, line) {
+			t.Errorf("/metrics lacks %s", line)
+		}
+	}
+	if got := logs.String(); !strings.Contains(got, "reason=device_limit") || !strings.Contains(got, ErrDeviceLimit.Error()) {
+		t.Errorf("no rejection logged for the device limit:\n%s", got)
+	}
+	if d, _ := r.state.Device("clinic", "d1"); d.Health == nil || d.Results != 1 {
+		t.Errorf("known device d1 not updated: %+v", d)
+	}
+	stored, err := r.store.loadDevices()
+	if err != nil || len(stored) != 3 {
+		t.Errorf("fleet.db holds %d devices (%v), want 3", len(stored), err)
+	}
+	if h, err := r.store.history("clinic", "d5", t0.Add(-time.Hour), 10); err != nil || len(h) != 0 {
+		t.Errorf("health of rejected device stored: %v, %v", h, err)
+	}
+	if res, err := r.store.results(ResultQuery{Device: "d4", Limit: 10}); err != nil || len(res) != 0 {
+		t.Errorf("result of rejected device stored: %v, %v", res, err)
+	}
+
+	// After a restart the stored devices count against the cap, even a lower one, and keep
+	// updating.
+	r.stop()
+	o.MaxDevices = 2
+	r2 := start(t, o)
+	r2.ingest(message(t, "d4", kindHealth, 100), message(t, "d3", kindHealth, 101))
+	if r2.count("health/device_limit") != 1 || r2.count("health/accepted") != 1 {
+		t.Errorf("after restart with 3 stored devices and a cap of 2: %v, want d4 rejected and d3 accepted", r2.snapshotStats().Messages)
 	}
 }

@@ -150,6 +150,10 @@ func (s *Service) applyBatch(batch []inbound) {
 		for i, m := range batch {
 			outs[i].delay = -1
 			d, err := decode(s.opts.MQTT.TopicPrefix, m.topic, m.payload, s.opts.MaxPayload)
+			if err == nil {
+				// The cap goes through the same count-and-log path as the contract checks.
+				err = s.state.admit(d.site, d.device, s.opts.MaxDevices)
+			}
 			outs[i].kind = d.kind
 			if err != nil {
 				outs[i].result = outcomeOf(err)

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -161,6 +162,16 @@ func (s *state) device(site, id string, now time.Time) *deviceState {
 		s.devices[k] = d
 	}
 	return d
+}
+
+// admit reports (as an ErrDeviceLimit error) whether a message of the device may be applied:
+// a known device always, a new one only while fewer than limit are known. Checked before
+// device() so a rejected message creates nothing in memory or in the store. The caller holds mu.
+func (s *state) admit(site, id string, limit int) error {
+	if _, ok := s.devices[deviceKey(site, id)]; ok || len(s.devices) < limit {
+		return nil
+	}
+	return fmt.Errorf("%w: %d devices known (intake.max_devices), %s not admitted", ErrDeviceLimit, len(s.devices), deviceKey(site, id))
 }
 
 // DeviceView is one device as the API and UI show it.

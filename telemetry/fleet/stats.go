@@ -35,7 +35,7 @@ func newStats(s *Service) *stats {
 	st := &stats{counts: map[[2]string]uint64{}, reg: prometheus.NewRegistry()}
 	st.messages = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cxr_dashboard_messages_total",
-		Help: "MQTT messages by kind (status, health, result, unknown) and outcome (accepted, duplicate, stale, malformed, unknown_schema, invalid, bad_topic, oversized, ignored, store_error).",
+		Help: "MQTT messages by kind (status, health, result, unknown) and outcome (accepted, duplicate, stale, malformed, unknown_schema, invalid, bad_topic, oversized, device_limit, ignored, store_error).",
 	}, []string{"kind", "outcome"})
 	st.delay = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "cxr_dashboard_delay_seconds",
