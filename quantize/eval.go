@@ -36,8 +36,10 @@ type EvalOptions struct {
 	// Float, when set, holds the float model of the int8 model (or the members of an
 	// ensemble, whose logits are averaged as ExportEnsemble does); it is scored too and
 	// compared with the int8 model. One model is judged at its own validation threshold, an
-	// ensemble (which has none of its own) at the int8 model's.
+	// ensemble at FloatThreshold (what cxr-quantize ensemble reports), else the int8 model's.
 	Float []*Model
+	// FloatThreshold, if in (0, 1), is the float model's operating point (overrides the above).
+	FloatThreshold float32
 	// Bootstrap is the number of resamples of the confidence intervals (default 2000).
 	Bootstrap int
 	// Seed of the bootstrap (default 1).
@@ -179,6 +181,9 @@ func EvaluateTFLite(ctx context.Context, name string, model []byte, samples []Sa
 		fth := th
 		if len(opts.Float) == 1 {
 			fth = opts.Float[0].Threshold
+		}
+		if t := opts.FloatThreshold; t > 0 && t < 1 {
+			fth = t
 		}
 		fe := modelEval(fs, labels, fth, opts)
 		rep.Float = &fe

@@ -263,6 +263,24 @@ func TestEvaluateTFLite(t *testing.T) {
 	if withFloat.Float == nil || withFloat.Agreement == nil || withFloat.Float.Threshold != 0.5 {
 		t.Fatalf("float part of the report: %+v %+v", withFloat.Float, withFloat.Agreement)
 	}
+	// Two members: the float score is the sigmoid of their mean logit, judged at FloatThreshold.
+	fm2 := perturbed(fm, 11)
+	pair, err := EvaluateTFLite(ctx, "shipped", model, samples, EvalOptions{Float: []*Model{fm, fm2}, FloatThreshold: 0.3, Bootstrap: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPair, err := EnsembleScores([]*Model{fm, fm2}, greyOf(samples))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range pair.Scores {
+		if math.Abs(float64(s.FloatScore-wantPair[i])) > 1e-5 {
+			t.Fatalf("image %d: float ensemble %v, want %v", i, s.FloatScore, wantPair[i])
+		}
+	}
+	if pair.Float == nil || pair.Float.Threshold != 0.3 {
+		t.Fatalf("float ensemble part of the report: %+v", pair.Float)
+	}
 	var fcsv bytes.Buffer
 	if err := withFloat.WriteScoresCSV(&fcsv); err != nil || !strings.HasPrefix(fcsv.String(), "file,truth,score,predicted,float_score\n") {
 		t.Errorf("csv with float scores %v:\n%.200s", err, fcsv.String())

@@ -35,6 +35,7 @@ func cmdEval(args []string) error {
 func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	modelPath := fs.String("model", "", "int8 .tflite model (default: the embedded model "+defaultModel+")")
+	floatTh := fs.Float64("float-threshold", 0, "operating point of the float model(s) (default: the float model's own; for an ensemble the int8 model's); cxr-quantize ensemble prints the float ensemble's")
 	floatPath := fs.String("float", "", "float model to compare, or comma-separated members of an ensemble (default: float.model beside --model, if present)")
 	data := fs.String("data", "", "dataset root with test/{NORMAL,PNEUMONIA} (default ../shared/data/chest_xray beside the repository)")
 	split := fs.String("split", "test", "split folder to evaluate")
@@ -81,6 +82,7 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 			*floatPath = beside
 		}
 	}
+	opts.FloatThreshold = float32(*floatTh)
 	if *floatPath != "" {
 		for _, p := range strings.Split(*floatPath, ",") {
 			m, err := quantize.LoadModel(p)
