@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
-
-	"github.com/cxr-edge/cxr-edge/edge/tflite"
 )
 
 // EnsembleConfig describes the export of several trained float models as one int8 model.
@@ -68,7 +65,8 @@ func Ensemble(ctx context.Context, cfg EnsembleConfig) (*EnsembleResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	// The same split, official val images and calibration sample as Train with this SplitSeed.
+	// The split and official val images of Train with this SplitSeed, and the calibration
+	// sample of a run whose Seed equals it.
 	train, val := SplitByPatient(all, cfg.ValFraction, cfg.SplitSeed)
 	if off, err := ListSplit(cfg.Data, "val"); err == nil {
 		val = append(val, off...)
@@ -85,43 +83,21 @@ func Ensemble(ctx context.Context, cfg EnsembleConfig) (*EnsembleResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	data, err := tflite.Write(tm)
-	if err != nil {
-		return nil, err
-	}
-	scores, err := ScoreTFLite(ctx, data, greyOf(val), cfg.Workers)
-	if err != nil {
-		return nil, fmt.Errorf("quantize: the exported ensemble does not run in the engine: %w", err)
-	}
 	fscores, err := EnsembleScores(models, greyOf(val))
 	if err != nil {
-		return nil, err
-	}
-	labels := labelsOf(val)
-	th := ThresholdForSensitivity(scores, labels, SensitivityTarget)
-	SetThreshold(tm, th)
-	if data, err = tflite.Write(tm); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(cfg.Out, TFLiteFile)
-	if err := writeFileAtomic(path, data); err != nil {
+	i8, err := finishInt8(ctx, tm, val, fscores, filepath.Join(cfg.Out, TFLiteFile), cfg.Workers)
+	if err != nil {
 		return nil, err
 	}
-	var dsum, dmax float64
-	for i, s := range scores {
-		d := math.Abs(float64(s - fscores[i]))
-		dsum += d
-		dmax = math.Max(dmax, d)
-	}
-	res := &EnsembleResult{
-		Int8Result: Int8Result{Path: path, Bytes: len(data), Threshold: th, Val: Evaluate(scores, labels, th),
-			MeanAbsDiff: dsum / float64(max(len(scores), 1)), MaxAbsDiff: dmax},
-		FloatVal: Evaluate(fscores, labels, ThresholdForSensitivity(fscores, labels, SensitivityTarget)),
-	}
-	log.Info("ensemble written", "path", path, "bytes", len(data), "members", len(models), "val", res.Val.String(),
+	labels := labelsOf(val)
+	res := &EnsembleResult{Int8Result: *i8,
+		FloatVal: Evaluate(fscores, labels, ThresholdForSensitivity(fscores, labels, SensitivityTarget))}
+	log.Info("ensemble written", "path", res.Path, "bytes", res.Bytes, "members", len(models), "val", res.Val.String(),
 		"float_val", res.FloatVal.String(), "val_mean_abs_diff", res.MeanAbsDiff, "val_max_abs_diff", res.MaxAbsDiff)
 	return res, nil
 }

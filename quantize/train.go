@@ -674,47 +674,49 @@ func (t *trainer) exportInt8(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	data, err := tflite.Write(tm)
-	if err != nil {
-		return err
-	}
-	scores, err := ScoreTFLite(ctx, data, greyOf(t.val), t.cfg.Workers)
-	if err != nil {
-		return fmt.Errorf("quantize: the exported model does not run in the engine: %w", err)
-	}
-	labels := labelsOf(t.val)
-	// Agreement with the float model on validation: the measure of quantization loss that does
-	// not depend on labels (so it can tune calibration without touching the test split).
 	net, err := res.Model.network()
 	if err != nil {
 		return err
 	}
 	copyWeights(t.master, net)
 	fscores, _ := t.predict(t.val)
-	var dsum, dmax float64
-	for i, s := range scores {
-		d := math.Abs(float64(s - fscores[i]))
-		dsum += d
-		dmax = math.Max(dmax, d)
-	}
-	th := ThresholdForSensitivity(scores, labels, SensitivityTarget)
-	SetThreshold(tm, th)
-	if data, err = tflite.Write(tm); err != nil {
+	if res.Int8, err = finishInt8(ctx, tm, t.val, fscores, filepath.Join(t.cfg.Out, TFLiteFile), t.cfg.Workers); err != nil {
 		return err
 	}
-	path := filepath.Join(t.cfg.Out, TFLiteFile)
-	if err := writeFileAtomic(path, data); err != nil {
-		return err
-	}
-	res.Int8 = &Int8Result{Path: path, Bytes: len(data), Threshold: th, Val: Evaluate(scores, labels, th),
-		MeanAbsDiff: dsum / float64(max(len(scores), 1)), MaxAbsDiff: dmax}
-	t.log.Info("int8 model written", "path", path, "bytes", len(data), "calibration_images", len(calib),
+	t.log.Info("int8 model written", "path", res.Int8.Path, "bytes", res.Int8.Bytes, "calibration_images", len(calib),
 		"val", res.Int8.Val.String(), "float_val", res.Model.Val.String(), "val_mean_abs_diff", res.Int8.MeanAbsDiff, "val_max_abs_diff", res.Int8.MaxAbsDiff)
 	if t.cfg.Progress != nil {
 		fmt.Fprintf(t.cfg.Progress, "int8 model %s (%d bytes): val %v (float: %v); |p_int8 − p_float| mean %.4f max %.4f\n",
-			path, len(data), res.Int8.Val, res.Model.Val, res.Int8.MeanAbsDiff, res.Int8.MaxAbsDiff)
+			res.Int8.Path, res.Int8.Bytes, res.Int8.Val, res.Model.Val, res.Int8.MeanAbsDiff, res.Int8.MaxAbsDiff)
 	}
 	return nil
+}
+
+// finishInt8 scores val with the exported model in the engine, stores the threshold of
+// validation sensitivity ≥ SensitivityTarget in it, writes it to path atomically and compares
+// its validation scores with the float model's (fscores): that agreement measures the
+// quantization loss without labels, so calibration can be tuned without the test split.
+func finishInt8(ctx context.Context, tm *tflite.Model, val []Sample, fscores []float32, path string, workers int) (*Int8Result, error) {
+	data, err := tflite.Write(tm)
+	if err != nil {
+		return nil, err
+	}
+	scores, err := ScoreTFLite(ctx, data, greyOf(val), workers)
+	if err != nil {
+		return nil, fmt.Errorf("quantize: the exported model does not run in the engine: %w", err)
+	}
+	labels := labelsOf(val)
+	th := ThresholdForSensitivity(scores, labels, SensitivityTarget)
+	SetThreshold(tm, th)
+	if data, err = tflite.Write(tm); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(path, data); err != nil {
+		return nil, err
+	}
+	g := Agree(scores, fscores, th, th)
+	return &Int8Result{Path: path, Bytes: len(data), Threshold: th, Val: Evaluate(scores, labels, th),
+		MeanAbsDiff: g.MeanAbsDiff, MaxAbsDiff: g.MaxAbsDiff}, nil
 }
 
 func writeFileAtomic(path string, data []byte) error {
