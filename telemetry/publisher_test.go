@@ -407,7 +407,7 @@ func TestPublisherTLS(t *testing.T) {
 	// A certificate from another CA is refused (under TLS 1.3 the client sees the broker
 	// reset the connection): the publisher keeps retrying and never connects.
 	tp2, _ := telemetry.NewTopics("", "clinic-7", "intruder")
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	bad, _ := run(t, telemetry.PublisherOptions{Broker: b.TLSURL(), Topics: tp2, CAFile: b.CAFile, CertFile: b.OtherCert, KeyFile: b.OtherKey,
 		MaxReconnectInterval: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, openStore(t), nil, nil)
 	testenv.WaitFor(t, "refused attempts", func() bool { return strings.Count(logs.String(), "mqtt connect failed") >= 2 })
@@ -506,18 +506,6 @@ func TestPublisherPrivacy(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -612,7 +600,7 @@ func TestPublisherPasswordAuth(t *testing.T) {
 	testenv.WaitFor(t, "authenticated connection", func() bool { return p.Stats().Connected })
 
 	tp2, _ := telemetry.NewTopics("", "clinic-7", "dev_2")
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	q, _ := run(t, telemetry.PublisherOptions{Broker: b.URL(), Topics: tp2, Username: "dev-1", PasswordFile: bad,
 		MaxReconnectInterval: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, openStore(t), nil, nil)
 	testenv.WaitFor(t, "refused attempts", func() bool { return strings.Count(logs.String(), "mqtt connect failed") >= 2 })

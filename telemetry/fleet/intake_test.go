@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -272,24 +271,6 @@ func TestRateLog(t *testing.T) {
 	}
 }
 
-// lockedWriter lets the test read what the service logged while its loops may still write.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // TestMaxDevices: with room for 3 devices, messages of a 4th (and 5th) new device are
 // dropped without creating anything in memory or in fleet.db, counted as "device_limit" in
 // /api/stats and /metrics, and logged; the known devices keep updating, also after a restart.
@@ -305,7 +286,7 @@ func TestMaxDevices(t *testing.T) {
 
 	o := testOptions(t, "")
 	o.MaxDevices = 3
-	logs := new(lockedWriter)
+	logs := new(testenv.LogBuffer)
 	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	r := start(t, o)
 	t0 := time.Now().UTC().Truncate(time.Millisecond).Add(-time.Hour)
