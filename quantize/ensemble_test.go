@@ -68,6 +68,9 @@ func TestExportEnsemble(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if d := tm.Description; !strings.Contains(d, "ensemble of 3 classifiers") || !strings.Contains(d, "epochs 1/1/1") {
+		t.Errorf("description %q does not say what the model is", d)
+	}
 	data, err := tflite.Write(tm)
 	if err != nil {
 		t.Fatal(err)

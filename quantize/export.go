@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/cxr-edge/cxr-edge/edge/imaging"
 	"github.com/cxr-edge/cxr-edge/edge/tflite"
@@ -192,11 +193,17 @@ func ExportEnsemble(ms []*Model, calib [][]uint8, opts ExportOptions) (*tflite.M
 	prob := b.tensor("pneumonia_probability", tflite.Float32, []int32{1, 1}, nil, nil)
 	b.op(tflite.OpLogistic, 1, nil, []int32{sum}, []int32{prob})
 	b.m.Subgraphs[0].Inputs, b.m.Subgraphs[0].Outputs = []int32{0}, []int32{prob}
-	kind := "classifier"
+	kind, epochs := "classifier", fmt.Sprintf("epoch %d", ms[0].Epoch)
 	if len(ms) > 1 {
-		kind = fmt.Sprintf("ensemble of %d classifiers", len(ms))
+		kind, epochs = fmt.Sprintf("ensemble of %d classifiers", len(ms)), "epochs "
+		for i, m := range ms {
+			if i > 0 {
+				epochs += "/"
+			}
+			epochs += strconv.Itoa(m.Epoch)
+		}
 	}
-	b.m.Description = fmt.Sprintf("cxr-edge pneumonia %s, int8, %dx%d grey input (trained by cxr-quantize, epoch %d)", kind, size, size, ms[0].Epoch)
+	b.m.Description = fmt.Sprintf("cxr-edge pneumonia %s, int8, %dx%d grey input (trained by cxr-quantize, %s)", kind, size, size, epochs)
 	SetThreshold(b.m, ms[0].Threshold)
 	if in.Window > 0 {
 		imaging.SetMetadataFloat(b.m, imaging.WindowMetadata, float64(in.Window))
