@@ -16,7 +16,8 @@
 //     network replica per batch shard in parallel, per-epoch checkpoints with bit-identical
 //     resume, early stopping on validation AUC.
 //   - Export (ExportInt8): batch norm folded into the convolutions, activation ranges
-//     calibrated on training images, weights int8 per output channel, the head after the int8
+//     calibrated on training images, biases corrected for the mean int8 rounding error
+//     (biasCorrected), weights int8 per output channel, the head after the int8
 //     global average in float32 (so confident scores keep their order), the operating
 //     threshold (validation sensitivity ≥ 0.95, re-chosen on the int8 model's own scores) and
 //     the grey-level window stored as metadata (imaging.ThresholdMetadata,
