@@ -1,7 +1,6 @@
 package quantize
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -355,7 +354,7 @@ func (b *tflBuilder) branch(m *Model, x int32, calib [][]uint8, opts ExportOptio
 		wt := b.tensor(name+"/weights", tflite.Int8, []int32{int32(cv.cout), int32(cv.k), int32(cv.k), int32(cv.cin)},
 			&tflite.Quantization{Scale: scales, ZeroPoint: make([]int64, cv.cout)}, wq)
 		bt := b.tensor(name+"/bias", tflite.Int32, []int32{int32(cv.cout)},
-			&tflite.Quantization{Scale: biasScales, ZeroPoint: make([]int64, cv.cout)}, i32Bytes(bq))
+			&tflite.Quantization{Scale: biasScales, ZeroPoint: make([]int64, cv.cout)}, tflite.Int32Data(bq))
 		oScale, oz := qparams(lo[li], hi[li])
 		y := b.tensor(name+"/relu", tflite.Int8, []int32{1, int32(oh), int32(oh), int32(cv.cout)}, q8(oScale, oz), nil)
 		b.op(tflite.OpConv2D, 3, &tflite.Conv2DOptions{Padding: tflite.PaddingSame, StrideW: int32(cv.stride), StrideH: int32(cv.stride),
@@ -363,7 +362,7 @@ func (b *tflBuilder) branch(m *Model, x int32, calib [][]uint8, opts ExportOptio
 		x, h, inScale = y, oh, float64(oScale)
 	}
 	c := convs[len(convs)-1].cout
-	axes := b.tensor(prefix+"mean/axes", tflite.Int32, []int32{2}, nil, i32Bytes([]int32{1, 2}))
+	axes := b.tensor(prefix+"mean/axes", tflite.Int32, []int32{2}, nil, tflite.Int32Data([]int32{1, 2}))
 	ms, mz := qparams(lo[len(convs)], hi[len(convs)])
 	mean := b.tensor(prefix+"mean", tflite.Int8, []int32{1, int32(c)}, q8(ms, mz), nil)
 	b.op(tflite.OpMean, 2, &tflite.ReducerOptions{KeepDims: false}, []int32{x, axes}, []int32{mean})
@@ -378,8 +377,8 @@ func (b *tflBuilder) branch(m *Model, x int32, calib [][]uint8, opts ExportOptio
 	for i, v := range hw {
 		w[i] = v / div
 	}
-	fwt := b.tensor(prefix+"head/weights", tflite.Float32, []int32{1, int32(c)}, nil, f32Bytes(w))
-	fbt := b.tensor(prefix+"head/bias", tflite.Float32, []int32{1}, nil, f32Bytes([]float32{hb / div}))
+	fwt := b.tensor(prefix+"head/weights", tflite.Float32, []int32{1, int32(c)}, nil, tflite.Float32Data(w))
+	fbt := b.tensor(prefix+"head/bias", tflite.Float32, []int32{1}, nil, tflite.Float32Data([]float32{hb / div}))
 	logit := b.tensor(prefix+"logit", tflite.Float32, []int32{1, 1}, nil, nil)
 	b.op(tflite.OpFullyConnected, 1, &tflite.FullyConnectedOptions{}, []int32{feat, fwt, fbt}, []int32{logit})
 	return logit, nil
@@ -468,20 +467,4 @@ func (b *tflBuilder) op(code tflite.BuiltinOp, version int32, opts tflite.Option
 
 func q8(scale float32, zp int64) *tflite.Quantization {
 	return &tflite.Quantization{Scale: []float32{scale}, ZeroPoint: []int64{zp}}
-}
-
-func i32Bytes(v []int32) []byte {
-	out := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(out[4*i:], uint32(x))
-	}
-	return out
-}
-
-func f32Bytes(v []float32) []byte {
-	out := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
-	}
-	return out
 }

@@ -1,9 +1,6 @@
 package engine
 
 import (
-	"encoding/binary"
-	"math"
-
 	"github.com/cxr-edge/cxr-edge/edge/tflite"
 )
 
@@ -66,22 +63,6 @@ func i8Bytes(v []int8) []byte {
 	out := make([]byte, len(v))
 	for i, x := range v {
 		out[i] = byte(x)
-	}
-	return out
-}
-
-func i32Bytes(v []int32) []byte {
-	out := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(out[4*i:], uint32(x))
-	}
-	return out
-}
-
-func f32Bytes(v []float32) []byte {
-	out := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
 	}
 	return out
 }

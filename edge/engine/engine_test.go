@@ -378,7 +378,7 @@ func TestLoadRefuses(t *testing.T) {
 			return b.m
 		}, ErrInvalidModel, "output shape"},
 		{"int32 paddings whose sum wraps", func() *tflite.Model {
-			return padModel(i32Bytes([]int32{0, 0, 1<<31 - 1, 1<<31 - 1}), tflite.Int32)
+			return padModel(tflite.Int32Data([]int32{0, 0, 1<<31 - 1, 1<<31 - 1}), tflite.Int32)
 		}, ErrInvalidModel, "output shape"},
 		{"int64 paddings outside int32", func() *tflite.Model {
 			b := make([]byte, 32)

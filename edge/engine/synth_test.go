@@ -87,19 +87,19 @@ func convModel(s convSpec) *tflite.Model {
 	inScale := float32(0.05)
 	switch {
 	case s.typ == tflite.Float32 && !s.hybrid:
-		wdata = f32Bytes(seqF(nw, 7, -0.5, 0.5))
-		bdata = f32Bytes(seqF(oc, 8, -0.2, 0.2))
+		wdata = tflite.Float32Data(seqF(nw, 7, -0.5, 0.5))
+		bdata = tflite.Float32Data(seqF(oc, 8, -0.2, 0.2))
 	case s.typ == tflite.Float32 && s.hybrid:
 		wt = tflite.Int8
 		wdata = i8Bytes(seq8(nw, 7))
 		qw = qPerChannel(scalesN(oc, 0.004), qdim)
-		bdata = f32Bytes(seqF(oc, 8, -0.2, 0.2))
+		bdata = tflite.Float32Data(seqF(oc, 8, -0.2, 0.2))
 	case s.typ == tflite.Int8:
 		qin, qout = q8(inScale, -3), q8(0.08, 5)
 		ws := scalesN(oc, 0.004)
 		qw = qPerChannel(ws, qdim)
 		wdata = i8Bytes(seq8(nw, 7))
-		bdata = i32Bytes(biasN(oc, 8, 40))
+		bdata = tflite.Int32Data(biasN(oc, 8, 40))
 	case s.typ == tflite.Uint8:
 		qin, qout = q8(inScale, 120), q8(0.08, 131)
 		qw = q8(0.006, 127)
@@ -108,7 +108,7 @@ func convModel(s convSpec) *tflite.Model {
 		for i, v := range w {
 			wdata[i] = byte(int(v) + 128)
 		}
-		bdata = i32Bytes(biasN(oc, 8, 40))
+		bdata = tflite.Int32Data(biasN(oc, 8, 40))
 	}
 	bt := tflite.Int32
 	if s.typ == tflite.Float32 {
@@ -151,12 +151,12 @@ func fcModel(typ tflite.TensorType, in []int32, k, n int, keep bool, hybridW boo
 	switch {
 	case typ == tflite.Int8:
 		qin, qout, qw = q8(0.05, 2), q8(0.1, -7), q8(0.004, 0)
-		wdata, bdata = i8Bytes(seq8(n*k, 3)), i32Bytes(biasN(n, 4, 30))
+		wdata, bdata = i8Bytes(seq8(n*k, 3)), tflite.Int32Data(biasN(n, 4, 30))
 	case typ == tflite.Float32 && hybridW:
 		wt, qw = tflite.Int8, q8(0.004, 0)
-		wdata, bdata, bt = i8Bytes(seq8(n*k, 3)), f32Bytes(seqF(n, 4, -0.3, 0.3)), tflite.Float32
+		wdata, bdata, bt = i8Bytes(seq8(n*k, 3)), tflite.Float32Data(seqF(n, 4, -0.3, 0.3)), tflite.Float32
 	default:
-		wdata, bdata, bt = f32Bytes(seqF(n*k, 3, -0.3, 0.3)), f32Bytes(seqF(n, 4, -0.3, 0.3)), tflite.Float32
+		wdata, bdata, bt = tflite.Float32Data(seqF(n*k, 3, -0.3, 0.3)), tflite.Float32Data(seqF(n, 4, -0.3, 0.3)), tflite.Float32
 	}
 	x := b.tensor("x", typ, in, qin, nil)
 	w := b.tensor("w", wt, []int32{int32(n), int32(k)}, qw, wdata)
@@ -306,7 +306,7 @@ func synthCases() []synthCase {
 		{"padv2_int8", func() *tflite.Model {
 			b := newBuilder()
 			x := b.tensor("x", tflite.Int8, []int32{1, 3, 3, 2}, q8(0.1, 4), nil)
-			p := b.tensor("p", tflite.Int32, []int32{4, 2}, nil, i32Bytes([]int32{0, 0, 1, 2, 2, 0, 0, 1}))
+			p := b.tensor("p", tflite.Int32, []int32{4, 2}, nil, tflite.Int32Data([]int32{0, 0, 1, 2, 2, 0, 0, 1}))
 			v := b.tensor("v", tflite.Int8, []int32{}, q8(0.1, 4), i8Bytes([]int8{-100}))
 			y := b.tensor("y", tflite.Int8, []int32{1, 6, 5, 3}, q8(0.1, 4), nil)
 			b.op(tflite.OpPadV2, 2, &tflite.PadV2Options{}, []int32{x, p, v}, []int32{y})
@@ -316,7 +316,7 @@ func synthCases() []synthCase {
 		{"pad_f32", func() *tflite.Model {
 			b := newBuilder()
 			x := b.tensor("x", tflite.Float32, []int32{1, 3, 3, 2}, nil, nil)
-			p := b.tensor("p", tflite.Int32, []int32{4, 2}, nil, i32Bytes([]int32{0, 0, 1, 1, 0, 2, 0, 0}))
+			p := b.tensor("p", tflite.Int32, []int32{4, 2}, nil, tflite.Int32Data([]int32{0, 0, 1, 1, 0, 2, 0, 0}))
 			y := b.tensor("y", tflite.Float32, []int32{1, 5, 5, 2}, nil, nil)
 			b.op(tflite.OpPad, 1, &tflite.PadOptions{}, []int32{x, p}, []int32{y})
 			b.io([]int32{x}, []int32{y})
@@ -325,7 +325,7 @@ func synthCases() []synthCase {
 		{"transpose_int8", func() *tflite.Model {
 			b := newBuilder()
 			x := b.tensor("x", tflite.Int8, []int32{1, 2, 3, 4}, q8(0.1, 0), nil)
-			p := b.tensor("perm", tflite.Int32, []int32{4}, nil, i32Bytes([]int32{0, 3, 1, 2}))
+			p := b.tensor("perm", tflite.Int32, []int32{4}, nil, tflite.Int32Data([]int32{0, 3, 1, 2}))
 			y := b.tensor("y", tflite.Int8, []int32{1, 4, 2, 3}, q8(0.1, 0), nil)
 			b.op(tflite.OpTranspose, 2, &tflite.TransposeOptions{}, []int32{x, p}, []int32{y})
 			b.io([]int32{x}, []int32{y})
@@ -337,7 +337,7 @@ func synthCases() []synthCase {
 		{"mean_f32_keepdims", func() *tflite.Model {
 			b := newBuilder()
 			x := b.tensor("x", tflite.Float32, []int32{1, 4, 5, 3}, nil, nil)
-			ax := b.tensor("axes", tflite.Int32, []int32{2}, nil, i32Bytes([]int32{1, 2}))
+			ax := b.tensor("axes", tflite.Int32, []int32{2}, nil, tflite.Int32Data([]int32{1, 2}))
 			y := b.tensor("y", tflite.Float32, []int32{1, 1, 1, 3}, nil, nil)
 			b.op(tflite.OpMean, 1, &tflite.ReducerOptions{KeepDims: true}, []int32{x, ax}, []int32{y})
 			b.io([]int32{x}, []int32{y})
@@ -346,7 +346,7 @@ func synthCases() []synthCase {
 		{"mean_int8_rescale", func() *tflite.Model {
 			b := newBuilder()
 			x := b.tensor("x", tflite.Int8, []int32{1, 5, 5, 4}, q8(0.1, -3), nil)
-			ax := b.tensor("axes", tflite.Int32, []int32{2}, nil, i32Bytes([]int32{1, 2}))
+			ax := b.tensor("axes", tflite.Int32, []int32{2}, nil, tflite.Int32Data([]int32{1, 2}))
 			y := b.tensor("y", tflite.Int8, []int32{1, 4}, q8(0.05, 6), nil)
 			b.op(tflite.OpMean, 2, &tflite.ReducerOptions{}, []int32{x, ax}, []int32{y})
 			b.io([]int32{x}, []int32{y})

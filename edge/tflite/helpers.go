@@ -1,6 +1,10 @@
 package tflite
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
 
 // OpCode returns the operator code op runs, or an error when its index is out of range
 // (impossible for a Model that Read returned).
@@ -99,3 +103,22 @@ func (t *Tensor) NumElements() int {
 
 // PerChannel reports whether q has one scale per slice along QuantizedDimension.
 func (q *Quantization) PerChannel() bool { return q != nil && len(q.Scale) > 1 }
+
+// Int32Data encodes v as a constant buffer's bytes (little-endian, as the format stores
+// tensor data), for building models.
+func Int32Data(v []int32) []byte {
+	out := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(out[4*i:], uint32(x))
+	}
+	return out
+}
+
+// Float32Data encodes v as a constant buffer's bytes (little-endian IEEE 754).
+func Float32Data(v []float32) []byte {
+	out := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
+	}
+	return out
+}

@@ -527,3 +527,12 @@ func BenchmarkWrite(b *testing.B) {
 		})
 	}
 }
+
+func TestConstantData(t *testing.T) {
+	if got, want := Int32Data([]int32{1, -2}), []byte{1, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff}; string(got) != string(want) {
+		t.Errorf("Int32Data = % x, want % x", got, want)
+	}
+	if got, want := Float32Data([]float32{1, -0.5}), []byte{0, 0, 0x80, 0x3f, 0, 0, 0, 0xbf}; string(got) != string(want) {
+		t.Errorf("Float32Data = % x, want % x", got, want)
+	}
+}
