@@ -78,6 +78,26 @@ func ListSplit(dir, split string) ([]Sample, error) {
 	return out, nil
 }
 
+// trainValSplit lists the official train split of the dataset at data and divides it by patient
+// (or, with byBatch, by acquisition batch) with seed; the official val images join validation
+// (16 images are too few to choose on alone). Training, ensemble export and the stress test
+// all use it, so a model's validation images are the same everywhere.
+func trainValSplit(data string, frac float64, seed uint64, byBatch bool) (train, val []Sample, err error) {
+	all, err := ListSplit(data, "train")
+	if err != nil {
+		return nil, nil, err
+	}
+	if byBatch {
+		train, val = SplitByBatch(all, frac, seed)
+	} else {
+		train, val = SplitByPatient(all, frac, seed)
+	}
+	if off, err := ListSplit(data, "val"); err == nil {
+		val = append(val, off...)
+	}
+	return train, val, nil
+}
+
 // SplitByPatient moves a fraction of the patients of each class to validation, chosen with
 // seed: no patient has images on both sides, and both sides keep the class ratio.
 func SplitByPatient(samples []Sample, frac float64, seed uint64) (train, val []Sample) {

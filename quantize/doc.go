@@ -25,6 +25,10 @@
 //   - Ensembles (Ensemble, ExportEnsemble): members trained with different Seeds and one
 //     SplitSeed become one int8 model that averages their logits; its threshold is chosen on
 //     the shared validation split.
+//   - Framing stress (FramingStress, StressModel): the int8 model on its validation films
+//     magnified ×1.0–1.4 at its own threshold. Validation drawn from the training split is
+//     at its ceiling and blind to the test split's shift; magnification reproduces the shift
+//     (the test split's normals are framed closer), so recipes are compared on it.
 //   - Evaluation (EvaluateTFLite): the int8 .tflite in the device's engine, on images
 //     decoded and preprocessed exactly as the device does (imaging.Decode, imaging.Preprocess),
 //     at the threshold stored in the model; accuracy, sensitivity, specificity, precision and

@@ -61,15 +61,11 @@ func Ensemble(ctx context.Context, cfg EnsembleConfig) (*EnsembleResult, error) 
 		}
 		models[i] = m
 	}
-	all, err := ListSplit(cfg.Data, "train")
-	if err != nil {
-		return nil, err
-	}
 	// The split and official val images of Train with this SplitSeed, and the calibration
 	// sample of a run whose Seed equals it.
-	train, val := SplitByPatient(all, cfg.ValFraction, cfg.SplitSeed)
-	if off, err := ListSplit(cfg.Data, "val"); err == nil {
-		val = append(val, off...)
+	train, val, err := trainValSplit(cfg.Data, cfg.ValFraction, cfg.SplitSeed, false)
+	if err != nil {
+		return nil, err
 	}
 	calib := Subsample(train, cfg.CalibImages, cfg.SplitSeed+2)
 	spec := models[0].Arch.Input()

@@ -112,18 +112,11 @@ func EvaluateTFLite(ctx context.Context, name string, model []byte, samples []Sa
 	if len(samples) == 0 {
 		return nil, fmt.Errorf("%w: no images", ErrEval)
 	}
-	tm, err := tflite.Read(model)
+	c, err := loadClassifier(model)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrEval, name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	em, err := engine.Load(tm, engine.Options{Threads: 1})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrEval, name, err)
-	}
-	spec, err := evalInputSpec(tm, em)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrEval, name, err)
-	}
+	em, spec := c.em, c.spec
 	for _, f := range opts.Float {
 		if f.Arch.Size != spec.Width || f.Arch.Window != spec.Window {
 			return nil, fmt.Errorf("%w: float model input %d (window %v), int8 model input %dx%d (window %v)", ErrEval,
@@ -134,15 +127,9 @@ func EvaluateTFLite(ctx context.Context, name string, model []byte, samples []Sa
 		ThresholdSource: "default 0.5"}
 	sum := sha256.Sum256(model)
 	rep.ModelSHA256 = hex.EncodeToString(sum[:])
-	th64, ok, err := imaging.ModelThreshold(tm)
-	th := float32(th64)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("%w: %s: %w", ErrEval, name, err)
-	case ok:
-		rep.ThresholdSource = "metadata " + imaging.ThresholdMetadata
-	default:
-		th = 0.5
+	th := float32(0.5)
+	if c.hasThreshold {
+		th, rep.ThresholdSource = c.threshold, "metadata "+imaging.ThresholdMetadata
 	}
 
 	rep.Scores = make([]ImageScore, len(samples))
@@ -276,23 +263,43 @@ func probability(t *engine.Tensor, info engine.TensorInfo) (float32, error) {
 	return 0, fmt.Errorf("%w: output type %v", ErrEval, info.Type)
 }
 
-// evalInputSpec is the input spec of a model with one grey image input and one probability
-// output (the shape cxr-quantize writes).
-func evalInputSpec(tm *tflite.Model, em *engine.Model) (imaging.InputSpec, error) {
+// classifier is a loaded .tflite model with one grey image input and one probability output
+// (the shape cxr-quantize writes) and the contract its metadata states.
+type classifier struct {
+	em           *engine.Model
+	spec         imaging.InputSpec
+	threshold    float32
+	hasThreshold bool
+}
+
+// loadClassifier loads a classifier; every error wraps ErrEval.
+func loadClassifier(model []byte) (*classifier, error) {
+	tm, err := tflite.Read(model)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEval, err)
+	}
+	em, err := engine.Load(tm, engine.Options{Threads: 1})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEval, err)
+	}
 	spec, err := imaging.SpecFromModel(tm)
 	if err != nil {
-		return imaging.InputSpec{}, err
+		return nil, fmt.Errorf("%w: %w", ErrEval, err)
 	}
 	outs := em.Outputs()
 	if spec.Channels != 1 || len(outs) != 1 {
-		return imaging.InputSpec{}, errors.New("want one [1,H,W,1] input and one output")
+		return nil, fmt.Errorf("%w: want one [1,H,W,1] input and one output", ErrEval)
 	}
 	if o := outs[0]; o.NumElements() != 1 {
-		return imaging.InputSpec{}, fmt.Errorf("output %q has %d values, want one probability", o.Name, o.NumElements())
+		return nil, fmt.Errorf("%w: output %q has %d values, want one probability", ErrEval, o.Name, o.NumElements())
 	} else if o.Type != tflite.Float32 && (len(o.Scale) != 1 || len(o.ZeroPoint) != 1) {
-		return imaging.InputSpec{}, fmt.Errorf("output %q is not quantized per tensor", o.Name)
+		return nil, fmt.Errorf("%w: output %q is not quantized per tensor", ErrEval, o.Name)
 	}
-	return spec, nil
+	th, ok, err := imaging.ModelThreshold(tm)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEval, err)
+	}
+	return &classifier{em: em, spec: spec, threshold: float32(th), hasThreshold: ok}, nil
 }
 
 func relPath(root, path string) string {

@@ -117,8 +117,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("quantize: bad lr %v / weight decay %v / validation fraction %v", c.LR, c.WeightDecay, c.ValFraction)
 	}
 	if a := c.Augment; a.RotateDeg < 0 || a.Shift < 0 || a.Zoom < 0 || a.Zoom >= 1 || a.Brightness < 0 || a.Contrast < 0 || a.Contrast >= 1 ||
-		a.Gamma < 0 || a.Gamma >= 1 || a.Blur < 0 || a.Blur > 1 {
-		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom, contrast and gamma < 1, blur a probability)", *a)
+		a.Gamma < 0 || a.Gamma >= 1 || a.Blur < 0 || a.Blur > 1 || a.Margin < 0 || a.Margin > 1 || a.ZoomIn < 0 || a.ZoomIn > 2 {
+		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom, contrast and gamma < 1, blur and margin probabilities, zoom-in ≤ 2)", *a)
 	}
 	return c.Arch.Validate()
 }
@@ -225,17 +225,9 @@ func Train(ctx context.Context, cfg Config) (*Result, error) {
 
 func (t *trainer) loadData(ctx context.Context) error {
 	cfg := t.cfg
-	all, err := ListSplit(cfg.Data, "train")
+	train, val, err := trainValSplit(cfg.Data, cfg.ValFraction, cfg.SplitSeed, cfg.ValByBatch)
 	if err != nil {
 		return err
-	}
-	train, val := SplitByPatient(all, cfg.ValFraction, cfg.SplitSeed)
-	if cfg.ValByBatch {
-		train, val = SplitByBatch(all, cfg.ValFraction, cfg.SplitSeed)
-	}
-	// The official 16-image val split is too small to choose on alone; it joins validation.
-	if off, err := ListSplit(cfg.Data, "val"); err == nil {
-		val = append(val, off...)
 	}
 	if cfg.Subset > 0 {
 		train = Subsample(train, cfg.Subset, cfg.Seed)
@@ -658,6 +650,8 @@ type Int8Result struct {
 	Test      *Metrics // when Config.EvalTest
 	// MeanAbsDiff and MaxAbsDiff compare int8 and float probabilities on validation.
 	MeanAbsDiff, MaxAbsDiff float64
+	// Stress is the int8 model on magnified validation films at Threshold (FramingStress).
+	Stress Stress
 }
 
 // TFLiteFile is the int8 model a run writes into its output folder.
@@ -684,10 +678,11 @@ func (t *trainer) exportInt8(ctx context.Context, res *Result) error {
 		return err
 	}
 	t.log.Info("int8 model written", "path", res.Int8.Path, "bytes", res.Int8.Bytes, "calibration_images", len(calib),
-		"val", res.Int8.Val.String(), "float_val", res.Model.Val.String(), "val_mean_abs_diff", res.Int8.MeanAbsDiff, "val_max_abs_diff", res.Int8.MaxAbsDiff)
+		"val", res.Int8.Val.String(), "float_val", res.Model.Val.String(), "val_mean_abs_diff", res.Int8.MeanAbsDiff, "val_max_abs_diff", res.Int8.MaxAbsDiff,
+		"stress_mean_accuracy", res.Int8.Stress.MeanAccuracy)
 	if t.cfg.Progress != nil {
-		fmt.Fprintf(t.cfg.Progress, "int8 model %s (%d bytes): val %v (float: %v); |p_int8 − p_float| mean %.4f max %.4f\n",
-			res.Int8.Path, res.Int8.Bytes, res.Int8.Val, res.Model.Val, res.Int8.MeanAbsDiff, res.Int8.MaxAbsDiff)
+		fmt.Fprintf(t.cfg.Progress, "int8 model %s (%d bytes): val %v (float: %v); |p_int8 − p_float| mean %.4f max %.4f\nframing stress (magnified validation): %v\n",
+			res.Int8.Path, res.Int8.Bytes, res.Int8.Val, res.Model.Val, res.Int8.MeanAbsDiff, res.Int8.MaxAbsDiff, res.Int8.Stress)
 	}
 	return nil
 }
@@ -714,9 +709,15 @@ func finishInt8(ctx context.Context, tm *tflite.Model, val []Sample, fscores []f
 	if err := writeFileAtomic(path, data); err != nil {
 		return nil, err
 	}
+	st, err := FramingStress(val, StressZooms(), th, func(g [][]uint8) ([]float32, error) {
+		return ScoreTFLite(ctx, data, g, workers)
+	})
+	if err != nil {
+		return nil, err
+	}
 	g := Agree(scores, fscores, th, th)
 	return &Int8Result{Path: path, Bytes: len(data), Threshold: th, Val: Evaluate(scores, labels, th),
-		MeanAbsDiff: g.MeanAbsDiff, MaxAbsDiff: g.MaxAbsDiff}, nil
+		MeanAbsDiff: g.MeanAbsDiff, MaxAbsDiff: g.MaxAbsDiff, Stress: st}, nil
 }
 
 func writeFileAtomic(path string, data []byte) error {

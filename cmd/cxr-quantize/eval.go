@@ -21,6 +21,18 @@ import (
 // would make the link explicit.)
 const defaultModel = "edge/device/model/cxr-pneumonia-int8.tflite"
 
+// modelOrDefault returns path, or the embedded default model's path in the repository.
+func modelOrDefault(path string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", fmt.Errorf("%w: --model not given and %w", errUsage, err)
+	}
+	return filepath.Join(root, defaultModel), nil
+}
+
 // Files written by eval into --out.
 const (
 	evalReportFile = "report.md"
@@ -56,11 +68,10 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 	name := *modelPath
 	if *modelPath == "" {
 		name = defaultModel + " (embedded default)"
-		root, err := repoRoot()
-		if err != nil {
-			return fmt.Errorf("%w: eval: --model not given and %w", errUsage, err)
-		}
-		*modelPath = filepath.Join(root, defaultModel)
+	}
+	var err error
+	if *modelPath, err = modelOrDefault(*modelPath); err != nil {
+		return fmt.Errorf("eval: %w", err)
 	}
 	if *data == "" {
 		d, err := defaultData()

@@ -30,6 +30,8 @@ commands:
                     [--model M.tflite] [--float F.model] [--data DIR] [--out DIR] [--scores F.csv]
                     [--bootstrap 2000] [--seed S] [--limit N] (report.md, metrics.json, ROC, PR,
                     calibration and confusion-matrix PNGs)
+  stress            the framing stress test: the int8 model on its validation films magnified
+                    ×1.0–1.4, at the model's threshold: [--model M.tflite] [--data DIR] [--split-seed 1]
 `
 
 // errUsage marks a command-line mistake: the message is printed with the usage text.
@@ -55,6 +57,8 @@ func main() {
 		err = cmdEval(args)
 	case "ensemble":
 		err = cmdEnsemble(args)
+	case "stress":
+		err = cmdStress(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
+)
+
+// TestStressEmbeddedModel runs the framing stress test of the embedded model on its real
+// validation split. At ×1.0 it must reproduce what the model's threshold was chosen for
+// (validation sensitivity ≥ 95%): if the split, the preprocessing or the threshold drifted
+// apart, this fails.
+func TestStressEmbeddedModel(t *testing.T) {
+	data := testenv.SharedPath(t, "data", "chest_xray")
+	var out bytes.Buffer
+	if err := runStress(context.Background(), []string{"--data", data}, &out); err != nil {
+		t.Fatal(err)
+	}
+	rows := regexp.MustCompile(`(?m)^\| ×(\d\.\d) \| ([\d.]+)% \| ([\d.]+)% \| ([\d.]+)% \|$`).FindAllStringSubmatch(out.String(), -1)
+	if len(rows) != 5 || rows[0][1] != "1.0" || rows[4][1] != "1.4" || !strings.Contains(out.String(), "841 validation images") {
+		t.Fatalf("stress table:\n%s", out.String())
+	}
+	if sens, _ := strconv.ParseFloat(rows[0][3], 64); sens < 95 {
+		t.Errorf("×1.0 sensitivity %v%% < 95%%: the model's threshold does not fit its validation split", sens)
+	}
+}
+
+func TestStressErrors(t *testing.T) {
+	data := testenv.SharedPath(t, "data", "chest_xray")
+	for _, args := range [][]string{{"--data", data, "extra"}, {"--data", data, "--nope"}} {
+		if err := runStress(context.Background(), args, &bytes.Buffer{}); !errors.Is(err, errUsage) {
+			t.Errorf("%v: err %v, want a usage error", args, err)
+		}
+	}
+	if err := runStress(context.Background(), []string{"--data", data, "--model", "/nonexistent.tflite"}, &bytes.Buffer{}); err == nil {
+		t.Error("missing model accepted")
+	}
+}
