@@ -65,19 +65,19 @@ func Magnify(grey []uint8, size int, z float64) []uint8 {
 // score and reports the metrics at threshold.
 func FramingStress(samples []Sample, zooms []float64, threshold float32, score func([][]uint8) ([]float32, error)) (Stress, error) {
 	if len(samples) == 0 || len(zooms) == 0 {
-		return Stress{}, fmt.Errorf("%w: framing stress needs samples and zooms", ErrExport)
+		return Stress{}, fmt.Errorf("%w: framing stress needs samples and zooms", ErrEval)
 	}
 	size := int(math.Sqrt(float64(len(samples[0].Grey))))
 	labels := labelsOf(samples)
 	var st Stress
 	for _, z := range zooms {
 		if z < 1 || math.IsNaN(z) {
-			return Stress{}, fmt.Errorf("%w: zoom %v (want ≥ 1)", ErrExport, z)
+			return Stress{}, fmt.Errorf("%w: zoom %v (want ≥ 1)", ErrEval, z)
 		}
 		grey := make([][]uint8, len(samples))
 		for i, s := range samples {
 			if len(s.Grey) != size*size {
-				return Stress{}, fmt.Errorf("%w: %s is not a %d×%d plane", ErrExport, s.Path, size, size)
+				return Stress{}, fmt.Errorf("%w: %s is not a %d×%d plane", ErrEval, s.Path, size, size)
 			}
 			grey[i] = Magnify(s.Grey, size, z)
 		}

@@ -107,7 +107,7 @@ func TestFramingStress(t *testing.T) {
 		t.Error("empty summary")
 	}
 	for _, bad := range [][]float64{nil, {0.9}, {math.NaN()}} {
-		if _, err := FramingStress(samples, bad, 0.2, score); !errors.Is(err, ErrExport) {
+		if _, err := FramingStress(samples, bad, 0.2, score); !errors.Is(err, ErrEval) {
 			t.Errorf("zooms %v: err %v", bad, err)
 		}
 	}
@@ -115,7 +115,7 @@ func TestFramingStress(t *testing.T) {
 	if _, err := FramingStress(samples, []float64{1}, 0.2, failing); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("scorer error lost: %v", err)
 	}
-	if _, err := FramingStress(nil, []float64{1}, 0.2, score); !errors.Is(err, ErrExport) {
+	if _, err := FramingStress(nil, []float64{1}, 0.2, score); !errors.Is(err, ErrEval) {
 		t.Errorf("no samples: err %v", err)
 	}
 }
