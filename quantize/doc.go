@@ -25,10 +25,11 @@
 //   - Ensembles (Ensemble, ExportEnsemble): members trained with different Seeds and one
 //     SplitSeed become one int8 model that averages their logits; its threshold is chosen on
 //     the shared validation split.
-//   - Framing stress (FramingStress, StressModel): the int8 model on its validation films
-//     magnified ×1.0–1.4 at its own threshold. Validation drawn from the training split is
-//     at its ceiling and blind to the test split's shift; magnification reproduces the shift
-//     (the test split's normals are framed closer), so recipes are compared on it.
+//   - Stress test (RunStress, StressModel, StressSuite): the int8 model on its validation
+//     films magnified ×1.0–1.4 (framing) and brightened or blurred (exposure), at its own
+//     threshold. Validation drawn from the training split is at its ceiling; these rows show
+//     cues a model should not rely on (the training split's normals are framed wider), so
+//     recipes are compared on their mean balanced accuracy.
 //   - Evaluation (EvaluateTFLite): the int8 .tflite in the device's engine, on images
 //     decoded and preprocessed exactly as the device does (imaging.Decode, imaging.Preprocess),
 //     at the threshold stored in the model; accuracy, sensitivity, specificity, precision and

@@ -10,33 +10,87 @@ import (
 	"github.com/cxr-edge/cxr-edge/edge/imaging"
 )
 
-// StressZooms are the magnifications of the framing stress test: validation films magnified
-// about their centre, as if the film had been collimated or cropped closer to the lungs. In
-// the training split NORMAL films show a wider field than PNEUMONIA films; a network that
-// learned that cue flags magnified normals, and the official test split's normals are framed
-// closer than the training split's (MODEL.md).
-func StressZooms() []float64 { return []float64{1, 1.1, 1.2, 1.3, 1.4} }
-
-// StressRow is the metrics of the validation films magnified by Zoom, at a fixed threshold.
-type StressRow struct {
-	Zoom    float64
-	Metrics Metrics
+// Perturbation is one way a film can differ from the training films while showing the same
+// lungs. Apply returns a changed copy of a size×size grey plane.
+type Perturbation struct {
+	Kind  string // "framing" or "exposure": the stress test reports a mean per kind
+	Name  string
+	Apply func(grey []uint8, size int) []uint8
 }
 
-// Stress summarises a framing stress test.
+// Magnified is the film magnified by z ≥ 1 about its centre, as if collimated or cropped
+// closer to the lungs. In the training split NORMAL films show a wider field than PNEUMONIA
+// films; a network that learned that cue flags magnified normals.
+func Magnified(z float64) Perturbation {
+	return Perturbation{Kind: "framing", Name: fmt.Sprintf("×%.1f", z), Apply: func(g []uint8, size int) []uint8 {
+		return Magnify(g, size, z)
+	}}
+}
+
+// Exposed is the film through the grey-level curve x^gamma (gamma < 1 brightens) and then a
+// Gaussian blur of sigma pixels (0: none): another detector, exposure or resampling.
+func Exposed(gamma, sigma float64) Perturbation {
+	name := fmt.Sprintf("γ %.1f", gamma)
+	if sigma > 0 {
+		name += fmt.Sprintf(", blur σ %.1f", sigma)
+	}
+	return Perturbation{Kind: "exposure", Name: name, Apply: func(g []uint8, size int) []uint8 {
+		return gaussianBlur(gammaCurve(g, gamma), size, sigma)
+	}}
+}
+
+// StressSuite is the default stress test: magnification ×1.0–1.4 (framing) and brighter,
+// softer films (exposure). Validation drawn from the training split is at its ceiling; these
+// rows show what it cannot.
+func StressSuite() []Perturbation {
+	return []Perturbation{Magnified(1), Magnified(1.1), Magnified(1.2), Magnified(1.3), Magnified(1.4),
+		Exposed(0.8, 0), Exposed(0.6, 0), Exposed(1, 0.7), Exposed(0.7, 0.7)}
+}
+
+// StressRow is the metrics of the perturbed validation films, at a fixed threshold.
+type StressRow struct {
+	Kind, Name string
+	Metrics    Metrics
+}
+
+// Stress summarises a stress test.
 type Stress struct {
 	Rows []StressRow
-	// MeanAccuracy is the accuracy averaged over the rows: the number recipes are compared by.
-	MeanAccuracy float64
+}
+
+// MeanAccuracy is the accuracy averaged over the rows of kind ("" for all rows); NaN when
+// there are no such rows.
+func (s Stress) MeanAccuracy(kind string) float64 {
+	return s.mean(kind, func(m Metrics) float64 { return m.Accuracy })
+}
+
+// MeanBalanced is the balanced accuracy, (sensitivity + specificity) / 2, averaged over the
+// rows of kind: the number recipes are compared by. Plain accuracy on validation (three
+// quarters pneumonia) rises when a perturbation makes a model flag more films, normals too.
+func (s Stress) MeanBalanced(kind string) float64 {
+	return s.mean(kind, func(m Metrics) float64 { return (m.Sensitivity + m.Specificity) / 2 })
+}
+
+func (s Stress) mean(kind string, f func(Metrics) float64) float64 {
+	var sum float64
+	n := 0
+	for _, r := range s.Rows {
+		if kind == "" || r.Kind == kind {
+			sum += f(r.Metrics)
+			n++
+		}
+	}
+	return sum / float64(n)
 }
 
 func (s Stress) String() string {
 	var b strings.Builder
 	for _, r := range s.Rows {
-		fmt.Fprintf(&b, "×%.1f: acc %.1f%% sens %.1f%% spec %.1f%%; ", r.Zoom, 100*r.Metrics.Accuracy,
+		fmt.Fprintf(&b, "%s: acc %.1f%% sens %.1f%% spec %.1f%%; ", r.Name, 100*r.Metrics.Accuracy,
 			100*r.Metrics.Sensitivity, 100*r.Metrics.Specificity)
 	}
-	fmt.Fprintf(&b, "mean accuracy %.2f%%", 100*s.MeanAccuracy)
+	fmt.Fprintf(&b, "mean balanced accuracy %.2f%% (framing %.2f%%, exposure %.2f%%), mean accuracy %.2f%%",
+		100*s.MeanBalanced(""), 100*s.MeanBalanced("framing"), 100*s.MeanBalanced("exposure"), 100*s.MeanAccuracy(""))
 	return b.String()
 }
 
@@ -61,48 +115,97 @@ func Magnify(grey []uint8, size int, z float64) []uint8 {
 	return out
 }
 
-// FramingStress scores the samples (grey planes loaded, square) magnified by each zoom with
+// gammaCurve maps every grey level p to 255·(p/255)^gamma.
+func gammaCurve(grey []uint8, gamma float64) []uint8 {
+	var lut [256]uint8
+	for p := range lut {
+		lut[p] = uint8(math.Round(255 * math.Pow(float64(p)/255, gamma)))
+	}
+	out := make([]uint8, len(grey))
+	for i, p := range grey {
+		out[i] = lut[p]
+	}
+	return out
+}
+
+// gaussianBlur blurs the size×size image with a separable Gaussian of sigma pixels (edges
+// repeated); sigma ≤ 0 returns grey unchanged.
+func gaussianBlur(grey []uint8, size int, sigma float64) []uint8 {
+	if sigma <= 0 {
+		return grey
+	}
+	r := int(math.Ceil(3 * sigma))
+	k := make([]float64, 2*r+1)
+	var sum float64
+	for i := range k {
+		d := float64(i - r)
+		k[i] = math.Exp(-d * d / (2 * sigma * sigma))
+		sum += k[i]
+	}
+	for i := range k {
+		k[i] /= sum
+	}
+	last := size - 1
+	tmp := make([]float64, size*size)
+	for y := range size {
+		for x := range size {
+			var v float64
+			for i, w := range k {
+				v += w * float64(grey[y*size+min(max(x+i-r, 0), last)])
+			}
+			tmp[y*size+x] = v
+		}
+	}
+	out := make([]uint8, size*size)
+	for y := range size {
+		for x := range size {
+			var v float64
+			for i, w := range k {
+				v += w * tmp[min(max(y+i-r, 0), last)*size+x]
+			}
+			out[y*size+x] = uint8(math.Round(min(max(v, 0), 255)))
+		}
+	}
+	return out
+}
+
+// RunStress scores the samples (grey planes loaded, square) under each perturbation with
 // score and reports the metrics at threshold.
-func FramingStress(samples []Sample, zooms []float64, threshold float32, score func([][]uint8) ([]float32, error)) (Stress, error) {
-	if len(samples) == 0 || len(zooms) == 0 {
-		return Stress{}, fmt.Errorf("%w: framing stress needs samples and zooms", ErrEval)
+func RunStress(samples []Sample, suite []Perturbation, threshold float32, score func([][]uint8) ([]float32, error)) (Stress, error) {
+	if len(samples) == 0 || len(suite) == 0 {
+		return Stress{}, fmt.Errorf("%w: a stress test needs samples and perturbations", ErrEval)
 	}
 	size := int(math.Sqrt(float64(len(samples[0].Grey))))
 	labels := labelsOf(samples)
 	var st Stress
-	for _, z := range zooms {
-		if z < 1 || math.IsNaN(z) {
-			return Stress{}, fmt.Errorf("%w: zoom %v (want ≥ 1)", ErrEval, z)
-		}
+	for _, p := range suite {
 		grey := make([][]uint8, len(samples))
 		for i, s := range samples {
 			if len(s.Grey) != size*size {
 				return Stress{}, fmt.Errorf("%w: %s is not a %d×%d plane", ErrEval, s.Path, size, size)
 			}
-			grey[i] = Magnify(s.Grey, size, z)
+			grey[i] = p.Apply(s.Grey, size)
 		}
 		scores, err := score(grey)
 		if err != nil {
 			return Stress{}, err
 		}
-		m := Evaluate(scores, labels, threshold)
-		st.Rows = append(st.Rows, StressRow{Zoom: z, Metrics: m})
-		st.MeanAccuracy += m.Accuracy / float64(len(zooms))
+		st.Rows = append(st.Rows, StressRow{Kind: p.Kind, Name: p.Name, Metrics: Evaluate(scores, labels, threshold)})
 	}
 	return st, nil
 }
 
 // StressConfig says which model to stress on which validation split.
 type StressConfig struct {
-	Data        string  // dataset root
-	Model       string  // int8 .tflite with its threshold in the metadata
-	SplitSeed   uint64  // the validation split of the model's training (default 1)
-	ValFraction float64 // default 0.15
-	Zooms       []float64
+	Data        string         // dataset root
+	Model       string         // int8 .tflite with its threshold in the metadata
+	SplitSeed   uint64         // the validation split of the model's training (default 1)
+	ValFraction float64        // default 0.15
+	Suite       []Perturbation // default StressSuite()
 	Workers     int
 }
 
-// StressModel runs the framing stress test of a .tflite model on the validation split it was
+// StressModel runs the stress test of a .tflite model on the validation split it was
 // trained with (the patient split of SplitSeed plus the official val images), at the threshold
 // stored in the model.
 func StressModel(ctx context.Context, cfg StressConfig) (Stress, error) {
@@ -112,8 +215,8 @@ func StressModel(ctx context.Context, cfg StressConfig) (Stress, error) {
 	if cfg.ValFraction == 0 {
 		cfg.ValFraction = 0.15
 	}
-	if len(cfg.Zooms) == 0 {
-		cfg.Zooms = StressZooms()
+	if len(cfg.Suite) == 0 {
+		cfg.Suite = StressSuite()
 	}
 	data, err := os.ReadFile(cfg.Model)
 	if err != nil {
@@ -133,7 +236,7 @@ func StressModel(ctx context.Context, cfg StressConfig) (Stress, error) {
 	if err := LoadGrey(ctx, val, c.spec, cfg.Workers); err != nil {
 		return Stress{}, err
 	}
-	return FramingStress(val, cfg.Zooms, c.threshold, func(g [][]uint8) ([]float32, error) {
+	return RunStress(val, cfg.Suite, c.threshold, func(g [][]uint8) ([]float32, error) {
 		return ScoreTFLite(ctx, data, g, cfg.Workers)
 	})
 }

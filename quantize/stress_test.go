@@ -67,7 +67,7 @@ func TestAugmentZoomIn(t *testing.T) {
 	}
 }
 
-func TestFramingStress(t *testing.T) {
+func TestRunStress(t *testing.T) {
 	const size = 32
 	// A "model" that learned the framing shortcut: its score is the white area. Normals have
 	// a small field of white, pneumonias a large one, as if the lungs filled the frame.
@@ -85,37 +85,83 @@ func TestFramingStress(t *testing.T) {
 		}
 		return s, nil
 	}
-	st, err := FramingStress(samples, []float64{1, 1.4, 2}, 0.3, score)
+	suite := []Perturbation{Magnified(1), Magnified(1.4), Magnified(2), Exposed(1, 0)}
+	st, err := RunStress(samples, suite, 0.3, score)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if calls != 3 || len(st.Rows) != 3 {
+	if calls != 4 || len(st.Rows) != 4 {
 		t.Fatalf("%d score calls, %d rows", calls, len(st.Rows))
 	}
-	want := []float64{1, 1, 0} // specificity: ×1.4 keeps the normals below 0.3, ×2 flags them all
-	var mean float64
+	want := []float64{1, 1, 0, 1} // specificity: ×1.4 keeps the normals below 0.3, ×2 flags them all
 	for i, r := range st.Rows {
-		if r.Metrics.Sensitivity != 1 || r.Metrics.Specificity != want[i] || r.Metrics.N != 20 {
-			t.Errorf("×%v: %v", r.Zoom, r.Metrics)
+		if r.Metrics.Sensitivity != 1 || r.Metrics.Specificity != want[i] || r.Metrics.N != 20 || r.Name != suite[i].Name {
+			t.Errorf("%s: %v", r.Name, r.Metrics)
 		}
-		mean += r.Metrics.Accuracy / 3
 	}
-	if math.Abs(st.MeanAccuracy-mean) > 1e-12 || math.Abs(st.MeanAccuracy-(1+1+0.5)/3) > 1e-12 {
-		t.Errorf("mean accuracy %v", st.MeanAccuracy)
-	}
-	if st.String() == "" {
-		t.Error("empty summary")
-	}
-	for _, bad := range [][]float64{nil, {0.9}, {math.NaN()}} {
-		if _, err := FramingStress(samples, bad, 0.2, score); !errors.Is(err, ErrEval) {
-			t.Errorf("zooms %v: err %v", bad, err)
+	for _, tc := range []struct {
+		kind string
+		want float64
+	}{{"", (1 + 1 + 0.5 + 1) / 4.0}, {"framing", (1 + 1 + 0.5) / 3.0}, {"exposure", 1}} {
+		if got := st.MeanAccuracy(tc.kind); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("mean accuracy of %q rows %v, want %v", tc.kind, got, tc.want)
 		}
+	}
+	// Balanced accuracy: sensitivity 1 everywhere, specificity 1, 1, 0, 1.
+	if got := st.MeanBalanced("framing"); math.Abs(got-(1+1+0.5)/3) > 1e-12 {
+		t.Errorf("mean balanced accuracy of framing rows %v", got)
+	}
+	if !math.IsNaN(st.MeanAccuracy("nope")) || st.String() == "" {
+		t.Error("mean of no rows is not NaN, or empty summary")
+	}
+	if _, err := RunStress(samples, nil, 0.3, score); !errors.Is(err, ErrEval) {
+		t.Errorf("no perturbations: err %v", err)
 	}
 	failing := func([][]uint8) ([]float32, error) { return nil, errors.ErrUnsupported }
-	if _, err := FramingStress(samples, []float64{1}, 0.2, failing); !errors.Is(err, errors.ErrUnsupported) {
+	if _, err := RunStress(samples, suite, 0.3, failing); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("scorer error lost: %v", err)
 	}
-	if _, err := FramingStress(nil, []float64{1}, 0.2, score); !errors.Is(err, ErrEval) {
+	if _, err := RunStress(nil, suite, 0.3, score); !errors.Is(err, ErrEval) {
 		t.Errorf("no samples: err %v", err)
+	}
+	bad := []Sample{{Path: "x", Grey: make([]uint8, size*size)}, {Path: "short", Grey: make([]uint8, 10)}}
+	if _, err := RunStress(bad, suite, 0.3, score); !errors.Is(err, ErrEval) {
+		t.Errorf("mixed plane sizes: err %v", err)
+	}
+}
+
+func TestExposed(t *testing.T) {
+	const size = 16
+	g := make([]uint8, size*size)
+	for i := range g {
+		g[i] = uint8(i % 256)
+	}
+	// γ 1 without blur is the identity; γ < 1 brightens every mid-grey and keeps 0 and 255.
+	if got := Exposed(1, 0).Apply(g, size); string(got) != string(g) {
+		t.Fatal("γ 1, σ 0 changed the image")
+	}
+	b := Exposed(0.6, 0).Apply(g, size)
+	for i, p := range g {
+		if (p == 0 || p == 255) && b[i] != p || b[i] < p || p > 10 && p < 240 && b[i] <= p {
+			t.Fatalf("γ 0.6 mapped %d to %d", p, b[i])
+		}
+	}
+	// A blur keeps a flat image flat and spreads a single bright pixel with its total kept.
+	flat := make([]uint8, size*size)
+	for i := range flat {
+		flat[i] = 77
+	}
+	if got := gaussianBlur(flat, size, 1); string(got) != string(flat) {
+		t.Error("blur changed a flat image")
+	}
+	dot := make([]uint8, size*size)
+	dot[8*size+8] = 255
+	sp := gaussianBlur(dot, size, 0.7)
+	var sum int
+	for _, v := range sp {
+		sum += int(v)
+	}
+	if sp[8*size+8] >= 255 || sp[8*size+9] == 0 || math.Abs(float64(sum-255)) > 12 {
+		t.Errorf("blurred dot: centre %d, neighbour %d, total %d", sp[8*size+8], sp[8*size+9], sum)
 	}
 }

@@ -650,7 +650,7 @@ type Int8Result struct {
 	Test      *Metrics // when Config.EvalTest
 	// MeanAbsDiff and MaxAbsDiff compare int8 and float probabilities on validation.
 	MeanAbsDiff, MaxAbsDiff float64
-	// Stress is the int8 model on magnified validation films at Threshold (FramingStress).
+	// Stress is the int8 model on perturbed validation films at Threshold (StressSuite).
 	Stress Stress
 }
 
@@ -679,9 +679,9 @@ func (t *trainer) exportInt8(ctx context.Context, res *Result) error {
 	}
 	t.log.Info("int8 model written", "path", res.Int8.Path, "bytes", res.Int8.Bytes, "calibration_images", len(calib),
 		"val", res.Int8.Val.String(), "float_val", res.Model.Val.String(), "val_mean_abs_diff", res.Int8.MeanAbsDiff, "val_max_abs_diff", res.Int8.MaxAbsDiff,
-		"stress_mean_accuracy", res.Int8.Stress.MeanAccuracy)
+		"stress_mean_balanced_accuracy", res.Int8.Stress.MeanBalanced(""))
 	if t.cfg.Progress != nil {
-		fmt.Fprintf(t.cfg.Progress, "int8 model %s (%d bytes): val %v (float: %v); |p_int8 − p_float| mean %.4f max %.4f\nframing stress (magnified validation): %v\n",
+		fmt.Fprintf(t.cfg.Progress, "int8 model %s (%d bytes): val %v (float: %v); |p_int8 − p_float| mean %.4f max %.4f\nstress test (perturbed validation): %v\n",
 			res.Int8.Path, res.Int8.Bytes, res.Int8.Val, res.Model.Val, res.Int8.MeanAbsDiff, res.Int8.MaxAbsDiff, res.Int8.Stress)
 	}
 	return nil
@@ -709,7 +709,7 @@ func finishInt8(ctx context.Context, tm *tflite.Model, val []Sample, fscores []f
 	if err := writeFileAtomic(path, data); err != nil {
 		return nil, err
 	}
-	st, err := FramingStress(val, StressZooms(), th, func(g [][]uint8) ([]float32, error) {
+	st, err := RunStress(val, StressSuite(), th, func(g [][]uint8) ([]float32, error) {
 		return ScoreTFLite(ctx, data, g, workers)
 	})
 	if err != nil {

@@ -43,7 +43,7 @@ func cmdEnsemble(args []string) error {
 	}
 	fmt.Printf("int8 ensemble of %d %s (%d bytes): val %v (float ensemble: %v); |p_int8 − p_float| mean %.4f max %.4f\n",
 		fs.NArg(), res.Path, res.Bytes, res.Val, res.FloatVal, res.MeanAbsDiff, res.MaxAbsDiff)
-	fmt.Printf("framing stress (magnified validation, int8): %v\n", res.Stress)
+	fmt.Printf("stress test (perturbed validation, int8): %v\n", res.Stress)
 	fmt.Printf("float ensemble threshold (cxr-quantize eval --float-threshold): %.6f\n", res.FloatVal.Threshold)
 	return nil
 }

@@ -30,8 +30,9 @@ commands:
                     [--model M.tflite] [--float F.model] [--data DIR] [--out DIR] [--scores F.csv]
                     [--bootstrap 2000] [--seed S] [--limit N] (report.md, metrics.json, ROC, PR,
                     calibration and confusion-matrix PNGs)
-  stress            the framing stress test: the int8 model on its validation films magnified
-                    ×1.0–1.4, at the model's threshold: [--model M.tflite] [--data DIR] [--split-seed 1]
+  stress            the stress test: the int8 model on its validation films magnified ×1.0–1.4,
+                    brightened and blurred, at the model's threshold:
+                    [--model M.tflite] [--data DIR] [--split-seed 1]
 `
 
 // errUsage marks a command-line mistake: the message is printed with the usage text.

@@ -12,7 +12,7 @@ import (
 	"github.com/cxr-edge/cxr-edge/quantize"
 )
 
-// cmdStress runs the framing stress test of an int8 model on its validation split.
+// cmdStress runs the stress test (quantize.StressSuite) of an int8 model on its validation split.
 func cmdStress(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -45,13 +45,15 @@ func runStress(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("stress: %w", err)
 	}
-	fmt.Fprintln(stdout, "| magnification | accuracy | sensitivity | specificity |")
-	fmt.Fprintln(stdout, "|---|---|---|---|")
+	fmt.Fprintln(stdout, "| perturbation | accuracy | sensitivity | specificity | balanced accuracy |")
+	fmt.Fprintln(stdout, "|---|---|---|---|---|")
 	for _, r := range st.Rows {
 		m := r.Metrics
-		fmt.Fprintf(stdout, "| ×%.1f | %.1f%% | %.1f%% | %.1f%% |\n", r.Zoom, 100*m.Accuracy, 100*m.Sensitivity, 100*m.Specificity)
+		fmt.Fprintf(stdout, "| %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% |\n", r.Name, 100*m.Accuracy, 100*m.Sensitivity,
+			100*m.Specificity, 50*(m.Sensitivity+m.Specificity))
 	}
-	fmt.Fprintf(stdout, "\nmean accuracy %.2f%% (%d validation images, split seed %d, threshold from the model)\n",
-		100*st.MeanAccuracy, st.Rows[0].Metrics.N, *splitSeed)
+	fmt.Fprintf(stdout, "\nmean balanced accuracy %.2f%% (framing %.2f%%, exposure %.2f%%); mean accuracy %.2f%%; %d validation images, split seed %d, threshold from the model\n",
+		100*st.MeanBalanced(""), 100*st.MeanBalanced("framing"), 100*st.MeanBalanced("exposure"), 100*st.MeanAccuracy(""),
+		st.Rows[0].Metrics.N, *splitSeed)
 	return nil
 }
