@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/cxr-edge/cxr-edge/edge/imaging"
@@ -94,17 +95,23 @@ func (s Stress) String() string {
 	return b.String()
 }
 
-// Magnify returns the size×size grey image magnified by z ≥ 1 about its centre (bilinear).
+// Magnify returns the size×size grey image magnified by z about its centre (bilinear); z < 1
+// shrinks it with the edges repeated, and z ≤ 0 or NaN returns an unchanged copy.
 func Magnify(grey []uint8, size int, z float64) []uint8 {
 	out := make([]uint8, size*size)
+	if !(z > 0) {
+		copy(out, grey)
+		return out
+	}
 	c := float64(size-1) / 2
 	last := size - 1
+	at := func(v float64) float64 { return min(max((v-c)/z+c, 0), float64(last)) }
 	for y := range size {
-		sy := (float64(y)-c)/z + c
+		sy := at(float64(y))
 		y0 := int(sy)
 		y1, fy := min(y0+1, last), sy-float64(y0)
 		for x := range size {
-			sx := (float64(x)-c)/z + c
+			sx := at(float64(x))
 			x0 := int(sx)
 			x1, fx := min(x0+1, last), sx-float64(x0)
 			top := float64(grey[y0*size+x0])*(1-fx) + float64(grey[y0*size+x1])*fx
@@ -202,7 +209,7 @@ type StressConfig struct {
 	SplitSeed   uint64         // the validation split of the model's training (default 1)
 	ValFraction float64        // default 0.15
 	Suite       []Perturbation // default StressSuite()
-	Workers     int
+	Workers     int            // decoding and scoring goroutines (default GOMAXPROCS)
 }
 
 // StressModel runs the stress test of a .tflite model on the validation split it was
@@ -217,6 +224,9 @@ func StressModel(ctx context.Context, cfg StressConfig) (Stress, error) {
 	}
 	if len(cfg.Suite) == 0 {
 		cfg.Suite = StressSuite()
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
 	data, err := os.ReadFile(cfg.Model)
 	if err != nil {

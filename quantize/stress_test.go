@@ -38,7 +38,12 @@ func TestMagnify(t *testing.T) {
 	if got := Magnify(g, size, 1); string(got) != string(g) {
 		t.Fatal("×1 changed the image")
 	}
-	for _, tc := range []struct{ z, want float64 }{{1.2, 0.36}, {1.5, 0.5625}, {2, 1}} {
+	for _, z := range []float64{0, -1, math.NaN()} {
+		if got := Magnify(g, size, z); string(got) != string(g) {
+			t.Errorf("×%v changed the image", z)
+		}
+	}
+	for _, tc := range []struct{ z, want float64 }{{0.5, 0.0625}, {1.2, 0.36}, {1.5, 0.5625}, {2, 1}} {
 		if got := bright(Magnify(g, size, tc.z), 127); math.Abs(got-tc.want) > 0.06 {
 			t.Errorf("×%v: bright fraction %.3f, want ≈ %.3f", tc.z, got, tc.want)
 		}
