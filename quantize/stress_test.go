@@ -166,7 +166,7 @@ func TestExposed(t *testing.T) {
 	for _, v := range sp {
 		sum += int(v)
 	}
-	if sp[8*size+8] >= 255 || sp[8*size+9] == 0 || math.Abs(float64(sum-255)) > 12 {
+	if sp[8*size+8] == 255 || sp[8*size+9] == 0 || math.Abs(float64(sum-255)) > 12 {
 		t.Errorf("blurred dot: centre %d, neighbour %d, total %d", sp[8*size+8], sp[8*size+9], sum)
 	}
 }
