@@ -26,12 +26,9 @@ func cmdEnsemble(args []string) error {
 	if *out == "" || fs.NArg() == 0 {
 		return fmt.Errorf("%w: ensemble: --out and at least one member model are required", errUsage)
 	}
-	if *data == "" {
-		d, err := defaultData()
-		if err != nil {
-			return err
-		}
-		*data = d
+	var err error
+	if *data, err = dataOrDefault(*data); err != nil {
+		return fmt.Errorf("ensemble: %w", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

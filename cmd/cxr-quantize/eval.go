@@ -33,6 +33,19 @@ func modelOrDefault(path string) (string, error) {
 	return filepath.Join(root, defaultModel), nil
 }
 
+// dataOrDefault returns dir, or the dataset beside the repository (../shared/data/chest_xray
+// from the folder holding go.mod, searched upward from the working directory).
+func dataOrDefault(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", fmt.Errorf("%w: --data not given and %w", errUsage, err)
+	}
+	return filepath.Join(root, "..", "shared", "data", "chest_xray"), nil
+}
+
 // Files written by eval into --out.
 const (
 	evalReportFile = "report.md"
@@ -73,12 +86,8 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 	if *modelPath, err = modelOrDefault(*modelPath); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
-	if *data == "" {
-		d, err := defaultData()
-		if err != nil {
-			return err
-		}
-		*data = d
+	if *data, err = dataOrDefault(*data); err != nil {
+		return fmt.Errorf("eval: %w", err)
 	}
 	model, err := os.ReadFile(*modelPath)
 	if err != nil {

@@ -27,12 +27,9 @@ func runStress(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *data == "" {
-		d, err := defaultData()
-		if err != nil {
-			return err
-		}
-		*data = d
+	var err error
+	if *data, err = dataOrDefault(*data); err != nil {
+		return fmt.Errorf("stress: %w", err)
 	}
 	path, err := modelOrDefault(*model)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -45,5 +46,29 @@ func TestStressErrors(t *testing.T) {
 	}
 	if err := runStress(context.Background(), []string{"--data", data, "--model", "/nonexistent.tflite"}, &bytes.Buffer{}); err == nil {
 		t.Error("missing model accepted")
+	}
+}
+
+// The dataset and the embedded model are found from the repository root; outside a
+// repository, not giving them is a usage error.
+func TestDefaultsFromRepository(t *testing.T) {
+	for _, f := range []func(string) (string, error){dataOrDefault, modelOrDefault} {
+		if got, err := f("given"); got != "given" || err != nil {
+			t.Errorf("explicit value replaced: %q, %v", got, err)
+		}
+	}
+	d, err := dataOrDefault("")
+	if err != nil || !strings.HasSuffix(d, filepath.Join("shared", "data", "chest_xray")) {
+		t.Errorf("default data %q, %v", d, err)
+	}
+	m, err := modelOrDefault("")
+	if err != nil || !strings.HasSuffix(m, defaultModel) {
+		t.Errorf("default model %q, %v", m, err)
+	}
+	t.Chdir(t.TempDir())
+	for _, f := range []func(string) (string, error){dataOrDefault, modelOrDefault} {
+		if _, err := f(""); !errors.Is(err, errUsage) {
+			t.Errorf("outside a repository: err %v, want a usage error", err)
+		}
 	}
 }

@@ -53,12 +53,9 @@ func cmdTrain(args []string) error {
 	if *out == "" {
 		return fmt.Errorf("%w: train: --out is required", errUsage)
 	}
-	if *data == "" {
-		d, err := defaultData()
-		if err != nil {
-			return err
-		}
-		*data = d
+	var err error
+	if *data, err = dataOrDefault(*data); err != nil {
+		return fmt.Errorf("train: %w", err)
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
@@ -110,23 +107,4 @@ func cmdTrain(args []string) error {
 		}
 	}
 	return nil
-}
-
-// defaultData is ../shared/data/chest_xray relative to the repository root (the folder holding
-// go.mod, searched upward from the working directory).
-func defaultData() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "data", "chest_xray"), nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("%w: train: --data not given and no repository root above the working directory", errUsage)
-		}
-		dir = parent
-	}
 }
