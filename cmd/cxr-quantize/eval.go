@@ -23,27 +23,25 @@ const defaultModel = "edge/device/model/cxr-pneumonia-int8.tflite"
 
 // modelOrDefault returns path, or the embedded default model's path in the repository.
 func modelOrDefault(path string) (string, error) {
-	if path != "" {
-		return path, nil
-	}
-	root, err := repoRoot()
-	if err != nil {
-		return "", fmt.Errorf("%w: --model not given and %w", errUsage, err)
-	}
-	return filepath.Join(root, defaultModel), nil
+	return orInRepo(path, "--model", defaultModel)
 }
 
-// dataOrDefault returns dir, or the dataset beside the repository (../shared/data/chest_xray
-// from the folder holding go.mod, searched upward from the working directory).
+// dataOrDefault returns dir, or the dataset beside the repository (../shared/data/chest_xray).
 func dataOrDefault(dir string) (string, error) {
-	if dir != "" {
-		return dir, nil
+	return orInRepo(dir, "--data", filepath.Join("..", "shared", "data", "chest_xray"))
+}
+
+// orInRepo returns given, or rel joined to the repository root (the folder holding go.mod,
+// searched upward from the working directory); without a root, not giving flag is a usage error.
+func orInRepo(given, flag, rel string) (string, error) {
+	if given != "" {
+		return given, nil
 	}
 	root, err := repoRoot()
 	if err != nil {
-		return "", fmt.Errorf("%w: --data not given and %w", errUsage, err)
+		return "", fmt.Errorf("%w: %s not given and %w", errUsage, flag, err)
 	}
-	return filepath.Join(root, "..", "shared", "data", "chest_xray"), nil
+	return filepath.Join(root, rel), nil
 }
 
 // Files written by eval into --out.
