@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -116,8 +118,14 @@ func TestRunStress(t *testing.T) {
 	if got := st.MeanBalanced("framing"); math.Abs(got-(1+1+0.5)/3) > 1e-12 {
 		t.Errorf("mean balanced accuracy of framing rows %v", got)
 	}
-	if !math.IsNaN(st.MeanAccuracy("nope")) || st.String() == "" {
-		t.Error("mean of no rows is not NaN, or empty summary")
+	if !math.IsNaN(st.MeanAccuracy("nope")) {
+		t.Error("mean of no rows is not NaN")
+	}
+	if k := st.Kinds(); !slices.Equal(k, []string{"framing", "exposure"}) {
+		t.Errorf("kinds %q", k)
+	}
+	if s := st.String(); !strings.Contains(s, "framing 83.33%, exposure 100.00%") {
+		t.Errorf("summary %q lacks the per-kind means", s)
 	}
 	if _, err := RunStress(samples, nil, 0.3, score); !errors.Is(err, ErrEval) {
 		t.Errorf("no perturbations: err %v", err)
@@ -168,5 +176,75 @@ func TestExposed(t *testing.T) {
 	}
 	if sp[8*size+8] == 255 || sp[8*size+9] == 0 || math.Abs(float64(sum-255)) > 12 {
 		t.Errorf("blurred dot: centre %d, neighbour %d, total %d", sp[8*size+8], sp[8*size+9], sum)
+	}
+}
+
+// extent is the width and height, in pixels, of the bounding box of pixels above mid.
+func extent[T uint8 | float32](g []T, size int, mid T) (w, h int) {
+	x0, y0, x1, y1 := size, size, -1, -1
+	for y := range size {
+		for x := range size {
+			if g[y*size+x] > mid {
+				x0, x1 = min(x0, x), max(x1, x)
+				y0, y1 = min(y0, y), max(y1, y)
+			}
+		}
+	}
+	return x1 - x0 + 1, y1 - y0 + 1
+}
+
+func TestWarpAndStretched(t *testing.T) {
+	const size = 41
+	g := square(size, 0.4) // 16×16 bright pixels
+	w0, h0 := extent(g, size, 127)
+	for _, tc := range []struct {
+		name   string
+		got    []uint8
+		wx, wy float64 // expected extent ratios
+	}{
+		{"warp 1,1", Warp(g, size, 1, 1), 1, 1},
+		{"warp NaN,0", Warp(g, size, math.NaN(), 0), 1, 1},
+		{"warp 1,1.5", Warp(g, size, 1, 1.5), 1, 1.5},
+		{"warp 2,1", Warp(g, size, 2, 1), 2, 1},
+		{"tall 1.25", Stretched(1.25).Apply(g, size), 1, 1.25},
+		{"wide 1.25", Stretched(1/1.25).Apply(g, size), 1.25, 1},
+	} {
+		w, h := extent(tc.got, size, 127)
+		if math.Abs(float64(w)/float64(w0)-tc.wx) > 0.1 || math.Abs(float64(h)/float64(h0)-tc.wy) > 0.1 {
+			t.Errorf("%s: %d×%d from %d×%d, want ratios %.2f×%.2f", tc.name, w, h, w0, h0, tc.wx, tc.wy)
+		}
+	}
+	if p := Stretched(1.25); p.Kind != "aspect" || p.Name != "tall ×1.25" || Stretched(0.8).Name != "wide ×1.25" {
+		t.Errorf("names: %q %q %q", p.Kind, p.Name, Stretched(0.8).Name)
+	}
+}
+
+func TestAugmentAspect(t *testing.T) {
+	const size = 41
+	g := square(size, 0.4)
+	w0, h0 := extent(g, size, 127)
+	got := make([]float32, size*size)
+	rng := rand.New(rand.NewPCG(4, 4))
+	const n = 300
+	var tall, sumLog float64
+	for range n {
+		Augment{Aspect: 0.5}.apply(g, size, rng, got)
+		w, h := extent(got, size, 0.5)
+		rx, ry := float64(w)/float64(w0), float64(h)/float64(h0)
+		// One axis is magnified by up to 1.5, the other kept: the image is never shrunk.
+		if min(rx, ry) < 0.93 || min(rx, ry) > 1.07 || max(rx, ry) > 1.5+0.1 {
+			t.Fatalf("extent ratios %.2f×%.2f: want one axis 1, the other in [1, 1.5]", rx, ry)
+		}
+		if ry > rx {
+			tall++
+		}
+		sumLog += math.Log(ry / rx)
+	}
+	// Log-uniform in [1/1.5, 1.5]: half tall, half wide, mean log ratio 0.
+	if f := tall / n; f < 0.4 || f > 0.6 {
+		t.Errorf("%.2f of the draws stretched down, want ≈ 0.5", f)
+	}
+	if m := sumLog / n; math.Abs(m) > 0.05 {
+		t.Errorf("mean log stretch %.3f, want ≈ 0", m)
 	}
 }

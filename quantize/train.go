@@ -117,8 +117,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("quantize: bad lr %v / weight decay %v / validation fraction %v", c.LR, c.WeightDecay, c.ValFraction)
 	}
 	if a := c.Augment; a.RotateDeg < 0 || a.Shift < 0 || a.Zoom < 0 || a.Zoom >= 1 || a.Brightness < 0 || a.Contrast < 0 || a.Contrast >= 1 ||
-		a.Gamma < 0 || a.Gamma >= 1 || a.Blur < 0 || a.Blur > 1 || a.Margin < 0 || a.Margin > 1 || a.ZoomIn < 0 || a.ZoomIn > 2 {
-		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom, contrast and gamma < 1, blur and margin probabilities, zoom-in ≤ 2)", *a)
+		a.Gamma < 0 || a.Gamma >= 1 || a.Blur < 0 || a.Blur > 1 || a.Margin < 0 || a.Margin > 1 || a.ZoomIn < 0 || a.ZoomIn > 2 ||
+		a.Aspect < 0 || a.Aspect > 2 {
+		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom, contrast and gamma < 1, blur and margin probabilities, zoom-in and aspect ≤ 2)", *a)
 	}
 	return c.Arch.Validate()
 }

@@ -45,6 +45,7 @@ func cmdTrain(args []string) error {
 	bright := fs.Float64("brightness", quantize.DefaultAugment().Brightness, "augmentation: brightness range ±b")
 	margin := fs.Float64("margin", 0, "augmentation: probability of black margins (0: off)")
 	zoomIn := fs.Float64("zoom-in", 0, "augmentation: extra magnification uniform in [1, 1+z] on every image (0: off)")
+	aspect := fs.Float64("aspect", 0, "augmentation: stretch down or across by a factor log-uniform in [1/(1+a), 1+a] (0: off)")
 	window := fs.Float64("window", 0, "input grey-level window: fraction of pixels clipped at each end (0: none; stored in the model)")
 	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
 	if err := parseFlags(fs, args); err != nil {
@@ -81,7 +82,7 @@ func cmdTrain(args []string) error {
 	cfg.CalibPercentile = *calibPct
 	cfg.ValByBatch = *valBatch
 	base := quantize.DefaultAugment()
-	base.Contrast, base.Brightness, base.Gamma, base.Blur, base.Margin, base.ZoomIn = *contrast, *bright, *gamma, *blur, *margin, *zoomIn
+	base.Contrast, base.Brightness, base.Gamma, base.Blur, base.Margin, base.ZoomIn, base.Aspect = *contrast, *bright, *gamma, *blur, *margin, *zoomIn, *aspect
 	a := base.Scaled(*aug)
 	cfg.Augment = &a
 	cfg.Logger = logger
