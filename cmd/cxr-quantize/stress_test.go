@@ -13,10 +13,10 @@ import (
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
 )
 
-// TestStressEmbeddedModel runs the framing stress test of the embedded model on its real
-// validation split. At ×1.0 it must reproduce what the model's threshold was chosen for
-// (validation sensitivity ≥ 95%): if the split, the preprocessing or the threshold drifted
-// apart, this fails. At ×1.4 it must keep most normal films normal.
+// TestStressEmbeddedModel runs the stress test of the embedded model on its real validation
+// split. At ×1.0 it must reproduce what the model's threshold was chosen for (validation
+// sensitivity ≥ 95%): if the split, the preprocessing or the threshold drifted apart, this
+// fails. Magnified or stretched, films must keep their calls.
 func TestStressEmbeddedModel(t *testing.T) {
 	data := testenv.SharedPath(t, "data", "chest_xray")
 	var out bytes.Buffer
@@ -36,10 +36,21 @@ func TestStressEmbeddedModel(t *testing.T) {
 	if sens["×1.0"] < 95 {
 		t.Errorf("×1.0 sensitivity %v%% < 95%%: the model's threshold does not fit its validation split", sens["×1.0"])
 	}
-	// The shipped model was chosen for keeping its specificity on magnified films (MODEL.md:
-	// 94.3% at ×1.4, where the session-2 model fell to 33%); a model that lost that must not ship.
-	if spec["×1.4"] < 85 {
-		t.Errorf("×1.4 specificity %v%% < 85%%: the embedded model calls closely framed normal films pneumonia", spec["×1.4"])
+	// The shipped model was chosen for keeping its calls on magnified and stretched films
+	// (MODEL.md: specificity 86.7% at ×1.4, where the session-2 model fell to 33%; 87.6% on
+	// normals stretched down ×1.25 and sensitivity 93.5% on pneumonias stretched across ×1.25,
+	// where the session-3 model had 59.5% and 78.0%); a model that lost that must not ship.
+	for _, g := range []struct {
+		row, what string
+		got, min  float64
+	}{
+		{"×1.4", "specificity", spec["×1.4"], 80},
+		{"tall ×1.25", "specificity", spec["tall ×1.25"], 80},
+		{"wide ×1.25", "sensitivity", sens["wide ×1.25"], 90},
+	} {
+		if g.got < g.min {
+			t.Errorf("%s %s %v%% < %v%%: the embedded model depends on how a film is framed or squashed", g.row, g.what, g.got, g.min)
+		}
 	}
 }
 
