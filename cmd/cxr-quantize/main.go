@@ -31,7 +31,7 @@ commands:
                     [--bootstrap 2000] [--seed S] [--limit N] (report.md, metrics.json, ROC, PR,
                     calibration and confusion-matrix PNGs)
   stress            the stress test: the int8 model on its validation films magnified ×1.0–1.4,
-                    brightened and blurred, at the model's threshold:
+                    brightened, blurred and stretched down or across, at the model's threshold:
                     [--model M.tflite] [--data DIR] [--split-seed 1]
 `
 
