@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -258,11 +259,17 @@ func (c *cancelAfter) Write(p []byte) (int, error) {
 // an epoch and resumed ends with bit-identical weights.
 func TestTrainSubsetAndResume(t *testing.T) {
 	data := testenv.SharedPath(t, "data", "chest_xray")
-	cfg := Config{Data: data, Arch: DefaultArch(32), Epochs: 3, Subset: 128, BatchSize: 16, Seed: 3}
+	var logs bytes.Buffer
+	cfg := Config{Data: data, Arch: DefaultArch(32), Epochs: 3, Subset: 128, BatchSize: 16, Seed: 3,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	cfg.Out = t.TempDir()
 	full, err := Train(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The log records the recipe with its defaults applied (split seed = seed).
+	if l := logs.String(); !strings.Contains(l, "msg=recipe seed=3 split_seed=3") || !strings.Contains(l, "Aspect:0}") {
+		t.Errorf("no recipe in the log:\n%.600s", l)
 	}
 	h := full.History
 	if len(h) != 3 {

@@ -196,6 +196,10 @@ func Train(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	t := &trainer{cfg: cfg, log: cfg.Logger}
+	// The whole recipe, defaults applied, so that a run's log says how its model was made.
+	t.log.Info("recipe", "seed", cfg.Seed, "split_seed", cfg.SplitSeed, "val_fraction", cfg.ValFraction,
+		"epochs", cfg.Epochs, "batch", cfg.BatchSize, "lr", cfg.LR, "weight_decay", cfg.WeightDecay,
+		"arch", fmt.Sprintf("%+v", cfg.Arch), "augment", fmt.Sprintf("%+v", *cfg.Augment))
 	if cfg.ExportOnly {
 		m, err := LoadModel(filepath.Join(cfg.Out, bestFile))
 		if err != nil {

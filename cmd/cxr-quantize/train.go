@@ -91,10 +91,7 @@ func cmdTrain(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
-	// The whole recipe goes in the log, so a run's log says how its model was made.
-	logger.Info("train", "data", cfg.Data, "out", cfg.Out, "epochs", cfg.Epochs, "size", cfg.Arch.Size, "seed", cfg.Seed,
-		"split_seed", cfg.SplitSeed, "resume", cfg.Resume, "subset", cfg.Subset, "lr", cfg.LR, "weight_decay", cfg.WeightDecay,
-		"batch", cfg.BatchSize, "window", cfg.Arch.Window, "augment", fmt.Sprintf("%+v", *cfg.Augment))
+	logger.Info("train", "data", cfg.Data, "out", cfg.Out, "epochs", cfg.Epochs, "size", cfg.Arch.Size, "seed", cfg.Seed, "resume", cfg.Resume, "subset", cfg.Subset)
 	res, err := quantize.Train(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
