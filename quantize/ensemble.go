@@ -30,21 +30,27 @@ type EnsembleResult struct {
 	FloatVal Metrics // the float ensemble (mean logit) on validation at its own threshold
 }
 
+// validationDefaults fills the defaults of the tools that score a trained model on its
+// validation split (Ensemble, StressModel): split seed 1, fraction 0.15, GOMAXPROCS workers.
+func validationDefaults(splitSeed *uint64, fraction *float64, workers *int) {
+	if *splitSeed == 0 {
+		*splitSeed = 1
+	}
+	if *fraction == 0 {
+		*fraction = 0.15
+	}
+	if *workers <= 0 {
+		*workers = runtime.GOMAXPROCS(0)
+	}
+}
+
 // Ensemble exports cfg.Members as one int8 model (ExportEnsemble), chooses its threshold on the
 // int8 model's validation scores (sensitivity ≥ SensitivityTarget, as a single run does) and
 // writes Out/model.tflite.
 func Ensemble(ctx context.Context, cfg EnsembleConfig) (*EnsembleResult, error) {
-	if cfg.SplitSeed == 0 {
-		cfg.SplitSeed = 1
-	}
-	if cfg.ValFraction == 0 {
-		cfg.ValFraction = 0.15
-	}
+	validationDefaults(&cfg.SplitSeed, &cfg.ValFraction, &cfg.Workers)
 	if cfg.CalibImages <= 0 {
 		cfg.CalibImages = 300
-	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
 	log := cfg.Logger
 	if log == nil {

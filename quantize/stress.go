@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -261,17 +260,9 @@ type StressConfig struct {
 // trained with (the patient split of SplitSeed plus the official val images), at the threshold
 // stored in the model.
 func StressModel(ctx context.Context, cfg StressConfig) (Stress, error) {
-	if cfg.SplitSeed == 0 {
-		cfg.SplitSeed = 1
-	}
-	if cfg.ValFraction == 0 {
-		cfg.ValFraction = 0.15
-	}
+	validationDefaults(&cfg.SplitSeed, &cfg.ValFraction, &cfg.Workers)
 	if len(cfg.Suite) == 0 {
 		cfg.Suite = StressSuite()
-	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
 	data, err := os.ReadFile(cfg.Model)
 	if err != nil {

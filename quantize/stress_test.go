@@ -248,3 +248,20 @@ func TestAugmentAspect(t *testing.T) {
 		t.Errorf("mean log stretch %.3f, want ≈ 0", m)
 	}
 }
+
+func TestValidationDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		seed, wantSeed uint64
+		frac, wantFrac float64
+		workers        int
+	}{
+		{0, 1, 0, 0.15, 0},
+		{7, 7, 0.2, 0.2, 3},
+	} {
+		s, f, w := tc.seed, tc.frac, tc.workers
+		validationDefaults(&s, &f, &w)
+		if s != tc.wantSeed || f != tc.wantFrac || w < 1 || (tc.workers > 0 && w != tc.workers) {
+			t.Errorf("(%d, %v, %d) → (%d, %v, %d)", tc.seed, tc.frac, tc.workers, s, f, w)
+		}
+	}
+}
