@@ -51,6 +51,7 @@ func configDefaults() map[string]any {
 		"retention.health_max_points":   d.Retention.HealthMaxPoints,
 		"retention.health_min_interval": d.Retention.HealthMinInterval.String(),
 		"retention.prune_every":         d.Retention.PruneEvery.String(),
+		"retention.device_max_age":      d.Retention.DeviceMaxAge.String(),
 		"alerts.offline_after":          d.Alerts.OfflineAfter.String(),
 		"alerts.silent_after":           d.Alerts.SilentAfter.String(),
 		"alerts.temp_c":                 d.Alerts.TempC,
@@ -114,6 +115,7 @@ func LoadConfig(v *viper.Viper) (Config, error) {
 		o.Retention.HealthMinInterval = time.Nanosecond
 	}
 	o.Retention.PruneEvery = r.duration("retention.prune_every", time.Second, 24*time.Hour)
+	o.Retention.DeviceMaxAge = r.duration("retention.device_max_age", time.Hour, 100*365*24*time.Hour)
 	o.Alerts.OfflineAfter = r.duration("alerts.offline_after", time.Second, 30*24*time.Hour) // 0 would silently mean the default
 	o.Alerts.SilentAfter = r.duration("alerts.silent_after", time.Second, 30*24*time.Hour)
 	o.Alerts.TempC = r.float("alerts.temp_c", 20, 150)

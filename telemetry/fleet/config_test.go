@@ -112,6 +112,7 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"alerts.temp_c", "500", "from 20 to 150"},
 		{"alerts.disk_free_min_mb", "-1", "alerts.disk_free_min_mb"},
 		{"retention.results_max_count", "1.5", "whole number"},
+		{"retention.device_max_age", "10m", "retention.device_max_age"},
 		{"intake.max_payload_kb", "0", "intake.max_payload_kb"},
 		{"intake.max_devices", "0", "intake.max_devices"},
 		{"alerts.temperature", "80", `unknown key "alerts.temperature"`},

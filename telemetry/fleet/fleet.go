@@ -78,8 +78,13 @@ type Retention struct {
 	// HealthMinInterval thins the history: a health report closer than this to a stored point
 	// of the same device updates the live state but is not stored (default 1m).
 	HealthMinInterval time.Duration
-	// PruneEvery is how often old history is deleted (default 5m).
+	// PruneEvery is how often old history is deleted and silent devices are forgotten
+	// (default 5m).
 	PruneEvery time.Duration
+	// DeviceMaxAge: a device not heard from for this long is forgotten (its record, alerts
+	// and health history; its results stay until they age out), so that decommissioned
+	// devices do not fill intake.max_devices and keep new ones out (default 90 days).
+	DeviceMaxAge time.Duration
 }
 
 // Thresholds decide when an alert is raised.
@@ -116,6 +121,7 @@ func DefaultOptions() Options {
 			HealthMaxPoints:   10080,
 			HealthMinInterval: time.Minute,
 			PruneEvery:        5 * time.Minute,
+			DeviceMaxAge:      90 * 24 * time.Hour,
 		},
 		Alerts: Thresholds{
 			OfflineAfter: 5 * time.Minute,
@@ -159,6 +165,7 @@ func (o Options) withDefaults() Options {
 	setI(&o.Retention.HealthMaxPoints, d.Retention.HealthMaxPoints)
 	setD(&o.Retention.HealthMinInterval, d.Retention.HealthMinInterval)
 	setD(&o.Retention.PruneEvery, d.Retention.PruneEvery)
+	setD(&o.Retention.DeviceMaxAge, d.Retention.DeviceMaxAge)
 	setD(&o.Alerts.OfflineAfter, d.Alerts.OfflineAfter)
 	setD(&o.Alerts.SilentAfter, d.Alerts.SilentAfter)
 	if o.Alerts.TempC == 0 {

@@ -105,12 +105,20 @@ func (s *Service) process(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	batch := make([]inbound, 0, maxBatch)
+	var expired time.Time // last expiry of silent devices
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			s.beat.Store(s.opts.Now().UnixNano())
+			now := s.opts.Now()
+			s.beat.Store(now.UnixNano())
+			// Here, not in pruneLoop: only the processor writes device records, so a message
+			// applied concurrently cannot bring a forgotten record back half-made.
+			if now.Sub(expired) >= s.opts.Retention.PruneEvery {
+				expired = now
+				s.expireDevices(now)
+			}
 		case m := <-s.in:
 			batch = append(batch[:0], m)
 		drain:
@@ -300,6 +308,44 @@ func (s *Service) pruneLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// expireDevices forgets the devices not heard from for Retention.DeviceMaxAge, in the store
+// and then in memory, and reports how many went. Only the processor calls it.
+func (s *Service) expireDevices(now time.Time) int {
+	cutoff := now.Add(-s.opts.Retention.DeviceMaxAge)
+	var gone []string
+	err := s.store.db.Update(func(tx *bolt.Tx) error {
+		s.state.mu.RLock()
+		defer s.state.mu.RUnlock()
+		gone = gone[:0]
+		for k, d := range s.state.devices {
+			if last := d.LastSeen; last.Before(cutoff) && d.FirstAt.Before(cutoff) {
+				if err := deleteDevice(tx, k); err != nil {
+					return err
+				}
+				gone = append(gone, k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Error("forget silent devices", "err", err)
+		return 0
+	}
+	if len(gone) == 0 {
+		return 0
+	}
+	s.state.mu.Lock()
+	for _, k := range gone {
+		delete(s.state.devices, k)
+		delete(s.state.alerts, k)
+	}
+	s.state.mu.Unlock()
+	s.log.Info("forgot silent devices", "devices", len(gone), "silent_for", s.opts.Retention.DeviceMaxAge.String())
+	s.alertsDirty.Store(true)
+	s.hub.publish(evDevices | evAlerts)
+	return len(gone)
 }
 
 func (s *Service) alertLoop(ctx context.Context) {

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +96,83 @@ func TestDevicesSortProblemsFirst(t *testing.T) {
 	}
 	if want := "b-offline c-hot d-unknown a-fine"; strings.Join(got, " ") != want {
 		t.Errorf("order %v, want %s", got, want)
+	}
+}
+
+// A device silent for DeviceMaxAge is forgotten (record, alerts, health history), frees its
+// place under MaxDevices and stays forgotten across a restart; its results stay.
+func TestForgetSilentDevices(t *testing.T) {
+	if got := DefaultOptions().Retention.DeviceMaxAge; got != 90*24*time.Hour {
+		t.Errorf("default DeviceMaxAge %v, want 90 days", got)
+	}
+	o := testOptions(t, "")
+	o.MaxDevices = 2
+	o.Retention.DeviceMaxAge = 24 * time.Hour
+	svc, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	old, recent := now.Add(-48*time.Hour), now.Add(-time.Hour)
+	topics := func(device string) telemetry.Topics {
+		tp, err := telemetry.NewTopics("cxr", "clinic", device)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tp
+	}
+	d1, d2, d3 := topics("d1"), topics("d2"), topics("d3")
+	svc.ingest(
+		msg(t, d1.Status(), telemetry.Status{Schema: telemetry.SchemaStatus, State: telemetry.StateOffline, TS: old, Model: testModel}, old),
+		msg(t, d1.Health(), healthAt(old, 40, 0), old),
+		msg(t, d1.Result(), resultMsg("r1", telemetry.LabelNormal, 0.1, old), old),
+		msg(t, d2.Health(), healthAt(recent, 40, 0), recent),
+		msg(t, d3.Health(), healthAt(now, 40, 0), now))
+	if n := svc.snapshotStats().Messages["health/device_limit"]; n != 1 {
+		t.Fatalf("third device: %d health messages refused by the device limit, want 1", n)
+	}
+	svc.state.refreshAlerts(now, svc.opts.Alerts) // d1 is offline: alerted
+	if _, ok := svc.state.alerts["clinic/d1"]; !ok {
+		t.Fatal("the offline device has no alert to forget")
+	}
+
+	if n := svc.expireDevices(now); n != 1 {
+		t.Fatalf("forgot %d devices, want 1 (d1)", n)
+	}
+	if n := svc.expireDevices(now); n != 0 {
+		t.Fatalf("second pass forgot %d more", n)
+	}
+	if _, ok := svc.state.Device("clinic", "d1"); ok {
+		t.Error("d1 still listed")
+	}
+	if _, ok := svc.state.alerts["clinic/d1"]; ok {
+		t.Error("d1's alerts kept")
+	}
+	if h, err := svc.store.history("clinic", "d1", time.Time{}, 100); err != nil || len(h) != 0 {
+		t.Errorf("d1 health history after forgetting: %d points, %v", len(h), err)
+	}
+	if rs, err := svc.store.results(ResultQuery{Site: "clinic", Device: "d1", Limit: 10}); err != nil || len(rs) != 1 {
+		t.Errorf("d1 results after forgetting: %d, %v; want its 1 result kept", len(rs), err)
+	}
+	// Its place is free: the third device is admitted now.
+	svc.ingest(msg(t, d3.Health(), healthAt(now.Add(time.Second), 41, 0), now.Add(time.Second)))
+	if n := svc.snapshotStats().Messages["health/accepted"]; n != 3 {
+		t.Errorf("%d health messages accepted, want 3 (d1, d2, then d3)", n)
+	}
+	if err := svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	again, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	var ids []string
+	for _, d := range again.state.Devices() {
+		ids = append(ids, d.ID)
+	}
+	if slices.Sort(ids); !slices.Equal(ids, []string{"d2", "d3"}) {
+		t.Errorf("after a restart the fleet is %v, want [d2 d3]", ids)
 	}
 }

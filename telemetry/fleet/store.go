@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterr "go.etcd.io/bbolt/errors"
 
 	"github.com/cxr-edge/cxr-edge/telemetry"
 )
@@ -86,6 +87,18 @@ func (s *store) loadDevices() ([]*deviceState, error) {
 		})
 	})
 	return out, err
+}
+
+// deleteDevice removes a device's record and health history; its results stay (they age out
+// with the result feed).
+func deleteDevice(tx *bolt.Tx, key string) error {
+	if err := tx.Bucket(bktDevices).Delete([]byte(key)); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bktHealth).DeleteBucket([]byte(key)); err != nil && !errors.Is(err, bolterr.ErrBucketNotFound) {
+		return err
+	}
+	return nil
 }
 
 func putDevice(tx *bolt.Tx, d *deviceState) error {
