@@ -35,9 +35,10 @@ type Augment struct {
 	// Aspect: the film stretched by a factor log-uniform in [1/(1+Aspect), 1+Aspect], down
 	// when above 1, across when below (magnifying one axis, so no border is invented). Every
 	// film was squashed to a square, so its anatomy is compressed across by its original
-	// width/height, a median 1.5 for PNEUMONIA films against 1.2 for NORMAL ones in the training
-	// split; without this a network calls a normal film from a wider detector pneumonia (the
-	// stress test's aspect rows). 0 draws no random number.
+	// width/height, a median 1.5 for PNEUMONIA originals against 1.2 for NORMAL ones (the
+	// training originals whose sizes the dataset lists); without this a network calls a normal
+	// film from a wider detector pneumonia (the stress test's aspect rows). 0 draws no random
+	// number.
 	Aspect float64
 }
 

@@ -26,10 +26,11 @@
 //     SplitSeed become one int8 model that averages their logits; its threshold is chosen on
 //     the shared validation split.
 //   - Stress test (RunStress, StressModel, StressSuite): the int8 model on its validation
-//     films magnified ×1.0–1.4 (framing) and brightened or blurred (exposure), at its own
-//     threshold. Validation drawn from the training split is at its ceiling; these rows show
-//     cues a model should not rely on (the training split's normals are framed wider), so
-//     recipes are compared on their mean balanced accuracy.
+//     films magnified ×1.0–1.4 (framing), brightened or blurred (exposure) and stretched down
+//     or across (aspect), at its own threshold. Validation drawn from the training split
+//     shares its shortcuts; these rows show cues a model should not rely on (the training
+//     split's normals are framed wider, and their originals are narrower, so the squash to a
+//     square compresses them less), so recipes are compared on their mean balanced accuracy.
 //   - Evaluation (EvaluateTFLite): the int8 .tflite in the device's engine, on images
 //     decoded and preprocessed exactly as the device does (imaging.Decode, imaging.Preprocess),
 //     at the threshold stored in the model; accuracy, sensitivity, specificity, precision and
