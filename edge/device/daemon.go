@@ -310,7 +310,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 				if pub != nil {
 					pub.SetModel(ref)
 				}
-				log.Info("model reloaded", "name", ref.Name, "version", ref.Version, "sha256", ref.SHA256)
+				log.Info("model reloaded", "name", ref.Name, "version", ref.Version, "sha256", ref.SHA256, "threshold", pipe.Threshold())
 			}
 		})
 	}

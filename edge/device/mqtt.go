@@ -109,7 +109,9 @@ func (r *modelReloader) reloadConfigured(cfg ModelConfig) (telemetry.ModelRef, e
 	if err != nil {
 		return telemetry.ModelRef{}, err
 	}
-	if err := r.pipe.SetScorer(m); err != nil {
+	// model.threshold is reloaded with the model, so a site can set its operating point
+	// without a restart.
+	if err := r.pipe.SetModel(m, cfg.Threshold); err != nil {
 		return telemetry.ModelRef{}, err
 	}
 	r.cfg = cfg // later remote reloads read outputs as this configuration says

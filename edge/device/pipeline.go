@@ -93,7 +93,19 @@ type Pipeline struct {
 	lat            latencies
 }
 
-type scorerBox struct{ s Scorer }
+// scorerBox is the model in use with the operating point that goes with it, swapped as one so
+// that a result never pairs one model's score with another's threshold.
+type scorerBox struct {
+	s         Scorer
+	threshold *float64 // model.threshold; nil = the model's own
+}
+
+func (b *scorerBox) operatingPoint() float64 {
+	if b.threshold != nil {
+		return *b.threshold
+	}
+	return b.s.Threshold()
+}
 
 // NewPipeline checks the options and returns a pipeline.
 func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
@@ -113,17 +125,26 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		opts.Now = time.Now
 	}
 	p := &Pipeline{opts: opts, inflight: map[string]chan struct{}{}}
-	p.scorer.Store(&scorerBox{opts.Scorer})
+	p.scorer.Store(&scorerBox{opts.Scorer, opts.Threshold})
 	return p, nil
 }
 
-// SetScorer switches to another model (reload-model command); inputs already being scored
-// finish with the old one.
+// SetScorer switches to another model (reload-model command), keeping the configured
+// threshold override; inputs already being scored finish with the old one.
 func (p *Pipeline) SetScorer(s Scorer) error {
+	return p.SetModel(s, p.scorer.Load().threshold)
+}
+
+// SetModel switches to another model and threshold override (nil: the model's own) at once,
+// as a reload of the configuration does; inputs already being scored finish with the old pair.
+func (p *Pipeline) SetModel(s Scorer, threshold *float64) error {
 	if err := s.Spec().Validate(); err != nil {
 		return fmt.Errorf("device: model input: %w", err)
 	}
-	p.scorer.Store(&scorerBox{s})
+	if threshold != nil && !(*threshold > 0 && *threshold < 1) {
+		return fmt.Errorf("device: threshold %v: want a number in (0, 1)", *threshold)
+	}
+	p.scorer.Store(&scorerBox{s, threshold})
 	return nil
 }
 
@@ -131,12 +152,7 @@ func (p *Pipeline) SetScorer(s Scorer) error {
 func (p *Pipeline) Scorer() Scorer { return p.scorer.Load().s }
 
 // Threshold is the operating point in use: model.threshold, else the model's own.
-func (p *Pipeline) Threshold() float64 {
-	if p.opts.Threshold != nil {
-		return *p.opts.Threshold
-	}
-	return p.Scorer().Threshold()
-}
+func (p *Pipeline) Threshold() float64 { return p.scorer.Load().operatingPoint() }
 
 // Process records the input, scores it and commits the result (intake.Processor). An
 // unreadable image gives a result labelled "unreadable" with a reason, not an error. An error
@@ -273,11 +289,15 @@ func (p *Pipeline) Stats() Stats {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (p *Pipeline) unreadable(id string, in intake.Input, reason string) telemetry.Result {
-	sc := p.Scorer()
+	return p.unreadableBy(p.scorer.Load(), id, in, reason)
+}
+
+// unreadableBy is unreadable for the model and threshold in box.
+func (p *Pipeline) unreadableBy(box *scorerBox, id string, in intake.Input, reason string) telemetry.Result {
 	return telemetry.Result{
 		Schema: telemetry.SchemaResult, ID: id, ReceivedAt: in.ReceivedAt, ScoredAt: p.opts.Now(),
 		Source: in.Source, Label: telemetry.LabelUnreadable, Reason: reason,
-		Threshold: p.Threshold(), Model: sc.Ref(),
+		Threshold: box.operatingPoint(), Model: box.s.Ref(),
 		Image: telemetry.ImageInfo{Format: in.Format},
 	}
 }
@@ -286,8 +306,9 @@ func (p *Pipeline) unreadable(id string, in intake.Input, reason string) telemet
 // "unreadable" result with the reason; the only error is ctx's, when it was cancelled.
 func (p *Pipeline) evaluate(ctx context.Context, id string, in intake.Input) (telemetry.Result, error) {
 	start := time.Now()
-	sc := p.Scorer()
-	res := p.unreadable(id, in, "")
+	box := p.scorer.Load() // one model and threshold for the whole result
+	sc := box.s
+	res := p.unreadableBy(box, id, in, "")
 	if res.ReceivedAt.IsZero() {
 		res.ReceivedAt = p.opts.Now()
 	}

@@ -39,4 +39,21 @@ func TestReloadConfiguredVerifiesFirst(t *testing.T) {
 	if err != nil || ref.Name != "vww_96_float" || p.Scorer().Ref() != ref {
 		t.Errorf("reload to the float model: %+v %v; running %+v", ref, err, p.Scorer().Ref())
 	}
+	// model.threshold comes with the reload (a site sets its operating point without a
+	// restart), a remote model switch keeps it, and removing it returns to the model's own.
+	own := p.Scorer().Threshold()
+	site := 0.23
+	if _, err := r.reloadConfigured(ModelConfig{Path: float, Output: "auto", PositiveIndex: 1, Threshold: &site}); err != nil || p.Threshold() != site {
+		t.Fatalf("reload with model.threshold %v: threshold %v, err %v", site, p.Threshold(), err)
+	}
+	if err := p.SetScorer(testModel(t, "vww_96_int8.tflite", ModelConfig{})); err != nil || p.Threshold() != site {
+		t.Errorf("model switch dropped the configured threshold: %v, %v", p.Threshold(), err)
+	}
+	if _, err := r.reloadConfigured(ModelConfig{Path: float, Output: "auto", PositiveIndex: 1}); err != nil || p.Threshold() != own {
+		t.Errorf("reload without model.threshold: threshold %v, want the model's own %v (err %v)", p.Threshold(), own, err)
+	}
+	bad := 1.5
+	if err := p.SetModel(p.Scorer(), &bad); err == nil || p.Threshold() != own {
+		t.Errorf("threshold %v accepted (err %v, in use %v)", bad, err, p.Threshold())
+	}
 }
