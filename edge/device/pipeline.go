@@ -56,6 +56,7 @@ type PipelineOptions struct {
 	Publisher Publisher
 	Indicator Indicator
 	// Threshold overrides the model's own operating point (model.threshold); nil = the model's.
+	// SetModel replaces it on a reload.
 	Threshold *float64
 	// MaxBytes and MaxPixels bound decoding (intake.max_bytes, intake.max_pixels); 0 = the
 	// imaging package's defaults.
