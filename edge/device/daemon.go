@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	}
 	log.Info("model loaded", "name", model.Ref().Name, "sha256", model.Ref().SHA256,
 		"input", fmt.Sprintf("%dx%dx%d %v", model.Spec().Width, model.Spec().Height, model.Spec().Channels, model.Spec().Type),
-		"threshold", cfg.Model.EffectiveThreshold(model.Threshold()))
+		"threshold", mcfg.EffectiveThreshold(model.Threshold()))
 
 	st, err := store.Open(cfg.Store.Dir, store.Options{
 		MaxAge: cfg.Store.RetentionAge, MaxBytes: int64(cfg.Store.MaxBytes),
@@ -203,7 +203,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		thumbnailer = thumbs
 	}
 	pipe, err := NewPipeline(PipelineOptions{
-		Scorer: model, Store: st, Indicator: lt, Publisher: publisher, Threshold: cfg.Model.Threshold,
+		Scorer: model, Store: st, Indicator: lt, Publisher: publisher, Threshold: mcfg.Threshold,
 		MaxBytes: int64(cfg.Intake.MaxBytes), MaxPixels: cfg.Intake.MaxPixels,
 		DecodeTimeout: cfg.Intake.DecodeTimeout, StudyKey: key,
 		Metrics: NewMetrics(reg), Thumbnails: thumbnailer, Logger: log,

@@ -90,7 +90,8 @@ func (r *modelReloader) ReloadModel(ctx context.Context, cmd telemetry.ReloadMod
 	if err := saveActiveModel(r.stateDir, name, m.Ref().SHA256, data); err != nil {
 		return telemetry.ModelRef{}, fmt.Errorf("reload-model: keeping the model: %w", err)
 	}
-	if err := r.pipe.SetScorer(m); err != nil {
+	// At its own operating point (see activeModelConfig).
+	if err := r.pipe.SetModel(m, nil); err != nil {
 		return telemetry.ModelRef{}, fmt.Errorf("reload-model: %w", err)
 	}
 	return m.Ref(), nil
@@ -111,7 +112,7 @@ func (r *modelReloader) reloadConfigured(cfg ModelConfig) (telemetry.ModelRef, e
 	}
 	// model.threshold is reloaded with the model, so a site can set its operating point
 	// without a restart.
-	if err := r.pipe.SetModel(m, cfg.Threshold); err != nil {
+	if err := r.pipe.SetModel(m, mcfg.Threshold); err != nil {
 		return telemetry.ModelRef{}, err
 	}
 	r.cfg = cfg // later remote reloads read outputs as this configuration says
@@ -209,13 +210,15 @@ func ActiveModelPath(stateDir string) (string, error) {
 	return filepath.Join(stateDir, modelsDir, name), nil
 }
 
-// activeModelConfig returns cfg with the remotely reloaded model, if any, and its pin.
+// activeModelConfig returns cfg with the remotely reloaded model, if any, and its pin. A
+// remotely chosen model runs at its own operating point: model.threshold was set for the
+// configured model, and another model's scores need not share its scale.
 func activeModelConfig(cfg ModelConfig, stateDir string) (ModelConfig, bool, error) {
 	p, err := ActiveModelPath(stateDir)
 	if err != nil || p == "" {
 		return cfg, false, err
 	}
 	digest, _, _ := strings.Cut(filepath.Base(p), "-")
-	cfg.Path, cfg.SHA256 = p, digest
+	cfg.Path, cfg.SHA256, cfg.Threshold = p, digest, nil
 	return cfg, true, nil
 }

@@ -130,14 +130,8 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	return p, nil
 }
 
-// SetScorer switches to another model (reload-model command), keeping the configured
-// threshold override; inputs already being scored finish with the old one.
-func (p *Pipeline) SetScorer(s Scorer) error {
-	return p.SetModel(s, p.scorer.Load().threshold)
-}
-
 // SetModel switches to another model and threshold override (nil: the model's own) at once,
-// as a reload of the configuration does; inputs already being scored finish with the old pair.
+// as a reload does; inputs already being scored finish with the old pair.
 func (p *Pipeline) SetModel(s Scorer, threshold *float64) error {
 	if err := s.Spec().Validate(); err != nil {
 		return fmt.Errorf("device: model input: %w", err)

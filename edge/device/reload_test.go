@@ -1,11 +1,16 @@
 package device
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
+	"github.com/cxr-edge/cxr-edge/telemetry"
 )
 
 // A reload (SIGHUP) verifies the configured model before it replaces the running one.
@@ -40,14 +45,12 @@ func TestReloadConfiguredVerifiesFirst(t *testing.T) {
 		t.Errorf("reload to the float model: %+v %v; running %+v", ref, err, p.Scorer().Ref())
 	}
 	// model.threshold comes with the reload (a site sets its operating point without a
-	// restart), a remote model switch keeps it, and removing it returns to the model's own.
+	// restart), and removing it returns to the model's own.
 	own := p.Scorer().Threshold()
 	site := 0.23
-	if _, err := r.reloadConfigured(ModelConfig{Path: float, Output: "auto", PositiveIndex: 1, Threshold: &site}); err != nil || p.Threshold() != site {
+	configured := ModelConfig{Path: float, Output: "auto", PositiveIndex: 1, Threshold: &site}
+	if _, err := r.reloadConfigured(configured); err != nil || p.Threshold() != site {
 		t.Fatalf("reload with model.threshold %v: threshold %v, err %v", site, p.Threshold(), err)
-	}
-	if err := p.SetScorer(testModel(t, "vww_96_int8.tflite", ModelConfig{})); err != nil || p.Threshold() != site {
-		t.Errorf("model switch dropped the configured threshold: %v, %v", p.Threshold(), err)
 	}
 	if _, err := r.reloadConfigured(ModelConfig{Path: float, Output: "auto", PositiveIndex: 1}); err != nil || p.Threshold() != own {
 		t.Errorf("reload without model.threshold: threshold %v, want the model's own %v (err %v)", p.Threshold(), own, err)
@@ -55,5 +58,26 @@ func TestReloadConfiguredVerifiesFirst(t *testing.T) {
 	bad := 1.5
 	if err := p.SetModel(p.Scorer(), &bad); err == nil || p.Threshold() != own {
 		t.Errorf("threshold %v accepted (err %v, in use %v)", bad, err, p.Threshold())
+	}
+
+	// The site's threshold belongs to the configured model: a model chosen remotely runs at its
+	// own operating point, now and after later reloads of the configuration.
+	if _, err := r.reloadConfigured(configured); err != nil || p.Threshold() != site {
+		t.Fatalf("reload with model.threshold: %v, %v", p.Threshold(), err)
+	}
+	r.cfg = configured
+	int8Path := testenv.SharedPath(t, "models", "vww_96_int8.tflite")
+	data, err := os.ReadFile(int8Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	ref, err = r.ReloadModel(context.Background(), telemetry.ReloadModelCommand{Path: int8Path, SHA256: hex.EncodeToString(sum[:])})
+	if err != nil || ref.Name != "vww_96_int8" || p.Threshold() != p.Scorer().Threshold() {
+		t.Fatalf("remote reload: %+v %v; threshold %v, want the model's own %v", ref, err, p.Threshold(), p.Scorer().Threshold())
+	}
+	if _, err := r.reloadConfigured(configured); err != nil || p.Scorer().Ref().Name != "vww_96_int8" || p.Threshold() != p.Scorer().Threshold() {
+		t.Errorf("reload after a remote model: running %s at %v (err %v); want the remote model at its own threshold",
+			p.Scorer().Ref().Name, p.Threshold(), err)
 	}
 }
