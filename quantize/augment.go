@@ -75,11 +75,7 @@ func (a Augment) apply(grey []uint8, size int, rng *rand.Rand, dst []float32) {
 	}
 	zx, zy := 1.0, 1.0 // extra magnification across and down
 	if a.Aspect > 0 {
-		if s := math.Exp(u(math.Log1p(a.Aspect))); s > 1 {
-			zy = s
-		} else {
-			zx = 1 / s
-		}
+		zx, zy = stretch(math.Exp(u(math.Log1p(a.Aspect))))
 	}
 	// Inverse map: output pixel → source position.
 	c := float64(size-1) / 2

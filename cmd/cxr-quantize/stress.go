@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/cxr-edge/cxr-edge/quantize"
@@ -50,11 +49,7 @@ func runStress(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "| %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% |\n", r.Name, 100*m.Accuracy, 100*m.Sensitivity,
 			100*m.Specificity, 50*(m.Sensitivity+m.Specificity))
 	}
-	var kinds []string
-	for _, k := range st.Kinds() {
-		kinds = append(kinds, fmt.Sprintf("%s %.2f%%", k, 100*st.MeanBalanced(k)))
-	}
 	fmt.Fprintf(stdout, "\nmean balanced accuracy %.2f%% (%s); mean accuracy %.2f%%; %d validation images, split seed %d, threshold from the model\n",
-		100*st.MeanBalanced(""), strings.Join(kinds, ", "), 100*st.MeanAccuracy(""), st.Rows[0].Metrics.N, *splitSeed)
+		100*st.MeanBalanced(""), st.KindMeans(), 100*st.MeanAccuracy(""), st.Rows[0].Metrics.N, *splitSeed)
 	return nil
 }

@@ -91,7 +91,7 @@ func cmdTrain(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
-	logger.Info("train", "data", cfg.Data, "out", cfg.Out, "epochs", cfg.Epochs, "size", cfg.Arch.Size, "seed", cfg.Seed, "resume", cfg.Resume, "subset", cfg.Subset)
+	logger.Info("train", "data", cfg.Data, "out", cfg.Out, "resume", cfg.Resume, "subset", cfg.Subset) // quantize.Train logs the recipe
 	res, err := quantize.Train(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("train: %w", err)

@@ -315,25 +315,27 @@ func (s *Service) pruneLoop(ctx context.Context) {
 func (s *Service) expireDevices(now time.Time) int {
 	cutoff := now.Add(-s.opts.Retention.DeviceMaxAge)
 	var gone []string
+	s.state.mu.RLock()
+	for k, d := range s.state.devices {
+		if d.LastSeen.Before(cutoff) && d.FirstAt.Before(cutoff) {
+			gone = append(gone, k)
+		}
+	}
+	s.state.mu.RUnlock()
+	if len(gone) == 0 {
+		return 0 // no write transaction (and fsync) every PruneEvery for nothing
+	}
+	// The processor is the only writer of device records, so the list is still true here.
 	err := s.store.db.Update(func(tx *bolt.Tx) error {
-		s.state.mu.RLock()
-		defer s.state.mu.RUnlock()
-		gone = gone[:0]
-		for k, d := range s.state.devices {
-			if last := d.LastSeen; last.Before(cutoff) && d.FirstAt.Before(cutoff) {
-				if err := deleteDevice(tx, k); err != nil {
-					return err
-				}
-				gone = append(gone, k)
+		for _, k := range gone {
+			if err := deleteDevice(tx, k); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
 		s.log.Error("forget silent devices", "err", err)
-		return 0
-	}
-	if len(gone) == 0 {
 		return 0
 	}
 	s.state.mu.Lock()
