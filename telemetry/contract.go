@@ -152,7 +152,7 @@ type ImageInfo struct {
 // Result is the payload of …/result.
 type Result struct {
 	Schema     string    `json:"schema"`
-	ID         string    `json:"id"`
+	ID         string    `json:"id"` // the device's keyed hash of the input bytes (see edge/store)
 	ReceivedAt time.Time `json:"received_at"`
 	ScoredAt   time.Time `json:"scored_at"`
 	Source     string    `json:"source"`          // "folder", "http", "dicom", …

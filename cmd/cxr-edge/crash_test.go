@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/cxr-edge/cxr-edge/edge/intake"
+	"github.com/cxr-edge/cxr-edge/edge/store"
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
 	"github.com/cxr-edge/cxr-edge/telemetry"
 )
@@ -25,7 +25,7 @@ import (
 type e2eInput struct {
 	name string
 	path string
-	id   string // sha256 of the bytes = result id
+	id   string // the result id: the daemon's keyed hash of the bytes (known once its store is closed)
 	data []byte
 }
 
@@ -58,19 +58,18 @@ func e2eInputs(t *testing.T) []e2eInput {
 	paths = append(paths, encap, native, testenv.SharedPath(t, "data", "dicom", "CR-MONO1-10-chest.dcm"))
 
 	var ins []e2eInput
-	seen := map[string]bool{}
+	seen := map[[sha256.Size]byte]bool{}
 	for _, p := range paths {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256(data)
-		in := e2eInput{name: filepath.Base(p), path: p, id: hex.EncodeToString(sum[:]), data: data}
-		if seen[in.id] {
+		if seen[sum] {
 			t.Fatalf("%s duplicates another input", p)
 		}
-		seen[in.id] = true
-		ins = append(ins, in)
+		seen[sum] = true
+		ins = append(ins, e2eInput{name: filepath.Base(p), path: p, data: data})
 	}
 	return ins
 }
@@ -167,8 +166,13 @@ func TestEndToEndWithOutageAndSIGKILL(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("cxr-edge score: exit %d\n%s", code, errs)
 	}
-	want := map[string]telemetry.Result{}
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+	// One line per file, in the order given (its ids are keyed per run and match nothing).
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(ins) {
+		t.Fatalf("score --json gave %d results for %d files", len(lines), len(ins))
+	}
+	wantByName := map[string]telemetry.Result{}
+	for i, l := range lines {
 		var r telemetry.Result
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatalf("score --json: %v\n%s", err, l)
@@ -176,12 +180,7 @@ func TestEndToEndWithOutageAndSIGKILL(t *testing.T) {
 		if r.Label == telemetry.LabelUnreadable {
 			t.Fatalf("score --json: unreadable %+v", r)
 		}
-		want[r.ID] = r
-	}
-	for _, in := range ins {
-		if _, ok := want[in.id]; !ok {
-			t.Fatalf("score --json gave no result with the id of %s", in.name)
-		}
+		wantByName[ins[i].name] = r
 	}
 
 	b := testenv.Mosquitto(t, testenv.BrokerOptions{})
@@ -274,6 +273,22 @@ func TestEndToEndWithOutageAndSIGKILL(t *testing.T) {
 
 	// Committed exactly once each, matching the one-shot scorer.
 	rs := results(d2.url)
+	scoredLines := strings.Count(d.logText(), "msg=scored ") + strings.Count(d2.logText(), "msg=scored ")
+	d2.stop(t)
+	if !strings.Contains(d2.logText(), "msg=stopped") {
+		t.Errorf("second daemon did not stop cleanly")
+	}
+	// The result ids are the store's keyed hashes: ask the closed store which id each input got.
+	st, err := store.Open(filepath.Join(state, "store"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]telemetry.Result{}
+	for i := range ins {
+		ins[i].id = st.ID(ins[i].data)
+		want[ins[i].id] = wantByName[ins[i].name]
+	}
+	st.Close()
 	committed := map[string]int{}
 	for _, r := range rs {
 		committed[r.ID]++
@@ -316,14 +331,9 @@ func TestEndToEndWithOutageAndSIGKILL(t *testing.T) {
 		}
 	}
 	received, distinct, dups := sub.counts()
-	scoredLines := strings.Count(d.logText(), "msg=scored ") + strings.Count(d2.logText(), "msg=scored ")
 	t.Logf("sent %d inputs; received %d result messages, %d distinct, %d duplicates; store holds %d results; "+
 		"%d inferences logged across both runs (an image in progress at the kill is scored again, committed once)",
 		len(ins), received, distinct, dups, len(rs), scoredLines)
-	d2.stop(t)
-	if !strings.Contains(d2.logText(), "msg=stopped") {
-		t.Errorf("second daemon did not stop cleanly")
-	}
 }
 
 // logText is what the daemon logged so far (read under the writer's lock: the daemon may

@@ -49,8 +49,9 @@ type Indicator interface{ Show(r telemetry.Result) }
 type PipelineOptions struct {
 	// Scorer is the model. Required.
 	Scorer Scorer
-	// Store records inputs before processing and results with their outbox entries. nil
-	// scores without recording (the one-shot `cxr-edge score`).
+	// Store records inputs before processing and results with their outbox entries, and
+	// gives their ids. nil scores without recording (the one-shot `cxr-edge score`), with ids
+	// keyed by a random key of this pipeline's own.
 	Store Store
 	// Publisher and Indicator are optional.
 	Publisher Publisher
@@ -89,6 +90,7 @@ type Pipeline struct {
 
 	mu       sync.Mutex
 	inflight map[string]chan struct{} // ids being processed; closed when done
+	runKey   []byte                   // keys result ids when there is no store
 
 	scored, failed atomic.Uint64
 	lat            latencies
@@ -126,6 +128,9 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		opts.Now = time.Now
 	}
 	p := &Pipeline{opts: opts, inflight: map[string]chan struct{}{}}
+	if opts.Store == nil {
+		p.runKey = store.NewIDKey()
+	}
 	p.scorer.Store(&scorerBox{opts.Scorer, opts.Threshold})
 	return p, nil
 }
@@ -158,7 +163,7 @@ func (p *Pipeline) Process(ctx context.Context, in intake.Input) (telemetry.Resu
 		if b, ok := p.opts.Indicator.(busyIndicator); ok {
 			b.Busy()
 		}
-		res, err := p.evaluate(ctx, store.HashID(in.Data), in)
+		res, err := p.evaluate(ctx, store.KeyedID(p.runKey, in.Data), in)
 		if err == nil && p.opts.Indicator != nil {
 			p.opts.Indicator.Show(res)
 		}

@@ -2,6 +2,8 @@ package device
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -178,7 +180,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.ID != store.HashID(jpeg) || res.Schema != telemetry.SchemaResult || res.Threshold != 0.3 ||
+	if res.ID != st.ID(jpeg) || res.Schema != telemetry.SchemaResult || res.Threshold != 0.3 ||
 		res.Image.Format != "jpeg" || res.Image.Width == 0 || res.Model.Name != "vww_96_int8" ||
 		res.TimingsMs.Infer <= 0 || res.TimingsMs.Decode <= 0 || res.TimingsMs.Total < res.TimingsMs.Infer ||
 		res.Score < 0 || res.Score > 1 {
@@ -255,14 +257,15 @@ func TestPipelineRecoverAndRequeue(t *testing.T) {
 	if pend, _ := st.Pending(); len(pend) != 0 {
 		t.Errorf("still pending after Recover: %d", len(pend))
 	}
-	r, err := st.Result(store.HashID(jpeg))
+	r, err := st.Result(st.ID(jpeg))
 	if err != nil || r.Label == telemetry.LabelUnreadable || r.Source != intake.SourceHTTP {
 		t.Errorf("recovered result %+v, %v", r, err)
 	}
 }
 
 // Without a store (cxr-edge score) the pipeline scores and records nothing; the score of a
-// grey model and its RGB twin path is deterministic.
+// grey model and its RGB twin path is deterministic. Its ids are keyed per pipeline: the same
+// image gets the same id within a run and another id in another run, never its plain sha256.
 func TestPipelineWithoutStoreIsDeterministic(t *testing.T) {
 	p, err := NewPipeline(PipelineOptions{Scorer: testModel(t, "person_detect_int8_qdim0_DERIVED.tflite", ModelConfig{})})
 	if err != nil {
@@ -273,6 +276,15 @@ func TestPipelineWithoutStoreIsDeterministic(t *testing.T) {
 	b, _ := p.Process(context.Background(), intake.Input{Source: "cli", Data: jpeg})
 	if a.Score != b.Score || a.Label == telemetry.LabelUnreadable || a.Image.Format != "jpeg" {
 		t.Errorf("a=%+v b=%+v", a, b)
+	}
+	p2, err := NewPipeline(PipelineOptions{Scorer: p.Scorer()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := p2.Process(context.Background(), intake.Input{Source: "cli", Data: jpeg})
+	sum := sha256.Sum256(jpeg)
+	if a.ID != b.ID || a.ID == c.ID || a.ID == hex.EncodeToString(sum[:]) || len(a.ID) != 64 {
+		t.Errorf("ids: %s, %s again, %s in another run", a.ID, b.ID, c.ID)
 	}
 	if _, err := NewPipeline(PipelineOptions{}); err == nil {
 		t.Error("pipeline without scorer accepted")

@@ -58,7 +58,7 @@ const (
 	MaxResultsLimit     = 1000
 )
 
-// idPattern: result ids are the lowercase hex sha256 of the input.
+// idPattern: result ids are 64 lowercase hex digits (the store's keyed hash of the input).
 var idPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // NewHTTPHandler returns the device's HTTP API:

@@ -4,10 +4,17 @@
 //
 // Layout under the store directory:
 //
-//	store.db            bbolt database: input records, results, outbox, counters
-//	blobs/ab/abcd…      the input bytes, named by their sha256, written to a temporary file,
+//	store.db            bbolt database: input records, results, outbox, counters, id key
+//	blobs/ab/abcd…      the input bytes, named by their id, written to a temporary file,
 //	                    fsynced, renamed into place and the directory fsynced before the
 //	                    input's record is committed
+//
+// An input's id is a keyed hash of its bytes (HMAC-SHA256 under a random key the store makes
+// when it is created and never lets out), so the same image always gets the same id on this
+// device, while the id, which leaves the device in every result, cannot be recomputed from the
+// image by anyone else: holding a film does not let a reader of the dashboard confirm its
+// result. Stores made before ids were keyed keep plain sha256 ids until they are empty at an
+// Open.
 //
 // Images can be several megabytes; keeping them as files keeps the database small (bbolt
 // never shrinks its file) and lets the screen or a DICOM export read them without copying.
@@ -20,6 +27,8 @@ package store
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -106,7 +115,7 @@ func (o Options) WithDefaults() Options {
 
 // Input is the record of one received input.
 type Input struct {
-	ID         string    `json:"-"`   // lowercase hex sha256 of the bytes
+	ID         string    `json:"-"`   // Store.ID of the bytes: 64 lowercase hex digits
 	Seq        uint64    `json:"seq"` // arrival order
 	Source     string    `json:"source"`
 	Name       string    `json:"name,omitempty"` // original file name; stays on the device
@@ -141,7 +150,8 @@ var (
 	bResults  = []byte("results") // id → Result JSON
 	bCommits  = []byte("commits") // commit seq → id
 	bOutbox   = []byte("outbox")  // outbox seq → id
-	bMeta     = []byte("meta")    // counters
+	bMeta     = []byte("meta")    // counters, id key
+	kIDKey    = []byte("id_key")  // key of input ids (absent in stores made before keyed ids)
 	kPending  = []byte("pending") // count
 	kOutbox   = []byte("outbox")  // count
 	kBytes    = []byte("bytes")   // sum of input sizes
@@ -160,7 +170,12 @@ type Store struct {
 	// their blobs are gone. Without it a Submit of bytes that Prune is removing can find
 	// the old blob, skip writing it, commit a record, and then lose the blob to Prune.
 	blobs sync.RWMutex
+	// idKey keys input ids (see ID); nil in a store made before ids were keyed.
+	idKey []byte
 }
+
+// idKeySize is the length of the random id key (HMAC-SHA256 gains nothing from a longer one).
+const idKeySize = 32
 
 // Open opens (creating if needed) the store in dir. A second process opening the same
 // directory fails after Options.OpenTimeout with ErrLocked.
@@ -181,19 +196,24 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	var idKey []byte
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBucket {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		idKey, err = loadIDKey(tx)
+		return err
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: initialise %s: %w", path, err)
 	}
-	s := &Store{dir: dir, blob: blobDir, db: db, opts: opts}
+	if idKey == nil {
+		opts.Logger.Warn("store: input ids are plain sha256 (store made before keyed ids); they become keyed at the first start with an empty store", "dir", dir)
+	}
+	s := &Store{dir: dir, blob: blobDir, db: db, opts: opts, idKey: idKey}
 	if err := s.sweepBlobs(); err != nil {
 		db.Close()
 		return nil, err
@@ -212,10 +232,51 @@ func (s *Store) Close() error {
 // Dir is the store directory (for disk-free figures).
 func (s *Store) Dir() string { return s.dir }
 
-// HashID returns the id an input with these bytes gets: the lowercase hex sha256.
-func HashID(data []byte) string {
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
+// loadIDKey returns the store's id key, making one when the store holds no input (a new
+// store, or an old one emptied by retention). An old store with inputs keeps nil (plain
+// sha256): changing the ids of held inputs would re-score them and break the link between
+// published results and their inputs.
+func loadIDKey(tx *bolt.Tx) ([]byte, error) {
+	meta := tx.Bucket(bMeta)
+	if k := meta.Get(kIDKey); k != nil {
+		if len(k) != idKeySize {
+			return nil, fmt.Errorf("%w: id key has %d bytes, want %d", ErrCorrupt, len(k), idKeySize)
+		}
+		return bytes.Clone(k), nil
+	}
+	if k, _ := tx.Bucket(bInputs).Cursor().First(); k != nil {
+		return nil, nil
+	}
+	key := NewIDKey()
+	if err := meta.Put(kIDKey, key); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// NewIDKey returns a new random key for KeyedID.
+func NewIDKey() []byte {
+	key := make([]byte, idKeySize)
+	rand.Read(key) // never fails: crypto/rand crashes the program rather than return a weak key
+	return key
+}
+
+// KeyedID is the id of an input with these bytes under key: HMAC-SHA256 as 64 lowercase hex
+// digits. A store uses its own key (ID); a pipeline without a store uses one key per run.
+func KeyedID(key, data []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write(data)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// ID returns the id an input with these bytes gets in this store: KeyedID under the store's
+// key, or plain sha256 in a store made before ids were keyed.
+func (s *Store) ID(data []byte) string {
+	if s.idKey == nil {
+		sum := sha256.Sum256(data)
+		return hex.EncodeToString(sum[:])
+	}
+	return KeyedID(s.idKey, data)
 }
 
 func validID(id string) bool {
@@ -251,7 +312,7 @@ func (s *Store) Submit(source, name string, data []byte, receivedAt time.Time) (
 	if receivedAt.IsZero() {
 		receivedAt = time.Now()
 	}
-	id := HashID(data)
+	id := s.ID(data)
 	s.blobs.RLock()
 	defer s.blobs.RUnlock()
 	if old, err := s.Input(id); err == nil {
@@ -416,7 +477,7 @@ func (s *Store) Data(id string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: read input %s: %w", id, err)
 	}
-	if HashID(data) != id {
+	if s.ID(data) != id {
 		return nil, fmt.Errorf("%w: bytes of input %s do not match their hash", ErrCorrupt, id)
 	}
 	return data, nil

@@ -1,6 +1,8 @@
 package store_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/cxr-edge/cxr-edge/edge/store"
 	"github.com/cxr-edge/cxr-edge/telemetry"
+	bolt "go.etcd.io/bbolt"
 )
 
 func open(t *testing.T, dir string, opts store.Options) *store.Store {
@@ -50,7 +53,7 @@ func TestSubmitDedupAndData(t *testing.T) {
 	if err != nil || dup {
 		t.Fatalf("first submit: dup=%v err=%v", dup, err)
 	}
-	if in.ID != store.HashID(img) || in.State != store.StatePending || in.Size != int64(len(img)) || in.Name != "a.png" {
+	if in.ID != s.ID(img) || in.State != store.StatePending || in.Size != int64(len(img)) || in.Name != "a.png" {
 		t.Fatalf("record %+v", in)
 	}
 	again, dup, err := s.Submit("http", "b.png", img, time.Unix(200, 0))
@@ -201,6 +204,94 @@ func TestSecondOpenIsLocked(t *testing.T) {
 	}
 }
 
+// Ids leave the device in every result, so they are keyed: the same bytes get the same id in
+// one store across restarts, another id in another store, and never their plain sha256. A
+// store made before keyed ids keeps plain ids while it holds inputs (its records and blobs are
+// named by them) and gets a key at the first Open with no input; a damaged key is an error,
+// not a silent change of every id.
+func TestKeyedIDs(t *testing.T) {
+	img := []byte("an image")
+	plainSum := sha256.Sum256(img)
+	plain := hex.EncodeToString(plainSum[:])
+	quiet := store.Options{Logger: slog.New(slog.DiscardHandler)}
+	// setKey rewrites the key of a closed store as an older or damaged store would hold it.
+	setKey := func(t *testing.T, dir string, key []byte) {
+		t.Helper()
+		db, err := bolt.Open(filepath.Join(dir, "store.db"), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		err = db.Update(func(tx *bolt.Tx) error {
+			if key == nil {
+				return tx.Bucket([]byte("meta")).Delete([]byte("id_key"))
+			}
+			return tx.Bucket([]byte("meta")).Put([]byte("id_key"), key)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// reopen opens a store that the test closes itself.
+	reopen := func(dir string) *store.Store {
+		t.Helper()
+		s, err := store.Open(dir, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	dirA := t.TempDir()
+	a := reopen(dirA)
+	in, _, err := a.Submit("folder", "", img, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idA := a.ID(img)
+	if in.ID != idA || idA == plain || len(idA) != 64 || strings.ToLower(idA) != idA {
+		t.Fatalf("id %q (record %q), plain sha256 %q", idA, in.ID, plain)
+	}
+	if b := open(t, t.TempDir(), quiet); b.ID(img) == idA {
+		t.Error("two stores give the same id to the same bytes")
+	}
+	a.Close()
+	a = reopen(dirA)
+	if a.ID(img) != idA {
+		t.Error("the id changed across a restart")
+	}
+	if _, dup, err := a.Submit("http", "", img, time.Time{}); err != nil || !dup {
+		t.Errorf("same bytes after a restart: dup=%v err=%v", dup, err)
+	}
+	a.Close()
+
+	// A store from before keyed ids: no key, inputs held.
+	setKey(t, dirA, nil)
+	old := reopen(dirA)
+	if old.ID(img) != plain {
+		t.Errorf("old store with inputs: id %q, want the plain sha256 its records are named by", old.ID(img))
+	}
+	old.Close()
+	// One without inputs gets a key at the next start.
+	empty := t.TempDir()
+	reopen(empty).Close()
+	setKey(t, empty, nil)
+	e := reopen(empty)
+	if got := e.ID(img); got == plain || len(got) != 64 {
+		t.Errorf("old store without inputs: id %q, want a keyed one", got)
+	}
+	e.Close()
+
+	setKey(t, empty, []byte("short"))
+	if s, err := store.Open(empty, quiet); !errors.Is(err, store.ErrCorrupt) {
+		if err == nil {
+			s.Close()
+		}
+		t.Errorf("damaged id key: %v, want ErrCorrupt", err)
+	}
+}
+
 func TestOrphanBlobsRemovedOnOpen(t *testing.T) {
 	dir := t.TempDir()
 	s, err := store.Open(dir, store.Options{})
@@ -208,8 +299,8 @@ func TestOrphanBlobsRemovedOnOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	in, _, _ := s.Submit("folder", "", []byte("kept"), time.Time{})
+	orphanID := s.ID([]byte("orphan"))
 	s.Close()
-	orphanID := store.HashID([]byte("orphan"))
 	orphan := filepath.Join(dir, "blobs", orphanID[:2], orphanID)
 	tmp := filepath.Join(dir, "blobs", orphanID+".123.tmp")
 	for _, p := range []string{orphan, tmp} {
