@@ -35,3 +35,23 @@ func TestMosquittoStopStart(t *testing.T) {
 		t.Fatalf("broker not reachable after restart: %v", err)
 	}
 }
+
+// A port taken between FreePort and the broker's bind costs a retry on another port, not
+// the test.
+func TestMosquittoPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := l.Addr().(*net.TCPAddr).Port
+	b := mosquittoOn(t, BrokerOptions{}, taken)
+	if b.Port == taken {
+		t.Fatalf("broker reports the taken port %d", taken)
+	}
+	c, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatalf("broker not reachable on %s: %v", b.Addr(), err)
+	}
+	c.Close()
+}
