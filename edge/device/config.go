@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -592,6 +593,59 @@ func oneOf(s string, set ...string) bool {
 // the MQTT password is only ever read from mqtt.password_file, whose path (not content) is shown.
 func (c Config) YAML() ([]byte, error) {
 	return yaml.Marshal(&c)
+}
+
+// RestartKeys lists, sorted, the keys whose values differ between c and next, other than the
+// model section (a reload applies that): they take effect only when the daemon restarts, and
+// the daemon says so on a reload rather than let an edited file look applied.
+func (c Config) RestartKeys(next Config) ([]string, error) {
+	a, err := flatConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	b, err := flatConfig(next)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for k, v := range b {
+		if old, ok := a[k]; (!ok || old != v) && !strings.HasPrefix(k, "model.") {
+			keys = append(keys, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok && !strings.HasPrefix(k, "model.") {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// flatConfig is the configuration as dotted key → rendered value, through its YAML layout (the
+// keys of configs/cxr-edge.yaml).
+func flatConfig(c Config) (map[string]string, error) {
+	raw, err := c.YAML()
+	if err != nil {
+		return nil, err
+	}
+	var tree map[string]any
+	if err := yaml.Unmarshal(raw, &tree); err != nil {
+		return nil, err
+	}
+	flat := map[string]string{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if m, ok := v.(map[string]any); ok {
+			for k, sub := range m {
+				walk(prefix+k+".", sub)
+			}
+			return
+		}
+		flat[strings.TrimSuffix(prefix, ".")] = fmt.Sprint(v)
+	}
+	walk("", tree)
+	return flat, nil
 }
 
 // EffectiveThreshold is the configured operating point, or def (the model's own) when none is set.

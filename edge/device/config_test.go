@@ -326,3 +326,37 @@ func TestConfigYAMLRoundTrip(t *testing.T) {
 		t.Errorf("round trip differs:\n%s\nvs\n%s", out, out2)
 	}
 }
+
+// A reload applies the model section; every other changed key is named for a restart.
+func TestRestartKeys(t *testing.T) {
+	load := func(vars map[string]string) Config {
+		t.Helper()
+		cfg, err := Load(LoadOptions{Dirs: []string{t.TempDir()}, Env: env(vars), Hostname: host("h")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *cfg
+	}
+	base := load(nil)
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"unchanged", nil, ""},
+		{"model only", map[string]string{"CXR_MODEL_THRESHOLD": "0.3", "CXR_MODEL_PATH": "/m.tflite"}, ""},
+		{"others", map[string]string{"CXR_MODEL_THRESHOLD": "0.3", "CXR_INTAKE_SETTLE": "2s", "CXR_MQTT_BROKER": "tcp://b:1883",
+			"CXR_INDICATOR_PINS_RED": "GPIO5"}, "indicator.pins.red,intake.settle,mqtt.broker"},
+		{"set from empty", map[string]string{"CXR_INTAKE_WATCH_DIR": "/srv/inbox"}, "intake.watch_dir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keys, err := base.RestartKeys(load(tc.vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(keys, ","); got != tc.want {
+				t.Errorf("RestartKeys = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -300,6 +301,12 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 						continue
 					}
 					mc = c.Model
+					// Compared with the configuration the daemon started with, so the warning
+					// repeats at every reload until a restart applies the change.
+					if keys, err := cfg.RestartKeys(*c); err == nil && len(keys) > 0 {
+						log.Warn("configuration reload applies the model section only; these changes take effect at the next restart",
+							"keys", strings.Join(keys, ","))
+					}
 				}
 				ref, err := reloader.reloadConfigured(mc)
 				if err != nil {
