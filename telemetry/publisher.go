@@ -32,6 +32,9 @@ type CommandHandler interface {
 	// ReloadModel fetches (URL) or opens (Path) a model, checks its sha256, and switches
 	// to it. It returns the model now in use.
 	ReloadModel(ctx context.Context, cmd ReloadModelCommand) (ModelRef, error)
+	// SetThreshold sets (or clears) the site's operating point of the running model, which
+	// must be the model cmd names. It returns the operating point now in use.
+	SetThreshold(ctx context.Context, cmd SetThresholdCommand) (OperatingPoint, error)
 }
 
 // PublisherOptions configure a Publisher. Zero fields take the documented defaults.
@@ -183,7 +186,8 @@ type session struct {
 func (s *session) drop() { s.once.Do(func() { close(s.lost) }) }
 
 // NewPublisher checks the options and prepares a publisher; Run connects. health and cmds
-// may be nil (no health is published; reload-model is answered with an error).
+// may be nil (no health is published; reload-model and set-threshold are answered with an
+// error).
 func NewPublisher(opts PublisherOptions, outbox Outbox, health HealthSource, cmds CommandHandler) (*Publisher, error) {
 	opts = opts.WithDefaults()
 	if outbox == nil {
@@ -680,6 +684,17 @@ func (p *Publisher) handleCommand(ctx context.Context, s *session, topic string,
 		reply.ID = c.ID
 		if err == nil {
 			detail, err = p.reloadModel(ctx, c)
+		}
+	case CmdSetThreshold:
+		var c SetThresholdCommand
+		c, err = ParseSetThreshold(payload)
+		reply.ID = c.ID
+		if err == nil {
+			if p.cmds == nil {
+				err = errors.New("set-threshold is not supported by this device")
+			} else {
+				detail, err = p.cmds.SetThreshold(ctx, c)
+			}
 		}
 	default:
 		err = fmt.Errorf("unknown command %q", name)

@@ -330,9 +330,20 @@ func TestPublisherOutage(t *testing.T) {
 }
 
 type reloader struct {
-	mu   sync.Mutex
-	got  []telemetry.ReloadModelCommand
-	fail error
+	mu         sync.Mutex
+	got        []telemetry.ReloadModelCommand
+	thresholds []telemetry.SetThresholdCommand
+	fail       error
+}
+
+func (r *reloader) SetThreshold(_ context.Context, c telemetry.SetThresholdCommand) (telemetry.OperatingPoint, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.thresholds = append(r.thresholds, c)
+	if c.Threshold == nil {
+		return telemetry.OperatingPoint{Threshold: 0.5, Source: telemetry.ThresholdModel}, nil
+	}
+	return telemetry.OperatingPoint{Threshold: *c.Threshold, Source: telemetry.ThresholdSite}, nil
 }
 
 func (r *reloader) ReloadModel(_ context.Context, c telemetry.ReloadModelCommand) (telemetry.ModelRef, error) {
@@ -364,6 +375,10 @@ func TestPublisherCommands(t *testing.T) {
 		{"reload-model", `{"id":"r2","path":"/a","url":"http://x/m","sha256":"` + sha + `"}`, false, "exactly one of url or path"},
 		{"reload-model", `{"id":"r3","path":"/a","sha256":"zz"}`, false, "64 hex"},
 		{"reload-model", `{not json`, false, "not valid JSON"},
+		{"set-threshold", `{"id":"t1","threshold":0.31,"model_sha256":"` + sha + `"}`, true, ""},
+		{"set-threshold", `{"id":"t2","threshold":null,"model_sha256":"` + sha + `"}`, true, ""},
+		{"set-threshold", `{"id":"t3","threshold":1.5,"model_sha256":"` + sha + `"}`, false, "strictly between 0 and 1"},
+		{"set-threshold", `{"id":"t4","threshold":0.3}`, false, "model_sha256"},
 		{"selfdestruct", `{}`, false, "unknown command"},
 	}
 	for i, c := range cases {
@@ -387,6 +402,9 @@ func TestPublisherCommands(t *testing.T) {
 	rl.mu.Lock()
 	if len(rl.got) != 1 || rl.got[0].Path != "/var/lib/cxr/m.tflite" {
 		t.Errorf("handler calls %+v, want only the valid one", rl.got)
+	}
+	if th := rl.thresholds; len(th) != 2 || th[0].Threshold == nil || *th[0].Threshold != 0.31 || th[1].Threshold != nil {
+		t.Errorf("set-threshold calls %+v, want the set and the clear", th)
 	}
 	rl.mu.Unlock()
 	// A successful reload republishes status with the new model.

@@ -173,14 +173,14 @@ func TestDaemonReloadModel(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 	defer pubc.Disconnect(100)
-	replies := topics.CommandReply(telemetry.CmdReloadModel)
 	// send publishes a command and returns the reply with its id. Until the first reply of
 	// the test the command is sent again every 2 s: the daemon publishes "online" before its
 	// command subscription is in place, and a command sent in between is dropped by the broker.
-	send := func(id, payload string) telemetry.Reply {
+	send := func(cmd, id, payload string) telemetry.Reply {
 		t.Helper()
+		replies := topics.CommandReply(cmd)
 		publish := func() {
-			if tok := pubc.Publish(topics.Command(telemetry.CmdReloadModel), 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			if tok := pubc.Publish(topics.Command(cmd), 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 				t.Fatal(tok.Error())
 			}
 		}
@@ -207,22 +207,36 @@ func TestDaemonReloadModel(t *testing.T) {
 		return r
 	}
 	// A wrong pin is refused and changes nothing.
-	if r := send("bad", fmt.Sprintf(`{"id":"bad","path":%q,"sha256":"%064d"}`, newModel, 0)); r.OK || r.ID != "bad" {
+	if r := send(telemetry.CmdReloadModel, "bad", fmt.Sprintf(`{"id":"bad","path":%q,"sha256":"%064d"}`, newModel, 0)); r.OK || r.ID != "bad" {
 		t.Errorf("wrong sha256 accepted: %+v", r)
 	}
 	if r := postImage(t, d.url, "NORMAL", "NORMAL2-IM-0816-0001.jpeg"); r.Model.Name != "vww_96_int8" {
 		t.Errorf("model changed by a refused reload: %+v", r.Model)
 	}
-	if r := send("good", fmt.Sprintf(`{"id":"good","path":%q,"sha256":"%s"}`, newModel, hex.EncodeToString(sum[:]))); !r.OK {
+	if r := send(telemetry.CmdReloadModel, "good", fmt.Sprintf(`{"id":"good","path":%q,"sha256":"%s"}`, newModel, hex.EncodeToString(sum[:]))); !r.OK {
 		t.Fatalf("reload refused: %+v", r)
 	}
 	if r := postImage(t, d.url, "NORMAL", "NORMAL2-IM-0826-0001.jpeg"); r.Model.Name != "person_detect_int8_qdim0_DERIVED" {
 		t.Errorf("after reload: %+v", r.Model)
 	}
+	// The site's operating point for the running model, set remotely: refused for another
+	// model, applied to the next result, kept across a restart.
+	if r := send(telemetry.CmdSetThreshold, "thr-other", fmt.Sprintf(`{"id":"thr-other","threshold":0.37,"model_sha256":"%064d"}`, 0)); r.OK {
+		t.Errorf("threshold for another model accepted: %+v", r)
+	}
+	r := send(telemetry.CmdSetThreshold, "thr", fmt.Sprintf(`{"id":"thr","threshold":0.37,"model_sha256":"%s"}`, hex.EncodeToString(sum[:])))
+	var op telemetry.OperatingPoint
+	if detail, _ := json.Marshal(r.Detail); !r.OK || json.Unmarshal(detail, &op) != nil || op.Threshold != 0.37 ||
+		op.Source != telemetry.ThresholdSite || op.Model.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("set-threshold: %+v", r)
+	}
+	if r := postImage(t, d.url, "NORMAL", "NORMAL2-IM-1024-0001.jpeg"); r.Threshold != 0.37 {
+		t.Errorf("result after set-threshold at %v, want 0.37", r.Threshold)
+	}
 	d.stop(t)
 	d2 := startDaemon(t, env)
-	if r := postImage(t, d2.url, "NORMAL", "NORMAL2-IM-0974-0001.jpeg"); r.Model.Name != "person_detect_int8_qdim0_DERIVED" || r.Model.SHA256 != hex.EncodeToString(sum[:]) {
-		t.Errorf("after restart: %+v", r.Model)
+	if r := postImage(t, d2.url, "NORMAL", "NORMAL2-IM-0974-0001.jpeg"); r.Model.Name != "person_detect_int8_qdim0_DERIVED" || r.Model.SHA256 != hex.EncodeToString(sum[:]) || r.Threshold != 0.37 {
+		t.Errorf("after restart: %+v at %v, want the reloaded model at the site's 0.37", r.Model, r.Threshold)
 	}
 	d2.stop(t)
 }

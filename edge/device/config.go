@@ -9,8 +9,8 @@ import (
 	"os"
 	"reflect"
 	"regexp"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 

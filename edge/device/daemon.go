@@ -126,9 +126,13 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	if err != nil {
 		return err
 	}
+	threshold, thresholdSource, err := siteOperatingPoint(cfg.Store.Dir, model.Ref(), mcfg.Threshold)
+	if err != nil {
+		return fmt.Errorf("site threshold: %w", err)
+	}
 	log.Info("model loaded", "name", model.Ref().Name, "sha256", model.Ref().SHA256,
 		"input", fmt.Sprintf("%dx%dx%d %v", model.Spec().Width, model.Spec().Height, model.Spec().Channels, model.Spec().Type),
-		"threshold", mcfg.EffectiveThreshold(model.Threshold()))
+		"threshold", ModelConfig{Threshold: threshold}.EffectiveThreshold(model.Threshold()), "threshold_source", thresholdSource)
 
 	st, err := store.Open(cfg.Store.Dir, store.Options{
 		MaxAge: cfg.Store.RetentionAge, MaxBytes: int64(cfg.Store.MaxBytes),
@@ -204,7 +208,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		thumbnailer = thumbs
 	}
 	pipe, err := NewPipeline(PipelineOptions{
-		Scorer: model, Store: st, Indicator: lt, Publisher: publisher, Threshold: mcfg.Threshold,
+		Scorer: model, Store: st, Indicator: lt, Publisher: publisher, Threshold: threshold,
 		MaxBytes: int64(cfg.Intake.MaxBytes), MaxPixels: cfg.Intake.MaxPixels,
 		DecodeTimeout: cfg.Intake.DecodeTimeout, StudyKey: key,
 		Metrics: NewMetrics(reg), Thumbnails: thumbnailer, Logger: log,

@@ -2,6 +2,7 @@ package device
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -90,11 +91,51 @@ func (r *modelReloader) ReloadModel(ctx context.Context, cmd telemetry.ReloadMod
 	if err := saveActiveModel(r.stateDir, name, m.Ref().SHA256, data); err != nil {
 		return telemetry.ModelRef{}, fmt.Errorf("reload-model: keeping the model: %w", err)
 	}
-	// At its own operating point (see activeModelConfig).
-	if err := r.pipe.SetModel(m, nil); err != nil {
+	// model.threshold does not apply (see activeModelConfig); a site threshold set for this
+	// very model earlier does.
+	thr, _, err := siteOperatingPoint(r.stateDir, m.Ref(), nil)
+	if err != nil {
+		return telemetry.ModelRef{}, fmt.Errorf("reload-model: %w", err)
+	}
+	if err := r.pipe.SetModel(m, thr); err != nil {
 		return telemetry.ModelRef{}, fmt.Errorf("reload-model: %w", err)
 	}
 	return m.Ref(), nil
+}
+
+// SetThreshold carries out the set-threshold command: the site's operating point for the
+// running model, kept in store.dir/threshold.json so that it survives restarts and reloads of
+// the same model, and applied to no other model.
+func (r *modelReloader) SetThreshold(_ context.Context, cmd telemetry.SetThresholdCommand) (telemetry.OperatingPoint, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	running := r.pipe.Scorer()
+	ref := running.Ref()
+	if !strings.EqualFold(cmd.ModelSHA256, ref.SHA256) {
+		return telemetry.OperatingPoint{}, fmt.Errorf("set-threshold: the threshold is for model sha256 %.12s…, this device runs %s (sha256 %.12s…)",
+			cmd.ModelSHA256, ref.Name, ref.SHA256)
+	}
+	if cmd.Threshold != nil {
+		err := saveSiteThreshold(r.stateDir, &siteThreshold{Threshold: *cmd.Threshold, ModelSHA256: ref.SHA256, SetAt: time.Now().UTC()})
+		if err != nil {
+			return telemetry.OperatingPoint{}, fmt.Errorf("set-threshold: keeping the threshold: %w", err)
+		}
+	} else if err := clearSiteThreshold(r.stateDir, ref.SHA256); err != nil {
+		return telemetry.OperatingPoint{}, fmt.Errorf("set-threshold: %w", err)
+	}
+	// model.threshold still applies when the running model is the configured one.
+	mcfg, _, err := activeModelConfig(r.cfg, r.stateDir)
+	if err != nil {
+		return telemetry.OperatingPoint{}, fmt.Errorf("set-threshold: %w", err)
+	}
+	thr, source, err := siteOperatingPoint(r.stateDir, ref, mcfg.Threshold)
+	if err != nil {
+		return telemetry.OperatingPoint{}, fmt.Errorf("set-threshold: %w", err)
+	}
+	if err := r.pipe.SetModel(running, thr); err != nil {
+		return telemetry.OperatingPoint{}, fmt.Errorf("set-threshold: %w", err)
+	}
+	return telemetry.OperatingPoint{Threshold: r.pipe.Threshold(), Source: source, Model: ref}, nil
 }
 
 // reloadConfigured loads the model the configuration names (or the one a remote reload chose
@@ -111,8 +152,12 @@ func (r *modelReloader) reloadConfigured(cfg ModelConfig) (telemetry.ModelRef, e
 		return telemetry.ModelRef{}, err
 	}
 	// model.threshold is reloaded with the model, so a site can set its operating point
-	// without a restart.
-	if err := r.pipe.SetModel(m, mcfg.Threshold); err != nil {
+	// without a restart (a threshold set remotely for this model wins).
+	thr, _, err := siteOperatingPoint(r.stateDir, m.Ref(), mcfg.Threshold)
+	if err != nil {
+		return telemetry.ModelRef{}, err
+	}
+	if err := r.pipe.SetModel(m, thr); err != nil {
 		return telemetry.ModelRef{}, err
 	}
 	r.cfg = cfg // later remote reloads read outputs as this configuration says
@@ -208,6 +253,79 @@ func ActiveModelPath(stateDir string) (string, error) {
 		return "", fmt.Errorf("%s: bad model name %q", filepath.Join(stateDir, modelsDir, activeModelFile), name)
 	}
 	return filepath.Join(stateDir, modelsDir, name), nil
+}
+
+// siteThresholdFile, in store.dir, holds the operating point set by cmd/set-threshold.
+const siteThresholdFile = "threshold.json"
+
+// siteThreshold is a site's operating point for one model.
+type siteThreshold struct {
+	Threshold   float64   `json:"threshold"`
+	ModelSHA256 string    `json:"model_sha256"`
+	SetAt       time.Time `json:"set_at"`
+}
+
+func saveSiteThreshold(stateDir string, t *siteThreshold) error {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(stateDir, 0o750); err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(stateDir, siteThresholdFile), append(b, '\n'))
+}
+
+// clearSiteThreshold removes the site threshold if it is the one for model digest (one set
+// for another model is left for that model).
+func clearSiteThreshold(stateDir, digest string) error {
+	t, err := loadSiteThreshold(stateDir)
+	if err != nil || t == nil || !strings.EqualFold(t.ModelSHA256, digest) {
+		return err
+	}
+	if err := os.Remove(filepath.Join(stateDir, siteThresholdFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// loadSiteThreshold returns the site threshold, nil when none was set. A file that does not
+// hold a valid one is an error naming it, not a silent return to another operating point.
+func loadSiteThreshold(stateDir string) (*siteThreshold, error) {
+	path := filepath.Join(stateDir, siteThresholdFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var t siteThreshold
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("%s: %w (delete it to return to model.threshold)", path, err)
+	}
+	if !(t.Threshold > 0 && t.Threshold < 1) || len(t.ModelSHA256) != 64 {
+		return nil, fmt.Errorf("%s: threshold %v for model %q: not a valid operating point (delete it to return to model.threshold)",
+			path, t.Threshold, t.ModelSHA256)
+	}
+	return &t, nil
+}
+
+// siteOperatingPoint is the threshold override for the model ref and where it comes from: a
+// site threshold set remotely for exactly this model wins, else configured (model.threshold,
+// nil for a remotely reloaded model), else nil (the model's own).
+func siteOperatingPoint(stateDir string, ref telemetry.ModelRef, configured *float64) (*float64, string, error) {
+	t, err := loadSiteThreshold(stateDir)
+	if err != nil {
+		return nil, "", err
+	}
+	switch {
+	case t != nil && strings.EqualFold(t.ModelSHA256, ref.SHA256):
+		return &t.Threshold, telemetry.ThresholdSite, nil
+	case configured != nil:
+		return configured, telemetry.ThresholdConfiguration, nil
+	}
+	return nil, telemetry.ThresholdModel, nil
 }
 
 // activeModelConfig returns cfg with the remotely reloaded model, if any, and its pin. A

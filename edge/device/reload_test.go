@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -79,5 +80,93 @@ func TestReloadConfiguredVerifiesFirst(t *testing.T) {
 	if _, err := r.reloadConfigured(configured); err != nil || p.Scorer().Ref().Name != "vww_96_int8" || p.Threshold() != p.Scorer().Threshold() {
 		t.Errorf("reload after a remote model: running %s at %v (err %v); want the remote model at its own threshold",
 			p.Scorer().Ref().Name, p.Threshold(), err)
+	}
+}
+
+// cmd/set-threshold sets a site's operating point for the running model only: it survives
+// configuration reloads and restarts of that model, does not follow the device to another
+// model, comes back with the model, and clearing it returns to model.threshold or the model's
+// own.
+func TestSetThreshold(t *testing.T) {
+	ctx := context.Background()
+	p, err := NewPipeline(PipelineOptions{Scorer: testModel(t, "vww_96_int8.tflite", ModelConfig{}), Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	configuredThr := 0.23
+	floatPath := testenv.SharedPath(t, "models", "vww_96_float.tflite")
+	configured := ModelConfig{Path: floatPath, Output: "auto", PositiveIndex: 1, Threshold: &configuredThr}
+	r := &modelReloader{cfg: configured, stateDir: state, pipe: p}
+	floatRef, err := r.reloadConfigured(configured)
+	if err != nil || p.Threshold() != configuredThr {
+		t.Fatalf("configured model: %v at %v", err, p.Threshold())
+	}
+	set := func(v *float64, sha string) (telemetry.OperatingPoint, error) {
+		return r.SetThreshold(ctx, telemetry.SetThresholdCommand{Threshold: v, ModelSHA256: sha})
+	}
+	site := 0.31
+
+	if _, err := set(&site, strings.Repeat("ab", 32)); err == nil || !strings.Contains(err.Error(), "this device runs vww_96_float") || p.Threshold() != configuredThr {
+		t.Errorf("threshold for another model: err %v, threshold now %v", err, p.Threshold())
+	}
+	op, err := set(&site, strings.ToUpper(floatRef.SHA256))
+	if err != nil || op.Threshold != site || op.Source != telemetry.ThresholdSite || op.Model != floatRef || p.Threshold() != site {
+		t.Fatalf("set %v: %+v %v; pipeline at %v", site, op, err, p.Threshold())
+	}
+	if _, err := r.reloadConfigured(configured); err != nil || p.Threshold() != site {
+		t.Errorf("after a configuration reload: %v at %v, want the site's %v", err, p.Threshold(), site)
+	}
+	if thr, src, err := siteOperatingPoint(state, floatRef, configured.Threshold); err != nil || thr == nil || *thr != site || src != telemetry.ThresholdSite {
+		t.Errorf("at a restart: %v %s %v, want the site's %v", thr, src, err, site)
+	}
+
+	// Another model runs at its own threshold; the site's comes back with its model.
+	reload := func(path string) telemetry.ModelRef {
+		t.Helper()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		ref, err := r.ReloadModel(ctx, telemetry.ReloadModelCommand{Path: path, SHA256: hex.EncodeToString(sum[:])})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	int8Ref := reload(testenv.SharedPath(t, "models", "vww_96_int8.tflite"))
+	if p.Threshold() != p.Scorer().Threshold() {
+		t.Errorf("another model runs at %v, want its own %v", p.Threshold(), p.Scorer().Threshold())
+	}
+	if op, err := set(nil, int8Ref.SHA256); err != nil || op.Source != telemetry.ThresholdModel {
+		t.Errorf("clear for a model without a site threshold: %+v %v", op, err)
+	}
+	reload(floatPath)
+	if p.Threshold() != site {
+		t.Errorf("back on the model the site threshold is for: %v, want %v", p.Threshold(), site)
+	}
+	// Cleared: the float model now runs as a remote model, so at its own threshold.
+	op, err = set(nil, floatRef.SHA256)
+	if err != nil || op.Source != telemetry.ThresholdModel || p.Threshold() != p.Scorer().Threshold() {
+		t.Errorf("clear: %+v %v; pipeline at %v", op, err, p.Threshold())
+	}
+	if _, err := os.Stat(filepath.Join(state, siteThresholdFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cleared threshold still kept: %v", err)
+	}
+
+	// A damaged file is an error that names it, not a silent change of operating point.
+	if err := os.WriteFile(filepath.Join(state, siteThresholdFile), []byte(`{"threshold":7,"model_sha256":"x"}`), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := siteOperatingPoint(state, floatRef, nil); err == nil || !strings.Contains(err.Error(), siteThresholdFile) {
+		t.Errorf("damaged threshold file at start: %v", err)
+	}
+	if _, err := set(nil, floatRef.SHA256); err == nil || !strings.Contains(err.Error(), siteThresholdFile) {
+		t.Errorf("clear with a damaged threshold file: %v", err)
+	}
+	// Setting one replaces it.
+	if op, err := set(&site, floatRef.SHA256); err != nil || op.Source != telemetry.ThresholdSite || p.Threshold() != site {
+		t.Errorf("set over a damaged file: %+v %v", op, err)
 	}
 }
