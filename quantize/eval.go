@@ -179,6 +179,18 @@ func EvaluateTFLite(ctx context.Context, name string, model []byte, samples []Sa
 	return rep, nil
 }
 
+// OperatingPointFor is the int8 model's operating point chosen on the evaluated images: the
+// highest threshold at which at least the fraction sens of their pneumonias is flagged, with
+// the metrics there. It is how a site sets its own threshold from its own labelled films;
+// those films then cannot also report the model's accuracy at it.
+func (r *EvalReport) OperatingPointFor(sens float64) Metrics {
+	scores, labels := make([]float32, len(r.Scores)), make([]uint8, len(r.Scores))
+	for i, s := range r.Scores {
+		scores[i], labels[i] = s.Score, s.Label
+	}
+	return Evaluate(scores, labels, ThresholdForSensitivity(scores, labels, sens))
+}
+
 func modelEval(scores []float32, labels []uint8, th float32, opts EvalOptions) ModelEval {
 	ci := Bootstrap(scores, labels, th, opts.Bootstrap, opts.Seed)
 	return ModelEval{Threshold: th, AUC: ci.AUC, Accuracy: ci.Accuracy, Sensitivity: ci.Sensitivity,

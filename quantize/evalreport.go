@@ -11,7 +11,7 @@ import (
 )
 
 // Markdown writes the report as a Markdown section: the metrics with their 95% intervals, the
-// confusion matrix, int8-vs-float agreement and whether the bars are met.
+// confusion matrix, int8-vs-float agreement and whether the release bars are met.
 func (r *EvalReport) Markdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Evaluation of %s\n\n", r.Model)
@@ -71,7 +71,8 @@ func (r *EvalReport) Markdown(w io.Writer) error {
 	if r.BarsMet {
 		verdict = "are met"
 	}
-	fmt.Fprintf(&b, "The issue's bars (AUC ≥ %.2f, accuracy ≥ %.0f%%, sensitivity ≥ %.0f%%) %s.\n", BarAUC, 100*BarAccuracy, 100*BarSensitivity, verdict)
+	fmt.Fprintf(&b, "The release bars (AUC ≥ %.2f, accuracy ≥ %.0f%%, sensitivity ≥ %.0f%%, set for the official test split) %s on these images.\n",
+		BarAUC, 100*BarAccuracy, 100*BarSensitivity, verdict)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -67,6 +69,7 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 	boot := fs.Int("bootstrap", 2000, "bootstrap resamples of the 95% intervals")
 	seed := fs.Uint64("seed", 1, "seed of the bootstrap and of --limit's sample")
 	limit := fs.Int("limit", 0, "evaluate a class-stratified sample of this many images (quick checks; 0: all)")
+	siteSens := fs.Float64("site-sensitivity", 0, "also choose a site's operating point on these images: the highest threshold with at least this sensitivity (e.g. 0.95), and print how to set it on the devices; not on the test split")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -75,6 +78,16 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if *boot < 0 || *limit < 0 {
 		return fmt.Errorf("%w: eval: --bootstrap and --limit must be ≥ 0", errUsage)
+	}
+	if *siteSens != 0 {
+		if !(*siteSens > 0 && *siteSens <= 1) {
+			return fmt.Errorf("%w: eval: --site-sensitivity %v: want a fraction in (0, 1]", errUsage, *siteSens)
+		}
+		if *split == "test" {
+			// A threshold chosen on the test split makes its report meaningless.
+			return fmt.Errorf("%w: eval: --site-sensitivity chooses a threshold on the images it evaluates; not on the official test split, "+
+				"whose report would then mean nothing: use the site's own labelled films (--data DIR --split site)", errUsage)
+		}
 	}
 	name := *modelPath
 	if *modelPath == "" {
@@ -133,6 +146,9 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 	if *floatPath != "" {
 		fmt.Fprintf(&md, "\nFloat model: %s.\n", *floatPath)
 	}
+	if *siteSens > 0 {
+		writeSitePoint(&md, rep, *siteSens)
+	}
 	if *out != "" {
 		if err := os.MkdirAll(*out, 0o755); err != nil {
 			return fmt.Errorf("eval: %w", err)
@@ -167,6 +183,28 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	_, err = stdout.Write(md.Bytes())
 	return err
+}
+
+// writeSitePoint reports the site operating point chosen on the evaluated images and how to
+// apply it. The threshold is written exactly (the float32 score it is, in full), so that the
+// film that sets it is still flagged on the device.
+func writeSitePoint(w io.Writer, rep *quantize.EvalReport, sens float64) {
+	m := rep.OperatingPointFor(sens)
+	pos, neg := m.Positives, m.N-m.Positives
+	tp := int(math.Round(m.Sensitivity * float64(pos)))
+	tn := int(math.Round(m.Specificity * float64(neg)))
+	sLo, sHi := quantize.WilsonInterval(tp, pos)
+	cLo, cHi := quantize.WilsonInterval(tn, neg)
+	th := strconv.FormatFloat(float64(m.Threshold), 'g', -1, 64)
+	fmt.Fprintf(w, "\n## Site operating point\n\n"+
+		"Chosen on these %d images (%d pneumonia): the highest threshold with sensitivity ≥ %.0f%% is **%s**, "+
+		"with sensitivity %.1f%% [%.1f–%.1f] and specificity %.1f%% [%.1f–%.1f] on them (95%% Wilson intervals). "+
+		"These films chose the threshold, so they cannot also measure the accuracy at it: label others for that.\n\n"+
+		"Apply it to the devices that run this model (sha256 %s), from the dashboard's side:\n\n"+
+		"    mosquitto_pub -q 1 -t '<prefix>/<site>/<device>/cmd/set-threshold' -m '{\"threshold\":%s,\"model_sha256\":\"%s\"}'\n\n"+
+		"or on a device: `model.threshold: %s` in cxr-edge.yaml, then `systemctl reload cxr-edge`.\n",
+		m.N, pos, 100*sens, th, 100*m.Sensitivity, 100*sLo, 100*sHi, 100*m.Specificity, 100*cLo, 100*cHi,
+		rep.ModelSHA256, th, rep.ModelSHA256, th)
 }
 
 func writeScores(path string, rep *quantize.EvalReport) (err error) {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -80,6 +82,69 @@ func TestEvalWritesReport(t *testing.T) {
 	}
 	if pos != m.Positives {
 		t.Errorf("CSV has %d pneumonia rows, metrics.json %d", pos, m.Positives)
+	}
+}
+
+// A site chooses its operating point on its own labelled films (here the official 16-image val
+// split stands in for them): the threshold printed is the highest that keeps the sensitivity,
+// it is the exact score of a film (so that film stays flagged on the device), and the command
+// to apply it names the model's sha256. The test split is refused.
+func TestEvalSiteOperatingPoint(t *testing.T) {
+	data := testenv.SharedPath(t, "data", "chest_xray")
+	scores := filepath.Join(t.TempDir(), "site.csv")
+	var stdout bytes.Buffer
+	err := runEval(context.Background(), []string{"--data", data, "--split", "val", "--bootstrap", "0",
+		"--site-sensitivity", "0.75", "--scores", scores}, &stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := stdout.String()
+	m := regexp.MustCompile(`threshold with sensitivity ≥ 75% is \*\*([0-9.e-]+)\*\*`).FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, "cmd/set-threshold") || !strings.Contains(out, `{"threshold":`+m[1]+`,"model_sha256":"`) {
+		t.Fatalf("no site operating point in the report:\n%s", out)
+	}
+	th, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if float64(float32(th)) != th {
+		t.Errorf("threshold %s is not exactly a float32 score", m[1])
+	}
+	f, err := os.Open(scores)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The CSV rounds scores to 6 decimals: compare with that tolerance.
+	var flagged, above, pos int // above: flagged even at a slightly higher threshold
+	for _, r := range rows[1:] {
+		if r[1] != "PNEUMONIA" {
+			continue
+		}
+		s, _ := strconv.ParseFloat(r[2], 64)
+		pos++
+		if s >= th-1e-6 {
+			flagged++
+		}
+		if s > th+1e-6 {
+			above++
+		}
+	}
+	if pos != 8 || flagged < 6 || above >= 6 {
+		t.Errorf("threshold %v flags %d of %d pneumonias (%d above it), want the highest threshold flagging at least 6", th, flagged, pos, above)
+	}
+
+	err = runEval(context.Background(), []string{"--data", data, "--site-sensitivity", "0.95", "--limit", "4"}, &bytes.Buffer{})
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "test split") {
+		t.Errorf("site threshold on the test split: %v, want a usage error", err)
+	}
+	err = runEval(context.Background(), []string{"--data", data, "--split", "val", "--site-sensitivity", "1.5"}, &bytes.Buffer{})
+	if !errors.Is(err, errUsage) {
+		t.Errorf("--site-sensitivity 1.5: %v, want a usage error", err)
 	}
 }
 
