@@ -56,15 +56,7 @@ func TestEvalWritesReport(t *testing.T) {
 	if m.Images != 30 || m.Bootstrap != 200 || m.Int8.Threshold <= 0 || m.Int8.Accuracy.Lo > m.Int8.Accuracy.Value || m.Int8.Accuracy.Hi < m.Int8.Accuracy.Value {
 		t.Errorf("metrics.json %+v", m)
 	}
-	f, err := os.Open(scores)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCSV(t, scores)
 	if len(rows) != 31 || strings.Join(rows[0], ",") != "file,truth,score,predicted" {
 		t.Fatalf("scores.csv: %d rows, header %v", len(rows), rows[0])
 	}
@@ -110,15 +102,7 @@ func TestEvalSiteOperatingPoint(t *testing.T) {
 	if float64(float32(th)) != th {
 		t.Errorf("threshold %s is not exactly a float32 score", m[1])
 	}
-	f, err := os.Open(scores)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCSV(t, scores)
 	// The CSV rounds scores to 6 decimals: compare with that tolerance.
 	var flagged, above, pos int // above: flagged even at a slightly higher threshold
 	for _, r := range rows[1:] {
@@ -146,6 +130,21 @@ func TestEvalSiteOperatingPoint(t *testing.T) {
 	if !errors.Is(err, errUsage) {
 		t.Errorf("--site-sensitivity 1.5: %v, want a usage error", err)
 	}
+}
+
+// readCSV reads a scores CSV written by eval --scores.
+func readCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }
 
 func TestEvalErrors(t *testing.T) {
