@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,15 +22,25 @@ import (
 // context (SIGTERM) makes serve return nil.
 func TestServe(t *testing.T) {
 	b := testenv.Mosquitto(t, testenv.BrokerOptions{})
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// Port 0, and the address read from the log: a port picked here could be taken before
+	// serve binds it.
+	logs := &testenv.LogBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	go func() {
-		done <- serve(ctx, log, []string{"--mqtt.broker", b.URL(), "--http.listen", addr, "--store.dir", t.TempDir()})
+		done <- serve(ctx, log, []string{"--mqtt.broker", b.URL(), "--http.listen", "127.0.0.1:0", "--store.dir", t.TempDir()})
 	}()
-	base := "http://" + addr
+	var base string
+	listening := regexp.MustCompile(`cxr-dashboard listening" http=(http://127\.0\.0\.1:[0-9]+)`)
+	testenv.WaitFor(t, "the listening address in the log", func() bool {
+		m := listening.FindStringSubmatch(logs.String())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	})
 	get := func(path string) (int, string) {
 		resp, err := http.Get(base + path)
 		if err != nil {
