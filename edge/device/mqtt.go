@@ -88,14 +88,14 @@ func (r *modelReloader) ReloadModel(ctx context.Context, cmd telemetry.ReloadMod
 	if err != nil {
 		return telemetry.ModelRef{}, fmt.Errorf("reload-model: %w", err)
 	}
-	if err := saveActiveModel(r.stateDir, name, m.Ref().SHA256, data); err != nil {
-		return telemetry.ModelRef{}, fmt.Errorf("reload-model: keeping the model: %w", err)
-	}
 	// model.threshold does not apply (see activeModelConfig); a site threshold set for this
 	// very model earlier does.
 	thr, _, err := siteOperatingPoint(r.stateDir, m.Ref(), nil)
 	if err != nil {
 		return telemetry.ModelRef{}, fmt.Errorf("reload-model: %w", err)
+	}
+	if err := saveActiveModel(r.stateDir, name, m.Ref().SHA256, data); err != nil {
+		return telemetry.ModelRef{}, fmt.Errorf("reload-model: keeping the model: %w", err)
 	}
 	if err := r.pipe.SetModel(m, thr); err != nil {
 		return telemetry.ModelRef{}, fmt.Errorf("reload-model: %w", err)
