@@ -180,15 +180,16 @@ func EvaluateTFLite(ctx context.Context, name string, model []byte, samples []Sa
 }
 
 // OperatingPointFor is the int8 model's operating point chosen on the evaluated images: the
-// highest threshold at which at least the fraction sens of their pneumonias is flagged, with
-// the metrics there. It is how a site sets its own threshold from its own labelled films;
+// highest threshold at which at least the fraction sens of their pneumonias is flagged, and the
+// confusion matrix there. It is how a site sets its own threshold from its own labelled films;
 // those films then cannot also report the model's accuracy at it.
-func (r *EvalReport) OperatingPointFor(sens float64) Metrics {
+func (r *EvalReport) OperatingPointFor(sens float64) (float32, Confusion) {
 	scores, labels := make([]float32, len(r.Scores)), make([]uint8, len(r.Scores))
 	for i, s := range r.Scores {
 		scores[i], labels[i] = s.Score, s.Label
 	}
-	return Evaluate(scores, labels, ThresholdForSensitivity(scores, labels, sens))
+	th := ThresholdForSensitivity(scores, labels, sens)
+	return th, Count(scores, labels, th)
 }
 
 func modelEval(scores []float32, labels []uint8, th float32, opts EvalOptions) ModelEval {

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -189,13 +188,12 @@ func runEval(ctx context.Context, args []string, stdout io.Writer) error {
 // apply it. The threshold is written exactly (the float32 score it is, in full), so that the
 // film that sets it is still flagged on the device.
 func writeSitePoint(w io.Writer, rep *quantize.EvalReport, sens float64) {
-	m := rep.OperatingPointFor(sens)
-	pos, neg := m.Positives, m.N-m.Positives
-	tp := int(math.Round(m.Sensitivity * float64(pos)))
-	tn := int(math.Round(m.Specificity * float64(neg)))
-	sLo, sHi := quantize.WilsonInterval(tp, pos)
-	cLo, cHi := quantize.WilsonInterval(tn, neg)
-	th := strconv.FormatFloat(float64(m.Threshold), 'g', -1, 64)
+	threshold, c := rep.OperatingPointFor(sens)
+	pos, neg := c.TP+c.FN, c.TN+c.FP
+	sens1, spec := float64(c.TP)/float64(max(pos, 1)), float64(c.TN)/float64(max(neg, 1))
+	sLo, sHi := quantize.WilsonInterval(c.TP, pos)
+	cLo, cHi := quantize.WilsonInterval(c.TN, neg)
+	th := strconv.FormatFloat(float64(threshold), 'g', -1, 64)
 	fmt.Fprintf(w, "\n## Site operating point\n\n"+
 		"Chosen on these %d images (%d pneumonia): the highest threshold with sensitivity ≥ %.0f%% is **%s**, "+
 		"with sensitivity %.1f%% [%.1f–%.1f] and specificity %.1f%% [%.1f–%.1f] on them (95%% Wilson intervals). "+
@@ -203,7 +201,7 @@ func writeSitePoint(w io.Writer, rep *quantize.EvalReport, sens float64) {
 		"Apply it to the devices that run this model (sha256 %s), from the dashboard's side:\n\n"+
 		"    mosquitto_pub -q 1 -t '<prefix>/<site>/<device>/cmd/set-threshold' -m '{\"threshold\":%s,\"model_sha256\":\"%s\"}'\n\n"+
 		"or on a device: `model.threshold: %s` in cxr-edge.yaml, then `systemctl reload cxr-edge`.\n",
-		m.N, pos, 100*sens, th, 100*m.Sensitivity, 100*sLo, 100*sHi, 100*m.Specificity, 100*cLo, 100*cHi,
+		pos+neg, pos, 100*sens, th, 100*sens1, 100*sLo, 100*sHi, 100*spec, 100*cLo, 100*cHi,
 		rep.ModelSHA256, th, rep.ModelSHA256, th)
 }
 
