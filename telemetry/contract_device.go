@@ -56,6 +56,13 @@ const (
 	ThresholdModel         = "model"         // the model's own (its metadata)
 )
 
+// IsSHA256Hex reports whether s is a sha256 as the contract writes it: 64 hex digits (either
+// case).
+func IsSHA256Hex(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == sha256.Size
+}
+
 // MaxCommandBytes bounds a command payload; commands are small JSON objects.
 const MaxCommandBytes = 64 << 10
 
@@ -69,7 +76,7 @@ func ParseReloadModel(payload []byte) (ReloadModelCommand, error) {
 	if (c.URL == "") == (c.Path == "") {
 		return c, errors.New("reload-model needs exactly one of url or path")
 	}
-	if b, err := hex.DecodeString(c.SHA256); err != nil || len(b) != sha256.Size {
+	if !IsSHA256Hex(c.SHA256) {
 		return c, fmt.Errorf("reload-model sha256 %q: want 64 hex digits", c.SHA256)
 	}
 	return c, nil
@@ -82,7 +89,7 @@ func ParseSetThreshold(payload []byte) (SetThresholdCommand, error) {
 	if err := decodeCommand(payload, &c); err != nil {
 		return c, err
 	}
-	if b, err := hex.DecodeString(c.ModelSHA256); err != nil || len(b) != sha256.Size {
+	if !IsSHA256Hex(c.ModelSHA256) {
 		return c, fmt.Errorf("set-threshold model_sha256 %q: want the 64 hex digits of the model it is for", c.ModelSHA256)
 	}
 	c.ModelSHA256 = strings.ToLower(c.ModelSHA256)

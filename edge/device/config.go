@@ -1,7 +1,6 @@
 package device
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -453,7 +452,7 @@ func (c *Config) Validate() error {
 		return bad("model.threshold", *t, "want a number in (0, 1), or empty for the model's own")
 	}
 	if s := c.Model.SHA256; s != "" {
-		if b, err := hex.DecodeString(s); err != nil || len(b) != 32 {
+		if !telemetry.IsSHA256Hex(s) {
 			return bad("model.sha256", strconv.Quote(s), "want 64 hex digits, or empty for no pin")
 		}
 	}

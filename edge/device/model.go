@@ -92,7 +92,7 @@ func LoadModel(cfg ModelConfig) (*EngineModel, error) {
 	name := filepath.Base(cfg.Path)
 	// Models kept by a remote reload are named <sha256>-<original name>.
 	if len(name) > 65 && name[64] == '-' {
-		if _, err := hex.DecodeString(name[:64]); err == nil {
+		if telemetry.IsSHA256Hex(name[:64]) {
 			name = name[65:]
 		}
 	}

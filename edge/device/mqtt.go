@@ -304,7 +304,7 @@ func loadSiteThreshold(stateDir string) (*siteThreshold, error) {
 	if err := json.Unmarshal(b, &t); err != nil {
 		return nil, fmt.Errorf("%s: %w (delete it to return to model.threshold)", path, err)
 	}
-	if !(t.Threshold > 0 && t.Threshold < 1) || len(t.ModelSHA256) != 64 {
+	if !(t.Threshold > 0 && t.Threshold < 1) || !telemetry.IsSHA256Hex(t.ModelSHA256) {
 		return nil, fmt.Errorf("%s: threshold %v for model %q: not a valid operating point (delete it to return to model.threshold)",
 			path, t.Threshold, t.ModelSHA256)
 	}
