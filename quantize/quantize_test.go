@@ -410,3 +410,95 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("empty data folder: err = %v", err)
 	}
 }
+
+func TestEMADecay(t *testing.T) {
+	for _, c := range []struct {
+		decay float64
+		step  int
+		want  float32
+	}{
+		{0.998, 0, 0.1},        // first step: mostly the new weights
+		{0.998, 90, 0.91},      // still warming up
+		{0.998, 100000, 0.998}, // the configured decay once warmed up
+		{0.5, 90, 0.5},
+	} {
+		if got := emaDecay(c.decay, c.step); math.Abs(float64(got-c.want)) > 1e-6 {
+			t.Errorf("emaDecay(%v, %d) = %v, want %v", c.decay, c.step, got, c.want)
+		}
+	}
+	for _, bad := range []float64{-0.1, 1, 1.5} {
+		if err := (Config{Data: "x", Out: "y", EMA: bad}).withDefaults().validate(); err == nil {
+			t.Errorf("EMA %v accepted", bad)
+		}
+	}
+}
+
+// With a moving average, validation and the kept model use the average, not the last
+// step's weights, and a resumed run still ends bit for bit where an uninterrupted one does.
+func TestTrainEMA(t *testing.T) {
+	data := testenv.SharedPath(t, "data", "chest_xray")
+	cfg := Config{Data: data, Arch: DefaultArch(32), Epochs: 2, Subset: 64, BatchSize: 16, Seed: 5, EMA: 0.9, NoExport: true}
+	cfg.Out = t.TempDir()
+	full, err := Train(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg2 := cfg
+	cfg2.Out = t.TempDir()
+	cfg2.Progress = &cancelAfter{marker: "epoch 1 done", cancel: cancel}
+	if _, err := Train(ctx, cfg2); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: err = %v", err)
+	}
+	// After epoch 1 the best model is epoch 1's average: the checkpoint's EMA, not its weights.
+	var ck checkpoint
+	if err := readGob(filepath.Join(cfg2.Out, checkpointFile), &ck); err != nil {
+		t.Fatal(err)
+	}
+	best, err := LoadModel(filepath.Join(cfg2.Out, bestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.EMADecay != 0.9 || len(ck.EMA) != len(ck.Params) || best.Epoch != 1 {
+		t.Fatalf("checkpoint: decay %v, %d averages for %d parameters; best epoch %d", ck.EMADecay, len(ck.EMA), len(ck.Params), best.Epoch)
+	}
+	differ := 0
+	for name, w := range best.Params {
+		e, raw := ck.EMA[name], ck.Params[name]
+		for i := range w {
+			if math.Float32bits(w[i]) != math.Float32bits(e[i]) {
+				t.Fatalf("best %s[%d] = %v, moving average %v", name, i, w[i], e[i])
+			}
+			if w[i] != raw[i] {
+				differ++
+			}
+		}
+	}
+	if differ == 0 {
+		t.Fatal("the kept model is the last step's weights, not their average")
+	}
+
+	cfg2.Progress, cfg2.Resume = nil, true
+	resumed, err := Train(context.Background(), cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Model.Epoch != resumed.Model.Epoch {
+		t.Fatalf("best epoch %d uninterrupted, %d resumed", full.Model.Epoch, resumed.Model.Epoch)
+	}
+	for name, w := range full.Model.Params {
+		r := resumed.Model.Params[name]
+		for i := range w {
+			if math.Float32bits(w[i]) != math.Float32bits(r[i]) {
+				t.Fatalf("%s[%d]: %v uninterrupted, %v resumed", name, i, w[i], r[i])
+			}
+		}
+	}
+	// The average is part of the recipe: resuming without it is refused.
+	cfg2.EMA = 0
+	if _, err := Train(context.Background(), cfg2); err == nil || !strings.Contains(err.Error(), "other settings") {
+		t.Fatalf("resume without the moving average: err = %v", err)
+	}
+}

@@ -51,6 +51,11 @@ type Config struct {
 	CalibImages int  // training images used to calibrate activation ranges (default 300)
 	// CalibPercentile: see ExportOptions.Percentile (0: maximum).
 	CalibPercentile float64
+	// EMA, if > 0, is the per-step decay of an exponential moving average of the weights and
+	// batch-norm statistics (e.g. 0.998, a horizon of about 500 steps); validation, the best
+	// model and the export then use the average instead of the last step's weights, which
+	// smooths the noise of the final steps. 0 (the default): the raw weights, as before.
+	EMA float64
 
 	Logger   *slog.Logger // default: discard
 	Progress io.Writer    // progress lines with ETA (nil: none)
@@ -116,6 +121,9 @@ func (c Config) validate() error {
 	case c.LR <= 0 || c.LR > 1 || c.WeightDecay < 0 || c.ValFraction <= 0 || c.ValFraction >= 1:
 		return fmt.Errorf("quantize: bad lr %v / weight decay %v / validation fraction %v", c.LR, c.WeightDecay, c.ValFraction)
 	}
+	if c.EMA < 0 || c.EMA >= 1 {
+		return fmt.Errorf("quantize: bad EMA decay %v (0 turns it off; else in (0, 1))", c.EMA)
+	}
 	if a := c.Augment; a.RotateDeg < 0 || a.Shift < 0 || a.Zoom < 0 || a.Zoom >= 1 || a.Brightness < 0 || a.Contrast < 0 || a.Contrast >= 1 ||
 		a.Gamma < 0 || a.Gamma >= 1 || a.Blur < 0 || a.Blur > 1 || a.Margin < 0 || a.Margin > 1 || a.ZoomIn < 0 || a.ZoomIn > 2 ||
 		a.Aspect < 0 || a.Aspect > 2 {
@@ -159,6 +167,8 @@ type checkpoint struct {
 	History                  []EpochStats
 	TrainSeconds             float64
 	ValFraction, WeightDecay float64
+	EMADecay                 float64
+	EMA                      map[string][]float32 // the moving average, when EMADecay > 0
 }
 
 const (
@@ -181,6 +191,7 @@ type trainer struct {
 	reps       []*network
 	trainable  []int // indices into params() of parameters with gradients
 	m, v       [][]float32
+	ema        [][]float32 // moving average of every parameter (indexed like params()), when cfg.EMA > 0
 	ck         checkpoint
 }
 
@@ -198,7 +209,7 @@ func Train(ctx context.Context, cfg Config) (*Result, error) {
 	t := &trainer{cfg: cfg, log: cfg.Logger}
 	// The whole recipe, defaults applied, so that a run's log says how its model was made.
 	t.log.Info("recipe", "seed", cfg.Seed, "split_seed", cfg.SplitSeed, "val_fraction", cfg.ValFraction,
-		"epochs", cfg.Epochs, "batch", cfg.BatchSize, "lr", cfg.LR, "weight_decay", cfg.WeightDecay,
+		"epochs", cfg.Epochs, "batch", cfg.BatchSize, "lr", cfg.LR, "weight_decay", cfg.WeightDecay, "ema", cfg.EMA,
 		"arch", fmt.Sprintf("%+v", cfg.Arch), "augment", fmt.Sprintf("%+v", *cfg.Augment))
 	if cfg.ExportOnly {
 		m, err := LoadModel(filepath.Join(cfg.Out, bestFile))
@@ -275,10 +286,15 @@ func (t *trainer) setup() {
 			t.v = append(t.v, make([]float32, len(p.w)))
 		}
 	}
+	if cfg.EMA > 0 {
+		for _, p := range t.master.params() {
+			t.ema = append(t.ema, append([]float32(nil), p.w...))
+		}
+	}
 	macs, params := cfg.Arch.Cost()
 	t.log.Info("network", "macs", macs, "params", params, "blocks", len(cfg.Arch.Blocks))
 	t.ck = checkpoint{Arch: cfg.Arch, Seed: cfg.Seed, SplitSeed: cfg.SplitSeed, BatchSize: cfg.BatchSize, Shards: cfg.Shards, Subset: cfg.Subset,
-		ValFraction: cfg.ValFraction, WeightDecay: cfg.WeightDecay}
+		ValFraction: cfg.ValFraction, WeightDecay: cfg.WeightDecay, EMADecay: cfg.EMA}
 }
 
 func (t *trainer) resume() error {
@@ -291,8 +307,8 @@ func (t *trainer) resume() error {
 		ck.SplitSeed = ck.Seed
 	}
 	if fmt.Sprint(ck.Arch) != fmt.Sprint(t.cfg.Arch) || ck.Seed != t.cfg.Seed || ck.SplitSeed != t.cfg.SplitSeed || ck.BatchSize != t.cfg.BatchSize ||
-		ck.Shards != t.cfg.Shards || ck.Subset != t.cfg.Subset || ck.ValFraction != t.cfg.ValFraction {
-		return fmt.Errorf("quantize: resume: %s was written with other settings (arch, seed, batch, shards, subset or validation fraction)", path)
+		ck.Shards != t.cfg.Shards || ck.Subset != t.cfg.Subset || ck.ValFraction != t.cfg.ValFraction || ck.EMADecay != t.cfg.EMA {
+		return fmt.Errorf("quantize: resume: %s was written with other settings (arch, seed, batch, shards, subset, validation fraction or EMA)", path)
 	}
 	ps := t.master.params()
 	for _, p := range ps {
@@ -305,6 +321,13 @@ func (t *trainer) resume() error {
 	for j, i := range t.trainable {
 		copy(t.m[j], ck.M[ps[i].name])
 		copy(t.v[j], ck.V[ps[i].name])
+	}
+	for i, e := range t.ema {
+		v, ok := ck.EMA[ps[i].name]
+		if !ok || len(v) != len(e) {
+			return fmt.Errorf("%w: checkpoint moving average %s", ErrModelFormat, ps[i].name)
+		}
+		copy(e, v)
 	}
 	t.ck.Done, t.ck.Step, t.ck.Best, t.ck.SinceBest, t.ck.History, t.ck.TrainSeconds =
 		ck.Done, ck.Step, ck.Best, ck.SinceBest, ck.History, ck.TrainSeconds
@@ -352,6 +375,7 @@ func (t *trainer) run(ctx context.Context) error {
 					(time.Duration(left) * time.Second).Round(time.Second), cfg.Epochs)
 			}
 		}
+		restore := t.useEMA()
 		scores, loss := t.predict(t.val)
 		labels := labelsOf(t.val)
 		st := EpochStats{Epoch: epoch + 1, TrainLoss: lossSum / float64(steps), LR: t.lr(t.ck.Step - 1),
@@ -367,11 +391,14 @@ func (t *trainer) run(ctx context.Context) error {
 		if improved {
 			t.ck.Best = &Model{Arch: cfg.Arch, Params: snapshot(t.master), Threshold: st.ValOp.Threshold, Val: st.ValOp, Epoch: epoch + 1}
 			t.ck.SinceBest = 0
+		} else {
+			t.ck.SinceBest++
+		}
+		restore()
+		if improved {
 			if err := SaveModel(filepath.Join(cfg.Out, bestFile), t.ck.Best); err != nil {
 				return err
 			}
-		} else {
-			t.ck.SinceBest++
 		}
 		if err := t.saveCheckpoint(); err != nil {
 			return err
@@ -453,12 +480,52 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 	}
 	t.updateBNStats()
 	t.adam(t.lr(t.ck.Step))
+	t.updateEMA()
 	t.ck.Step++
 	var loss float64
 	for _, l := range losses {
 		loss += l
 	}
 	return loss / wsum
+}
+
+// emaDecay is the moving average's decay at optimizer step s: lower at first, so that the
+// average does not hold on to the random initial weights (the TensorFlow convention).
+func emaDecay(decay float64, s int) float32 {
+	return float32(min(decay, float64(1+s)/float64(10+s)))
+}
+
+// updateEMA moves the average toward the weights and batch-norm statistics after step t.ck.Step.
+func (t *trainer) updateEMA() {
+	if t.ema == nil {
+		return
+	}
+	d := emaDecay(t.cfg.EMA, t.ck.Step)
+	for i, p := range t.master.params() {
+		e := t.ema[i]
+		for j, w := range p.w {
+			e[j] = d*e[j] + (1-d)*w
+		}
+	}
+}
+
+// useEMA puts the moving average into the network (shared by the replicas) and returns the
+// function that puts the trained weights back; without EMA both do nothing.
+func (t *trainer) useEMA() (restore func()) {
+	if t.ema == nil {
+		return func() {}
+	}
+	ps := t.master.params()
+	saved := make([][]float32, len(ps))
+	for i, p := range ps {
+		saved[i] = append([]float32(nil), p.w...)
+		copy(p.w, t.ema[i])
+	}
+	return func() {
+		for i, p := range ps {
+			copy(p.w, saved[i])
+		}
+	}
 }
 
 func (t *trainer) weight(label uint8) float32 {
@@ -566,6 +633,12 @@ func (t *trainer) saveCheckpoint() error {
 	for j, i := range t.trainable {
 		t.ck.M[ps[i].name] = t.m[j]
 		t.ck.V[ps[i].name] = t.v[j]
+	}
+	if t.ema != nil {
+		t.ck.EMA = map[string][]float32{}
+		for i, e := range t.ema {
+			t.ck.EMA[ps[i].name] = e
+		}
 	}
 	if err := writeGob(filepath.Join(t.cfg.Out, checkpointFile), &t.ck); err != nil {
 		return fmt.Errorf("quantize: checkpoint: %w", err)
