@@ -128,27 +128,27 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "cxr-edge demo:", err)
 		return exitUsage
 	}
-	broker := cfg.MQTT.Broker
-	if broker == "" {
-		broker = "tcp://" + cfg.MQTT.EmbeddedListen
-	}
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ready := make(chan string, 1)
+	ready := make(chan device.Listening, 1)
 	runErr := make(chan error, 1)
 	go func() {
 		runErr <- device.Run(ctx, cfg, device.DaemonOptions{
 			Version: Version(), Logger: log, Console: stderr,
-			Ready: func(addr string) { ready <- addr },
+			Ready: func(l device.Listening) { ready <- l },
 		})
 	}()
-	var httpAddr string
+	var listening device.Listening
 	select {
-	case httpAddr = <-ready:
+	case listening = <-ready:
 	case err := <-runErr:
 		fmt.Fprintln(stderr, "cxr-edge demo:", demoHint(err))
 		return exitFailed
+	}
+	// The embedded broker's bound address (a port the kernel chose for ":0"), else the configured broker.
+	broker := cfg.MQTT.Broker
+	if broker == "" {
+		broker = "tcp://" + listening.MQTT
 	}
 
 	out := &lockedWriter{w: stdout}
@@ -170,7 +170,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		ref = cfg.Model.Path
 	}
 	fmt.Fprintf(out, "cxr-edge demo running (%s)\n", ref)
-	fmt.Fprintf(out, "  screen:      http://%s/\n", httpAddr)
+	fmt.Fprintf(out, "  screen:      http://%s/\n", listening.HTTP)
 	fmt.Fprintf(out, "  hot folder:  %s  (drop JPEG, PNG or DICOM files here; write elsewhere, then move in)\n", cfg.Intake.WatchDir)
 	fmt.Fprintf(out, "  MQTT:        %s, results on topic %s\n", broker, topics.Result())
 	fmt.Fprintf(out, "  drop more:   cp IMAGE.jpeg %s/\n", cfg.Intake.WatchDir)

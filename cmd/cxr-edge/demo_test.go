@@ -43,8 +43,8 @@ func TestDemoDropsAndPrintsResultsFromMQTT(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, self, "demo", "--drop", fullres, "--exit-after-drop",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		"--mqtt-listen", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
+		// Port 0: the demo prints and uses the ports the kernel chose.
+		"--listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0")
 	cmd.Dir = work // the demo folder defaults to ./cxr-demo
 	cmd.Env = append(os.Environ(), "CXR_EDGE_TEST_MAIN=1", "CXR_DEVICE_ID=demo-test")
 	var stdout, stderr bytes.Buffer
@@ -53,6 +53,15 @@ func TestDemoDropsAndPrintsResultsFromMQTT(t *testing.T) {
 		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
+	// The banner names the ports the kernel chose, not the requested port 0.
+	for _, re := range []*regexp.Regexp{
+		regexp.MustCompile(`screen: +http://127\.0\.0\.1:[1-9][0-9]*/`),
+		regexp.MustCompile(`MQTT: +tcp://127\.0\.0\.1:[1-9][0-9]*, results on topic`),
+	} {
+		if !re.MatchString(out) {
+			t.Errorf("banner does not match %s:\n%s", re, out)
+		}
+	}
 	threshold := modelThreshold(t)
 	labels := map[string]int{}
 	ids := map[string]bool{}
@@ -121,7 +130,7 @@ func TestDemoErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(foreign, "notes.txt"), []byte("mine"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	free := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
+	const free = "127.0.0.1:0" // any port: these starts are refused before binding
 	demoDir := func() string { return filepath.Join(t.TempDir(), "demo") }
 	untouched := demoDir()
 	for _, tc := range []struct {
@@ -130,9 +139,9 @@ func TestDemoErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"http port busy", []string{"--dir", untouched, "--listen", busy.Addr().String(), "--mqtt-listen", free()}, exitFailed, "choose another address with --listen"},
-		{"mqtt port busy", []string{"--dir", demoDir(), "--listen", free(), "--mqtt-listen", busy.Addr().String()}, exitFailed, "--mqtt-listen"},
-		{"foreign dir", []string{"--dir", foreign, "--listen", free()}, exitUsage, "was not made by cxr-edge demo"},
+		{"http port busy", []string{"--dir", untouched, "--listen", busy.Addr().String(), "--mqtt-listen", free}, exitFailed, "choose another address with --listen"},
+		{"mqtt port busy", []string{"--dir", demoDir(), "--listen", free, "--mqtt-listen", busy.Addr().String()}, exitFailed, "--mqtt-listen"},
+		{"foreign dir", []string{"--dir", foreign, "--listen", free}, exitUsage, "was not made by cxr-edge demo"},
 		{"exit without drop", []string{"--exit-after-drop"}, exitUsage, "needs --drop"},
 		{"drop missing", []string{"--drop", "/nonexistent-cxr-demo"}, exitUsage, "no such file"},
 		{"drop no images", []string{"--drop", foreign}, exitUsage, "no JPEG, PNG or DICOM"},

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -123,19 +125,26 @@ func TestDaemonPublishesToMosquitto(t *testing.T) {
 	}
 }
 
+// embeddedBrokerRE finds the embedded broker's bound address in the daemon's log.
+var embeddedBrokerRE = regexp.MustCompile(`embedded MQTT broker listening[^\n]*?addr"?[=:]"?(127\.0\.0\.1:[0-9]+)`)
+
 // mqtt.embedded runs a broker inside the daemon for demos.
+// It listens on port 0 and logs the port the kernel chose.
 func TestDaemonEmbeddedBroker(t *testing.T) {
-	port := testenv.FreePort(t)
 	state := t.TempDir()
 	d := startDaemon(t, []string{
 		"CXR_MODEL_PATH=" + model(t),
 		"CXR_STORE_DIR=" + filepath.Join(state, "store"),
 		"CXR_MQTT_EMBEDDED=true",
-		fmt.Sprintf("CXR_MQTT_EMBEDDED_LISTEN=127.0.0.1:%d", port),
+		"CXR_MQTT_EMBEDDED_LISTEN=127.0.0.1:0",
 		"CXR_DEVICE_SITE=demo", "CXR_DEVICE_ID=dev",
 		"CXR_INDICATOR_KIND=none",
 	})
-	sub := subscribe(t, fmt.Sprintf("tcp://127.0.0.1:%d", port), "cxr/demo/dev/#")
+	m := embeddedBrokerRE.FindStringSubmatch(d.logText())
+	if m == nil || strings.HasSuffix(m[1], ":0") {
+		t.Fatalf("no bound address of the embedded broker in the log:\n%s", d.logText())
+	}
+	sub := subscribe(t, "tcp://"+m[1], "cxr/demo/dev/#")
 	topics, _ := telemetry.NewTopics("cxr", "demo", "dev")
 	res := postImage(t, d.url, "NORMAL", "IM-0636-0001.jpeg")
 	waitFor(t, "the result on the embedded broker", func() bool { return sub.count(topics.Result()) >= 1 })

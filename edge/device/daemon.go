@@ -39,6 +39,12 @@ func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, hopts))
 }
 
+// Listening is where a running daemon can be reached.
+type Listening struct {
+	HTTP string // intake.http_listen as bound ("" without the HTTP API)
+	MQTT string // the embedded broker's address as bound (mqtt.embedded; else "")
+}
+
 // DaemonOptions are what Run needs besides the configuration.
 type DaemonOptions struct {
 	// Version of the daemon, reported in status.
@@ -47,9 +53,9 @@ type DaemonOptions struct {
 	Logger *slog.Logger
 	// Console is where indicator.kind console writes; default os.Stderr.
 	Console io.Writer
-	// Ready, if set, is called with the HTTP address once the daemon serves (tests use it to
-	// learn a port chosen by the kernel for http_listen "127.0.0.1:0").
-	Ready func(httpAddr string)
+	// Ready, if set, is called once the daemon serves, with the addresses it listens on
+	// (tests and the demo use it to learn ports the kernel chose for "127.0.0.1:0").
+	Ready func(Listening)
 	// Notify sends systemd notifications; default daemon.SdNotify (a no-op outside systemd).
 	Notify func(state string) error
 	// Reload, if set, asks for a model reload at each receive (cxr-edge sends on SIGHUP):
@@ -157,19 +163,20 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	}
 	defer closeLights()
 
-	var embedded *mqttserver.Server
+	var listening Listening
 	if cfg.MQTT.Embedded {
-		embedded, err = startEmbeddedBroker(cfg.MQTT.EmbeddedListen, log)
+		embedded, addr, err := startEmbeddedBroker(cfg.MQTT.EmbeddedListen, log)
 		if err != nil {
 			return err
 		}
 		defer embedded.Close()
+		listening.MQTT = addr
 	}
 
 	// MQTT: the configured broker, else the embedded one.
 	broker := cfg.MQTT.Broker
-	if broker == "" && cfg.MQTT.Embedded {
-		broker = "tcp://" + cfg.MQTT.EmbeddedListen
+	if broker == "" && listening.MQTT != "" {
+		broker = "tcp://" + listening.MQTT
 	}
 	health := &healthSource{host: telemetry.NewCollector(telemetry.CollectorOptions{DiskPath: cfg.Store.Dir}),
 		store: st, indicator: lt.State}
@@ -416,7 +423,8 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	}
 	log.Info("cxr-edge running", "version", opts.Version, "device", cfg.Device.ID, "site", cfg.Device.Site)
 	if opts.Ready != nil {
-		opts.Ready(httpAddr)
+		listening.HTTP = httpAddr
+		opts.Ready(listening)
 	}
 
 	<-ctx.Done()
@@ -446,20 +454,23 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	return nil
 }
 
-// startEmbeddedBroker runs an MQTT broker in the daemon (mqtt.embedded), for demos without one.
-func startEmbeddedBroker(addr string, log *slog.Logger) (*mqttserver.Server, error) {
+// startEmbeddedBroker runs an MQTT broker in the daemon (mqtt.embedded), for demos without one,
+// and returns the address it bound (port 0 in addr: one the kernel chose).
+func startEmbeddedBroker(addr string, log *slog.Logger) (*mqttserver.Server, string, error) {
 	s := mqttserver.New(&mqttserver.Options{InlineClient: true, Logger: log.With("component", "mqtt-broker")})
 	if err := s.AddHook(new(allowLocal), nil); err != nil {
-		return nil, fmt.Errorf("embedded broker: %w", err)
+		return nil, "", fmt.Errorf("embedded broker: %w", err)
 	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})); err != nil {
-		return nil, fmt.Errorf("mqtt.embedded_listen %s: %w", addr, err)
+	ln := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
+	if err := s.AddListener(ln); err != nil { // binds: Address() is the bound address from here on
+		return nil, "", fmt.Errorf("mqtt.embedded_listen %s: %w", addr, err)
 	}
 	if err := s.Serve(); err != nil {
-		return nil, fmt.Errorf("embedded broker: %w", err)
+		s.Close()
+		return nil, "", fmt.Errorf("embedded broker: %w", err)
 	}
-	log.Info("embedded MQTT broker listening", "addr", addr)
-	return s, nil
+	log.Info("embedded MQTT broker listening", "addr", ln.Address())
+	return s, ln.Address(), nil
 }
 
 // allowLocal lets every client of the embedded broker connect and use every topic. The broker

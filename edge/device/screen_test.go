@@ -122,7 +122,7 @@ func startTestDaemon(t *testing.T, threshold float64) (string, func()) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, cfg, DaemonOptions{Version: "test", Logger: discardLogger(),
-			Ready: func(a string) { addr <- a }, Notify: func(string) error { return nil }})
+			Ready: func(l Listening) { addr <- l.HTTP }, Notify: func(string) error { return nil }})
 	}()
 	var once sync.Once
 	stop := func() {
