@@ -3,9 +3,6 @@ package quantize
 import (
 	"math"
 	"math/rand/v2"
-
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/gonum"
 )
 
 // The float32 training layers. Activations are batches of CHW images ([n][c][h][w], row-major),
@@ -43,21 +40,6 @@ type layer interface {
 	params() []*param
 	// replica returns a layer sharing this layer's weights with its own gradients and caches.
 	replica() layer
-}
-
-var blasImpl = gonum.Implementation{}
-
-// sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices.
-func sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, b []float32, beta float32, c []float32) {
-	ta, tb := blas.NoTrans, blas.NoTrans
-	lda, ldb := k, n
-	if tA {
-		ta, lda = blas.Trans, m
-	}
-	if tB {
-		tb, ldb = blas.Trans, k
-	}
-	blasImpl.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
 }
 
 func newParam(name string, n int, decay bool) *param {
