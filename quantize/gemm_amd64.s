@@ -2,6 +2,11 @@
 
 #include "textflag.h"
 
+// ADDROW adds the C row at DX to a row of the tile (two registers) and moves DX to the next
+// row (R8 bytes on); STOREROW stores a row of the tile there and moves on.
+#define ADDROW(lo, hi) VADDPS (DX), lo, lo; VADDPS 32(DX), hi, hi; ADDQ R8, DX
+#define STOREROW(lo, hi) VMOVUPS lo, (DX); VMOVUPS hi, 32(DX); ADDQ R8, DX
+
 // func kernel6x16(k int, a, b *float32, ldb int, c *float32, ldc int, add bool)
 // Y0..Y11 accumulate the 6×16 tile (two registers per row); Y12, Y13 hold a row of B,
 // Y14, Y15 broadcasts of A.
@@ -59,42 +64,20 @@ done:
 	MOVB add+48(FP), AX
 	TESTB AL, AL
 	JEQ  store
-	VADDPS (DX), Y0, Y0
-	VADDPS 32(DX), Y1, Y1
-	ADDQ   R8, DX
-	VADDPS (DX), Y2, Y2
-	VADDPS 32(DX), Y3, Y3
-	ADDQ   R8, DX
-	VADDPS (DX), Y4, Y4
-	VADDPS 32(DX), Y5, Y5
-	ADDQ   R8, DX
-	VADDPS (DX), Y6, Y6
-	VADDPS 32(DX), Y7, Y7
-	ADDQ   R8, DX
-	VADDPS (DX), Y8, Y8
-	VADDPS 32(DX), Y9, Y9
-	ADDQ   R8, DX
-	VADDPS (DX), Y10, Y10
-	VADDPS 32(DX), Y11, Y11
-	MOVQ   c+32(FP), DX
+	ADDROW(Y0, Y1)
+	ADDROW(Y2, Y3)
+	ADDROW(Y4, Y5)
+	ADDROW(Y6, Y7)
+	ADDROW(Y8, Y9)
+	ADDROW(Y10, Y11)
+	MOVQ c+32(FP), DX
 
 store:
-	VMOVUPS Y0, (DX)
-	VMOVUPS Y1, 32(DX)
-	ADDQ    R8, DX
-	VMOVUPS Y2, (DX)
-	VMOVUPS Y3, 32(DX)
-	ADDQ    R8, DX
-	VMOVUPS Y4, (DX)
-	VMOVUPS Y5, 32(DX)
-	ADDQ    R8, DX
-	VMOVUPS Y6, (DX)
-	VMOVUPS Y7, 32(DX)
-	ADDQ    R8, DX
-	VMOVUPS Y8, (DX)
-	VMOVUPS Y9, 32(DX)
-	ADDQ    R8, DX
-	VMOVUPS Y10, (DX)
-	VMOVUPS Y11, 32(DX)
+	STOREROW(Y0, Y1)
+	STOREROW(Y2, Y3)
+	STOREROW(Y4, Y5)
+	STOREROW(Y6, Y7)
+	STOREROW(Y8, Y9)
+	STOREROW(Y10, Y11)
 	VZEROUPPER
 	RET

@@ -347,15 +347,7 @@ func TestTrainSubsetAndResume(t *testing.T) {
 	}
 
 	// Interrupted after epoch 1, then resumed.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cfg2 := cfg
-	cfg2.Out = t.TempDir()
-	cfg2.Progress = &cancelAfter{marker: "epoch 1 done", cancel: cancel}
-	if _, err := Train(ctx, cfg2); !errors.Is(err, context.Canceled) {
-		t.Fatalf("interrupted run: err = %v", err)
-	}
-	cfg2.Progress, cfg2.Resume = nil, true
+	cfg2 := trainInterrupted(t, cfg)
 	resumed, err := Train(context.Background(), cfg2)
 	if err != nil {
 		t.Fatal(err)
@@ -363,14 +355,7 @@ func TestTrainSubsetAndResume(t *testing.T) {
 	if len(resumed.History) != 3 {
 		t.Fatalf("resumed history has %d epochs", len(resumed.History))
 	}
-	for name, w := range full.Model.Params {
-		r := resumed.Model.Params[name]
-		for i := range w {
-			if math.Float32bits(w[i]) != math.Float32bits(r[i]) {
-				t.Fatalf("%s[%d]: %v uninterrupted, %v resumed", name, i, w[i], r[i])
-			}
-		}
-	}
+	sameWeights(t, full.Model, resumed.Model)
 	// Resuming with other settings is refused.
 	cfg2.Seed = 4
 	if _, err := Train(context.Background(), cfg2); err == nil || !strings.Contains(err.Error(), "other settings") {
@@ -411,6 +396,34 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
+// trainInterrupted runs cfg in a new folder until epoch 1 is done, then cancels it, and
+// returns the configuration that resumes it.
+func trainInterrupted(t *testing.T, cfg Config) Config {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg.Out = t.TempDir()
+	cfg.Progress = &cancelAfter{marker: "epoch 1 done", cancel: cancel}
+	if _, err := Train(ctx, cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: err = %v", err)
+	}
+	cfg.Progress, cfg.Resume = nil, true
+	return cfg
+}
+
+// sameWeights fails unless the uninterrupted and the resumed model are bit-identical.
+func sameWeights(t *testing.T, full, resumed *Model) {
+	t.Helper()
+	for name, w := range full.Params {
+		r := resumed.Params[name]
+		for i := range w {
+			if math.Float32bits(w[i]) != math.Float32bits(r[i]) {
+				t.Fatalf("%s[%d]: %v uninterrupted, %v resumed", name, i, w[i], r[i])
+			}
+		}
+	}
+}
+
 func TestEMADecay(t *testing.T) {
 	for _, c := range []struct {
 		decay float64
@@ -444,14 +457,7 @@ func TestTrainEMA(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cfg2 := cfg
-	cfg2.Out = t.TempDir()
-	cfg2.Progress = &cancelAfter{marker: "epoch 1 done", cancel: cancel}
-	if _, err := Train(ctx, cfg2); !errors.Is(err, context.Canceled) {
-		t.Fatalf("interrupted run: err = %v", err)
-	}
+	cfg2 := trainInterrupted(t, cfg)
 	// After epoch 1 the best model is epoch 1's average: the checkpoint's EMA, not its weights.
 	var ck checkpoint
 	if err := readGob(filepath.Join(cfg2.Out, checkpointFile), &ck); err != nil {
@@ -480,7 +486,6 @@ func TestTrainEMA(t *testing.T) {
 		t.Fatal("the kept model is the last step's weights, not their average")
 	}
 
-	cfg2.Progress, cfg2.Resume = nil, true
 	resumed, err := Train(context.Background(), cfg2)
 	if err != nil {
 		t.Fatal(err)
@@ -488,14 +493,7 @@ func TestTrainEMA(t *testing.T) {
 	if full.Model.Epoch != resumed.Model.Epoch {
 		t.Fatalf("best epoch %d uninterrupted, %d resumed", full.Model.Epoch, resumed.Model.Epoch)
 	}
-	for name, w := range full.Model.Params {
-		r := resumed.Model.Params[name]
-		for i := range w {
-			if math.Float32bits(w[i]) != math.Float32bits(r[i]) {
-				t.Fatalf("%s[%d]: %v uninterrupted, %v resumed", name, i, w[i], r[i])
-			}
-		}
-	}
+	sameWeights(t, full.Model, resumed.Model)
 	// The average is part of the recipe: resuming without it is refused.
 	cfg2.EMA = 0
 	if _, err := Train(context.Background(), cfg2); err == nil || !strings.Contains(err.Error(), "other settings") {
