@@ -50,6 +50,12 @@ func PatientID(file string) (string, error) {
 	return "", fmt.Errorf("%w: no patient id in file name %q", ErrDataset, filepath.Base(file))
 }
 
+// Viral reports whether the sample is a viral pneumonia film (person…_virus_… in its name).
+func (s Sample) Viral() bool {
+	m := personRE.FindStringSubmatch(strings.TrimSuffix(filepath.Base(s.Path), filepath.Ext(s.Path)))
+	return m != nil && m[2] == "virus"
+}
+
 // ListSplit lists dir/split/{NORMAL,PNEUMONIA}/*.{jpeg,jpg,png}, sorted by path.
 func ListSplit(dir, split string) ([]Sample, error) {
 	var out []Sample

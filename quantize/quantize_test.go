@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -498,5 +499,45 @@ func TestTrainEMA(t *testing.T) {
 	cfg2.EMA = 0
 	if _, err := Train(context.Background(), cfg2); err == nil || !strings.Contains(err.Error(), "other settings") {
 		t.Fatalf("resume without the moving average: err = %v", err)
+	}
+}
+
+func TestClassWeights(t *testing.T) {
+	var train []Sample
+	add := func(n int, name string, label uint8) {
+		for i := range n {
+			train = append(train, Sample{Path: fmt.Sprintf("/d/%s_%d.jpeg", name, i), Label: label})
+		}
+	}
+	add(25, "IM-0001-0001", 0)
+	add(50, "person1_bacteria", 1)
+	add(25, "person2_virus", 1)
+	for _, viral := range []float64{1, 2, 3.5} {
+		neg, bact, vir := classWeights(train, viral)
+		var sum [2]float64
+		for _, s := range train {
+			w := map[bool]float32{true: vir, false: bact}[s.Viral()]
+			if s.Label == 0 {
+				w = neg
+			}
+			sum[s.Label] += float64(w)
+		}
+		// Each class carries half of the total weight (the number of films), and a viral film
+		// weighs viral times a bacterial one.
+		if math.Abs(sum[0]-50) > 1e-4 || math.Abs(sum[1]-50) > 1e-4 || math.Abs(float64(vir/bact)-viral) > 1e-6 {
+			t.Errorf("viral %v: normals %.4f, pneumonias %.4f (want 50 each), viral/bacterial %v", viral, sum[0], sum[1], vir/bact)
+		}
+	}
+	// Weight 1 is the plain class weighting, to the bit (recipes before the option reproduce).
+	if _, bact, vir := classWeights(train, 1); bact != vir || bact != float32(100)/float32(2*75) {
+		t.Errorf("viral 1: bacterial %v, viral %v, want %v", bact, vir, float32(100)/float32(150))
+	}
+	for name, want := range map[string]bool{"person1_virus_7.jpeg": true, "person1_bacteria_7.jpeg": false, "person447_virus_921_1.jpeg": true, "IM-0115-0001.jpeg": false, "virus.jpeg": false} {
+		if got := (Sample{Path: "/x/PNEUMONIA/" + name}).Viral(); got != want {
+			t.Errorf("Viral(%s) = %v", name, got)
+		}
+	}
+	if err := (Config{Data: "x", Out: "y", ViralWeight: -1}).withDefaults().validate(); err == nil {
+		t.Error("negative viral weight accepted")
 	}
 }

@@ -56,6 +56,10 @@ type Config struct {
 	// model and the export then use the average instead of the last step's weights, which
 	// smooths the noise of the final steps. 0 (the default): the raw weights, as before.
 	EMA float64
+	// ViralWeight is the loss weight of a viral pneumonia film relative to a bacterial one
+	// (file names say which); the pneumonia class keeps half of the loss (default 1: all
+	// pneumonia films alike). Viral films are the tail that sets the operating threshold.
+	ViralWeight float64
 
 	Logger   *slog.Logger // default: discard
 	Progress io.Writer    // progress lines with ETA (nil: none)
@@ -97,6 +101,7 @@ func (c Config) withDefaults() Config {
 	setF(&c.WeightDecay, d.WeightDecay)
 	setF(&c.WarmupEpochs, d.WarmupEpochs)
 	setF(&c.ValFraction, d.ValFraction)
+	setF(&c.ViralWeight, 1)
 	if c.Seed == 0 {
 		c.Seed = d.Seed
 	}
@@ -120,6 +125,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("quantize: bad epochs %d / batch %d / shards %d (each shard needs ≥ 2 images for batch norm)", c.Epochs, c.BatchSize, c.Shards)
 	case c.LR <= 0 || c.LR > 1 || c.WeightDecay < 0 || c.ValFraction <= 0 || c.ValFraction >= 1:
 		return fmt.Errorf("quantize: bad lr %v / weight decay %v / validation fraction %v", c.LR, c.WeightDecay, c.ValFraction)
+	}
+	if c.ViralWeight < 0 || c.ViralWeight > 100 {
+		return fmt.Errorf("quantize: bad viral weight %v (0 < w ≤ 100; 1: as bacterial)", c.ViralWeight)
 	}
 	if c.EMA < 0 || c.EMA >= 1 {
 		return fmt.Errorf("quantize: bad EMA decay %v (0 turns it off; else in (0, 1))", c.EMA)
@@ -169,6 +177,7 @@ type checkpoint struct {
 	ValFraction, WeightDecay float64
 	EMADecay                 float64
 	EMA                      map[string][]float32 // the moving average, when EMADecay > 0
+	ViralWeight              float64              // 0 in checkpoints written before it existed: 1
 }
 
 const (
@@ -186,13 +195,14 @@ type trainer struct {
 	cfg        Config
 	log        *slog.Logger
 	train, val []Sample
-	wPos, wNeg float32
-	master     *network
-	reps       []*network
-	trainable  []int // indices into params() of parameters with gradients
-	m, v       [][]float32
-	ema        [][]float32 // moving average of every parameter (indexed like params()), when cfg.EMA > 0
-	ck         checkpoint
+	// Loss weights of a normal, a bacterial and a viral pneumonia film (classWeights).
+	wNeg, wBact, wVir float32
+	master            *network
+	reps              []*network
+	trainable         []int // indices into params() of parameters with gradients
+	m, v              [][]float32
+	ema               [][]float32 // moving average of every parameter (indexed like params()), when cfg.EMA > 0
+	ck                checkpoint
 }
 
 // Train runs (or resumes) a training run and writes its checkpoint every epoch, the best model
@@ -209,7 +219,7 @@ func Train(ctx context.Context, cfg Config) (*Result, error) {
 	t := &trainer{cfg: cfg, log: cfg.Logger}
 	// The whole recipe, defaults applied, so that a run's log says how its model was made.
 	t.log.Info("recipe", "seed", cfg.Seed, "split_seed", cfg.SplitSeed, "val_fraction", cfg.ValFraction,
-		"epochs", cfg.Epochs, "batch", cfg.BatchSize, "lr", cfg.LR, "weight_decay", cfg.WeightDecay, "ema", cfg.EMA,
+		"epochs", cfg.Epochs, "batch", cfg.BatchSize, "lr", cfg.LR, "weight_decay", cfg.WeightDecay, "ema", cfg.EMA, "viral_weight", cfg.ViralWeight,
 		"arch", fmt.Sprintf("%+v", cfg.Arch), "augment", fmt.Sprintf("%+v", *cfg.Augment))
 	if cfg.ExportOnly {
 		m, err := LoadModel(filepath.Join(cfg.Out, bestFile))
@@ -262,9 +272,7 @@ func (t *trainer) loadData(ctx context.Context) error {
 	}
 	t.train, t.val = train, val
 	p := countPos(train)
-	// Class weights: each class contributes half of the loss.
-	t.wPos = float32(len(train)) / float32(2*max(p, 1))
-	t.wNeg = float32(len(train)) / float32(2*max(len(train)-p, 1))
+	t.wNeg, t.wBact, t.wVir = classWeights(train, cfg.ViralWeight)
 	t.log.Info("data loaded", "train", len(train), "train_pneumonia", p, "val", len(val), "val_pneumonia", countPos(val),
 		"size", cfg.Arch.Size, "seconds", time.Since(start).Seconds())
 	if len(train) < cfg.BatchSize && !cfg.ExportOnly {
@@ -294,7 +302,7 @@ func (t *trainer) setup() {
 	macs, params := cfg.Arch.Cost()
 	t.log.Info("network", "macs", macs, "params", params, "blocks", len(cfg.Arch.Blocks))
 	t.ck = checkpoint{Arch: cfg.Arch, Seed: cfg.Seed, SplitSeed: cfg.SplitSeed, BatchSize: cfg.BatchSize, Shards: cfg.Shards, Subset: cfg.Subset,
-		ValFraction: cfg.ValFraction, WeightDecay: cfg.WeightDecay, EMADecay: cfg.EMA}
+		ValFraction: cfg.ValFraction, WeightDecay: cfg.WeightDecay, EMADecay: cfg.EMA, ViralWeight: cfg.ViralWeight}
 }
 
 func (t *trainer) resume() error {
@@ -306,9 +314,13 @@ func (t *trainer) resume() error {
 	if ck.SplitSeed == 0 { // written before SplitSeed existed: the split used Seed
 		ck.SplitSeed = ck.Seed
 	}
+	if ck.ViralWeight == 0 { // written before ViralWeight existed: every pneumonia alike
+		ck.ViralWeight = 1
+	}
 	if fmt.Sprint(ck.Arch) != fmt.Sprint(t.cfg.Arch) || ck.Seed != t.cfg.Seed || ck.SplitSeed != t.cfg.SplitSeed || ck.BatchSize != t.cfg.BatchSize ||
-		ck.Shards != t.cfg.Shards || ck.Subset != t.cfg.Subset || ck.ValFraction != t.cfg.ValFraction || ck.EMADecay != t.cfg.EMA {
-		return fmt.Errorf("quantize: resume: %s was written with other settings (arch, seed, batch, shards, subset, validation fraction or EMA)", path)
+		ck.Shards != t.cfg.Shards || ck.Subset != t.cfg.Subset || ck.ValFraction != t.cfg.ValFraction || ck.EMADecay != t.cfg.EMA ||
+		ck.ViralWeight != t.cfg.ViralWeight {
+		return fmt.Errorf("quantize: resume: %s was written with other settings (arch, seed, batch, shards, subset, validation fraction, EMA or viral weight)", path)
 	}
 	ps := t.master.params()
 	for _, p := range ps {
@@ -431,7 +443,7 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 	hw := size * size
 	var wsum float64
 	for _, i := range idx {
-		wsum += float64(t.weight(t.train[i].Label))
+		wsum += float64(t.weight(t.train[i]))
 	}
 	losses := make([]float64, len(t.reps))
 	var wg sync.WaitGroup
@@ -450,7 +462,7 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 				s := t.train[i]
 				rng := rand.New(rand.NewPCG(cfg.Seed^0xa09, uint64(epoch)<<32|uint64(i)))
 				cfg.Augment.apply(s.Grey, size, rng, x.d[j*hw:(j+1)*hw])
-				y[j], w[j] = float32(s.Label), t.weight(s.Label)
+				y[j], w[j] = float32(s.Label), t.weight(s)
 			}
 			rep.drop.rng = rand.New(rand.NewPCG(cfg.Seed^0xd40, uint64(t.ck.Step)<<8|uint64(k)))
 			z := rep.forward(x, true)
@@ -528,11 +540,33 @@ func (t *trainer) useEMA() (restore func()) {
 	}
 }
 
-func (t *trainer) weight(label uint8) float32 {
-	if label == 1 {
-		return t.wPos
+// classWeights returns the loss weights of a normal, a bacterial and a viral pneumonia film:
+// each class contributes half of the total, and within pneumonia a viral film weighs viral
+// times a bacterial one. With viral 1 both pneumonia weights are n/(2·positives).
+func classWeights(train []Sample, viral float64) (neg, bact, vir float32) {
+	var pos, vPos int
+	for _, s := range train {
+		if s.Label == 1 {
+			pos++
+			if s.Viral() {
+				vPos++
+			}
+		}
 	}
-	return t.wNeg
+	n := float32(len(train))
+	neg = n / float32(2*max(len(train)-pos, 1))
+	bact = n / float32(2*max(float64(pos-vPos)+viral*float64(vPos), 1))
+	return neg, bact, float32(viral) * bact
+}
+
+func (t *trainer) weight(s Sample) float32 {
+	switch {
+	case s.Label == 0:
+		return t.wNeg
+	case s.Viral():
+		return t.wVir
+	}
+	return t.wBact
 }
 
 // updateBNStats folds the shards' batch statistics into the running statistics.
@@ -605,7 +639,7 @@ func (t *trainer) predict(samples []Sample) ([]float32, float64) {
 				w := make([]float32, hi-lo)
 				for j := lo; j < hi; j++ {
 					toInput(samples[j].Grey, x.d[(j-lo)*hw:(j-lo+1)*hw])
-					y[j-lo], w[j-lo] = float32(samples[j].Label), t.weight(samples[j].Label)
+					y[j-lo], w[j-lo] = float32(samples[j].Label), t.weight(samples[j])
 				}
 				z := rep.forward(x, false)
 				losses[k] += sigmoidBCE(z.d, y, w, make([]float32, len(z.d)))
@@ -621,7 +655,7 @@ func (t *trainer) predict(samples []Sample) ([]float32, float64) {
 		loss += l
 	}
 	for _, s := range samples {
-		wsum += float64(t.weight(s.Label))
+		wsum += float64(t.weight(s))
 	}
 	return scores, loss / max(wsum, 1e-9)
 }

@@ -48,6 +48,7 @@ func cmdTrain(args []string) error {
 	aspect := fs.Float64("aspect", 0, "augmentation: stretch down or across by a factor log-uniform in [1/(1+a), 1+a] (0: off)")
 	window := fs.Float64("window", 0, "input grey-level window: fraction of pixels clipped at each end (0: none; stored in the model)")
 	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
+	viral := fs.Float64("viral-weight", 1, "loss weight of a viral pneumonia film relative to a bacterial one (the class keeps half of the loss)")
 	ema := fs.Float64("ema", 0, "validate, keep and export a moving average of the weights with this decay per step (e.g. 0.998; 0: off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -77,7 +78,7 @@ func cmdTrain(args []string) error {
 	}
 	cfg.Epochs, cfg.Seed, cfg.SplitSeed, cfg.Resume, cfg.Subset = *epochs, *seed, *splitSeed, *resume, *subset
 	cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Patience, cfg.EvalTest = *batch, *lr, *wd, *patience, *evalTest
-	cfg.NoExport, cfg.ExportOnly, cfg.CalibImages, cfg.EMA = *noExport, *exportOnly, *calib, *ema
+	cfg.NoExport, cfg.ExportOnly, cfg.CalibImages, cfg.EMA, cfg.ViralWeight = *noExport, *exportOnly, *calib, *ema, *viral
 	cfg.Arch.Dropout = float32(*dropout)
 	cfg.Arch.Window = float32(*window)
 	cfg.CalibPercentile = *calibPct
