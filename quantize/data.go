@@ -21,6 +21,7 @@ type Sample struct {
 	Path    string
 	Label   uint8  // 1 = PNEUMONIA, 0 = NORMAL
 	Patient string // patient (PNEUMONIA) or study (NORMAL) id, the unit of the split
+	Viral   bool   // a viral pneumonia film (its file name says so); set by ListSplit
 	Grey    []uint8
 }
 
@@ -50,9 +51,9 @@ func PatientID(file string) (string, error) {
 	return "", fmt.Errorf("%w: no patient id in file name %q", ErrDataset, filepath.Base(file))
 }
 
-// Viral reports whether the sample is a viral pneumonia film (person…_virus_… in its name).
-func (s Sample) Viral() bool {
-	m := personRE.FindStringSubmatch(strings.TrimSuffix(filepath.Base(s.Path), filepath.Ext(s.Path)))
+// viralFile reports whether a file name is a viral pneumonia film's (person…_virus_…).
+func viralFile(file string) bool {
+	m := personRE.FindStringSubmatch(strings.TrimSuffix(filepath.Base(file), filepath.Ext(file)))
 	return m != nil && m[2] == "virus"
 }
 
@@ -74,7 +75,8 @@ func ListSplit(dir, split string) ([]Sample, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, Sample{Path: filepath.Join(d, e.Name()), Label: uint8(label), Patient: class + "/" + pid})
+			out = append(out, Sample{Path: filepath.Join(d, e.Name()), Label: uint8(label), Patient: class + "/" + pid,
+				Viral: label == 1 && viralFile(e.Name())})
 		}
 	}
 	if len(out) == 0 {

@@ -14,9 +14,10 @@ const (
 )
 
 // sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices: op(A) is m×k, op(B)
-// k×n, C m×n. With AVX2 and FMA it packs both operands into tiles for an assembly kernel
-// (BenchmarkSgemm compares it with gonum in the same run); elsewhere it calls gonum. The two round differently (FMA, summation order), so a model trained with one is
-// not bit-identical to one trained with the other; each is reproducible.
+// k×n, C m×n. With AVX2 and FMA it packs the operands into tiles for an assembly kernel
+// (BenchmarkSgemm compares it with gonum in the same run); elsewhere it calls gonum. The two
+// round differently (FMA, summation order), so a model trained with one is not bit-identical
+// to one trained with the other; each is reproducible.
 func sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, b []float32, beta float32, c []float32) {
 	if m == 0 || n == 0 {
 		return
@@ -32,12 +33,12 @@ func sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, b []float32, be
 		beta = 1
 	}
 	// op(B) is read in place when its rows are rows of b (no transpose); only a last,
-	// narrower column panel is packed (padded with zeros). A transposed B is packed whole.
-	var pb []float32
+	// narrower column panel is copied (padded with zeros). A transposed B is packed whole.
+	var pb, edge []float32
 	if tB {
-		pb = packB(tB, n, k, b)
+		pb = packBT(n, k, b)
 	} else if n%gemmNR != 0 {
-		pb = packB(false, n, k, b)
+		edge = packEdge(n, k, b)
 	}
 	pa := packA(tA, m, k, alpha, a)
 	var tile [gemmMR * gemmNR]float32
@@ -50,9 +51,12 @@ func sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, b []float32, be
 			cols := min(gemmNR, n-j0)
 			var bp *float32
 			ldb := gemmNR
-			if tB || cols < gemmNR {
+			switch {
+			case tB:
 				bp = &pb[((j0/gemmNR)*k+k0)*gemmNR]
-			} else {
+			case cols < gemmNR:
+				bp = &edge[k0*gemmNR]
+			default:
 				bp, ldb = &b[k0*n+j0], n
 			}
 			for i0 := 0; i0 < m; i0 += gemmMR {
@@ -100,30 +104,32 @@ func packA(tA bool, m, k int, alpha float32, a []float32) []float32 {
 	return p
 }
 
-// packB lays op(B) out as panels of gemmNR columns, row by row (a panel's l-th row is gemmNR
-// consecutive values), padding the last panel with zeros. Without a transpose only the last,
-// partial panel is filled: the others are read from b in place.
-func packB(tB bool, n, k int, b []float32) []float32 {
+// packBT lays op(B) = bᵀ (b is n×k) out as panels of gemmNR columns, row by row (a panel's
+// l-th row is gemmNR consecutive values), padding the last panel with zeros.
+func packBT(n, k int, b []float32) []float32 {
 	panels := (n + gemmNR - 1) / gemmNR
 	p := make([]float32, panels*k*gemmNR)
 	for jp := range panels {
 		j0 := jp * gemmNR
 		cols := min(gemmNR, n-j0)
-		dst := p[jp*k*gemmNR:]
-		switch {
-		case tB: // op(B)[l][j] = b[j*k+l]: written in order, read from cols rows at once
-			src := b[j0*k:]
-			for l := range k {
-				row := dst[l*gemmNR : l*gemmNR+cols]
-				for j := range row {
-					row[j] = src[j*k+l]
-				}
-			}
-		case cols < gemmNR:
-			for l := range k {
-				copy(dst[l*gemmNR:l*gemmNR+cols], b[l*n+j0:l*n+j0+cols])
+		dst, src := p[jp*k*gemmNR:], b[j0*k:]
+		for l := range k { // written in order, read from cols rows of b at once
+			row := dst[l*gemmNR : l*gemmNR+cols]
+			for j := range row {
+				row[j] = src[j*k+l]
 			}
 		}
+	}
+	return p
+}
+
+// packEdge copies the last, partial column panel of op(B) = b (k×n) into k rows of gemmNR
+// values, padded with zeros; the full panels are read from b in place.
+func packEdge(n, k int, b []float32) []float32 {
+	j0 := n / gemmNR * gemmNR
+	p := make([]float32, k*gemmNR)
+	for l := range k {
+		copy(p[l*gemmNR:], b[l*n+j0:(l+1)*n])
 	}
 	return p
 }

@@ -506,7 +506,8 @@ func TestClassWeights(t *testing.T) {
 	var train []Sample
 	add := func(n int, name string, label uint8) {
 		for i := range n {
-			train = append(train, Sample{Path: fmt.Sprintf("/d/%s_%d.jpeg", name, i), Label: label})
+			path := fmt.Sprintf("/d/%s_%d.jpeg", name, i)
+			train = append(train, Sample{Path: path, Label: label, Viral: viralFile(path)})
 		}
 	}
 	add(25, "IM-0001-0001", 0)
@@ -516,7 +517,7 @@ func TestClassWeights(t *testing.T) {
 		neg, bact, vir := classWeights(train, viral)
 		var sum [2]float64
 		for _, s := range train {
-			w := map[bool]float32{true: vir, false: bact}[s.Viral()]
+			w := map[bool]float32{true: vir, false: bact}[s.Viral]
 			if s.Label == 0 {
 				w = neg
 			}
@@ -533,7 +534,7 @@ func TestClassWeights(t *testing.T) {
 		t.Errorf("viral 1: bacterial %v, viral %v, want %v", bact, vir, float32(100)/float32(150))
 	}
 	for name, want := range map[string]bool{"person1_virus_7.jpeg": true, "person1_bacteria_7.jpeg": false, "person447_virus_921_1.jpeg": true, "IM-0115-0001.jpeg": false, "virus.jpeg": false} {
-		if got := (Sample{Path: "/x/PNEUMONIA/" + name}).Viral(); got != want {
+		if got := viralFile("/x/PNEUMONIA/" + name); got != want {
 			t.Errorf("Viral(%s) = %v", name, got)
 		}
 	}

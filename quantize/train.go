@@ -548,7 +548,7 @@ func classWeights(train []Sample, viral float64) (neg, bact, vir float32) {
 	for _, s := range train {
 		if s.Label == 1 {
 			pos++
-			if s.Viral() {
+			if s.Viral {
 				vPos++
 			}
 		}
@@ -563,7 +563,7 @@ func (t *trainer) weight(s Sample) float32 {
 	switch {
 	case s.Label == 0:
 		return t.wNeg
-	case s.Viral():
+	case s.Viral:
 		return t.wVir
 	}
 	return t.wBact
