@@ -23,9 +23,9 @@ func TestSgemmMatchesGonum(t *testing.T) {
 		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
 			for _, beta := range []float32{0, 1, 0.5} {
 				name := fmt.Sprintf("%dx%dx%d/tA=%v,tB=%v/beta=%v", m, n, k, tr[0], tr[1], beta)
-				a := randSlice(rng, m*k)
-				b := randSlice(rng, k*n)
-				c0 := randSlice(rng, m*n)
+				a := randTensor(rng, 1, 1, 1, m*k, false).d
+				b := randTensor(rng, 1, 1, 1, k*n, false).d
+				c0 := randTensor(rng, 1, 1, 1, m*n, false).d
 				if beta == 0 && len(c0) > 0 {
 					c0[0] = float32(math.NaN()) // must not survive beta 0
 				}
@@ -45,14 +45,6 @@ func TestSgemmMatchesGonum(t *testing.T) {
 	}
 }
 
-func randSlice(rng *rand.Rand, n int) []float32 {
-	s := make([]float32, n)
-	for i := range s {
-		s[i] = float32(rng.NormFloat64())
-	}
-	return s
-}
-
 // BenchmarkSgemm runs the three products of a convolution layer's training step (forward,
 // weight gradient, input gradient) with the kernel and with gonum, on the shapes of the
 // default network's second and fifth layers for a shard of 16 images at 128²: compare the
@@ -67,7 +59,9 @@ func BenchmarkSgemm(b *testing.B) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, l := range layers {
-		w, col, g := randSlice(rng, l.cout*l.kk), randSlice(rng, l.kk*l.nhw), randSlice(rng, l.cout*l.nhw)
+		w := randTensor(rng, 1, 1, 1, l.cout*l.kk, false).d
+		col := randTensor(rng, 1, 1, 1, l.kk*l.nhw, false).d
+		g := randTensor(rng, 1, 1, 1, l.cout*l.nhw, false).d
 		out, wg, dcol := make([]float32, l.cout*l.nhw), make([]float32, l.cout*l.kk), make([]float32, l.kk*l.nhw)
 		for _, impl := range []struct {
 			name string

@@ -492,7 +492,7 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 	}
 	t.updateBNStats()
 	t.adam(t.lr(t.ck.Step))
-	t.updateEMA()
+	t.updateEMA(mps)
 	t.ck.Step++
 	var loss float64
 	for _, l := range losses {
@@ -507,13 +507,14 @@ func emaDecay(decay float64, s int) float32 {
 	return float32(min(decay, float64(1+s)/float64(10+s)))
 }
 
-// updateEMA moves the average toward the weights and batch-norm statistics after step t.ck.Step.
-func (t *trainer) updateEMA() {
+// updateEMA moves the average toward the weights and batch-norm statistics (ps: the master
+// network's parameters) after step t.ck.Step.
+func (t *trainer) updateEMA(ps []*param) {
 	if t.ema == nil {
 		return
 	}
 	d := emaDecay(t.cfg.EMA, t.ck.Step)
-	for i, p := range t.master.params() {
+	for i, p := range ps {
 		e := t.ema[i]
 		for j, w := range p.w {
 			e[j] = d*e[j] + (1-d)*w

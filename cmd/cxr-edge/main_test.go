@@ -216,8 +216,13 @@ type daemonProc struct {
 	done   chan error
 }
 
-// listeningRE finds the daemon's HTTP address in its text or JSON log.
-var listeningRE = regexp.MustCompile(`HTTP API listening[^\n]*?addr"?[=:]"?(127\.0\.0\.1:[0-9]+)`)
+// logAddrRE finds the address logged with the message msg in the daemon's text or JSON log.
+func logAddrRE(msg string) *regexp.Regexp {
+	return regexp.MustCompile(regexp.QuoteMeta(msg) + `[^\n]*?addr"?[=:]"?(127\.0\.0\.1:[0-9]+)`)
+}
+
+// listeningRE finds the daemon's HTTP address in its log.
+var listeningRE = logAddrRE("HTTP API listening")
 
 func startDaemon(t *testing.T, env []string) *daemonProc {
 	t.Helper()

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -126,7 +125,7 @@ func TestDaemonPublishesToMosquitto(t *testing.T) {
 }
 
 // embeddedBrokerRE finds the embedded broker's bound address in the daemon's log.
-var embeddedBrokerRE = regexp.MustCompile(`embedded MQTT broker listening[^\n]*?addr"?[=:]"?(127\.0\.0\.1:[0-9]+)`)
+var embeddedBrokerRE = logAddrRE("embedded MQTT broker listening")
 
 // mqtt.embedded runs a broker inside the daemon for demos.
 // It listens on port 0 and logs the port the kernel chose.
