@@ -40,6 +40,12 @@ type Augment struct {
 	// film from a wider detector pneumonia (the stress test's aspect rows). 0 draws no random
 	// number.
 	Aspect float64
+	// NormalAspect: NORMAL films are stretched down by this factor on top of Aspect (0 or 1:
+	// not at all). Aspect alone is drawn alike for both classes, so the classes' medians stay
+	// 1.2 and 1.5 apart and a network can still lean on the difference; stretching every
+	// NORMAL film by their ratio (1.24) gives both classes the same compression, so shape
+	// says nothing about the label. Draws no random number.
+	NormalAspect float64
 }
 
 // DefaultAugment: ±10°, ±8% shift, ±10% zoom, ±0.08 brightness, ±15% contrast.
@@ -47,11 +53,15 @@ func DefaultAugment() Augment {
 	return Augment{RotateDeg: 10, Shift: 0.08, Zoom: 0.10, Brightness: 0.08, Contrast: 0.15}
 }
 
-// Scaled returns a with every range multiplied by f (0 disables augmentation).
+// Scaled returns a with every range multiplied by f (0 disables augmentation), NormalAspect
+// raised to the power f.
 func (a Augment) Scaled(f float64) Augment {
+	if a.NormalAspect > 0 {
+		a.NormalAspect = math.Pow(a.NormalAspect, f)
+	}
 	return Augment{RotateDeg: a.RotateDeg * f, Shift: a.Shift * f, Zoom: a.Zoom * f, Brightness: a.Brightness * f,
 		Contrast: a.Contrast * f, Gamma: a.Gamma * f, Blur: min(a.Blur*f, 1), Margin: min(a.Margin*f, 1), ZoomIn: a.ZoomIn * f,
-		Aspect: a.Aspect * f}
+		Aspect: a.Aspect * f, NormalAspect: a.NormalAspect}
 }
 
 // toInput writes the network input x = p/255 of a grey image (exactly the values the int8
@@ -62,9 +72,10 @@ func toInput(grey []uint8, dst []float32) {
 	}
 }
 
-// apply writes an augmented copy of the size×size grey image into dst as network input. The
-// warp samples bilinearly with edges repeated; values stay in [0, 1] like real inputs.
-func (a Augment) apply(grey []uint8, size int, rng *rand.Rand, dst []float32) {
+// apply writes an augmented copy of the size×size grey image (a NORMAL film if normal) into
+// dst as network input. The warp samples bilinearly with edges repeated; values stay in [0, 1]
+// like real inputs.
+func (a Augment) apply(grey []uint8, size int, normal bool, rng *rand.Rand, dst []float32) {
 	u := func(r float64) float64 { return (2*rng.Float64() - 1) * r }
 	theta := u(a.RotateDeg) * math.Pi / 180
 	zoom := 1 + u(a.Zoom)
@@ -74,8 +85,15 @@ func (a Augment) apply(grey []uint8, size int, rng *rand.Rand, dst []float32) {
 		zoom *= 1 + rng.Float64()*a.ZoomIn
 	}
 	zx, zy := 1.0, 1.0 // extra magnification across and down
-	if a.Aspect > 0 {
-		zx, zy = stretch(math.Exp(u(math.Log1p(a.Aspect))))
+	var logA float64
+	if normal && a.NormalAspect > 0 {
+		logA = math.Log(a.NormalAspect)
+	}
+	if a.Aspect > 0 || logA != 0 {
+		if a.Aspect > 0 {
+			logA += u(math.Log1p(a.Aspect))
+		}
+		zx, zy = stretch(math.Exp(logA))
 	}
 	// Inverse map: output pixel → source position.
 	c := float64(size-1) / 2

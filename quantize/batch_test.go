@@ -49,7 +49,7 @@ func TestAugmentGammaBlur(t *testing.T) {
 	plain, got := make([]float32, size*size), make([]float32, size*size)
 	toInput(grey, plain)
 	// Blur always, nothing else: the 1-2-1 kernel of a known pixel.
-	Augment{Blur: 1}.apply(grey, size, rand.New(rand.NewPCG(1, 1)), got)
+	Augment{Blur: 1}.apply(grey, size, false, rand.New(rand.NewPCG(1, 1)), got)
 	at := func(x, y int) float64 {
 		x, y = min(max(x, 0), size-1), min(max(y, 0), size-1)
 		return float64(plain[y*size+x])
@@ -70,7 +70,7 @@ func TestAugmentGammaBlur(t *testing.T) {
 	moved := false
 	rng := rand.New(rand.NewPCG(2, 2))
 	for range 10 {
-		Augment{Gamma: 0.5}.apply(grey, size, rng, got)
+		Augment{Gamma: 0.5}.apply(grey, size, false, rng, got)
 		if got[0] != 0 || got[1] != 1 {
 			t.Fatalf("gamma moved black or white: %v %v", got[0], got[1])
 		}

@@ -156,7 +156,7 @@ func TestAugment(t *testing.T) {
 	toInput(grey, want)
 	got := make([]float32, size*size)
 	rng := rand.New(rand.NewPCG(1, 1))
-	Augment{}.apply(grey, size, rng, got)
+	Augment{}.apply(grey, size, false, rng, got)
 	for i := range got {
 		if got[i] != want[i] {
 			t.Fatalf("identity augmentation changed pixel %d: %v → %v", i, want[i], got[i])
@@ -164,7 +164,7 @@ func TestAugment(t *testing.T) {
 	}
 	var changed int
 	for range 20 {
-		DefaultAugment().apply(grey, size, rng, got)
+		DefaultAugment().apply(grey, size, false, rng, got)
 		for i, v := range got {
 			if v < 0 || v > 1 || float32(math.Round(float64(v)*255))/255 != v {
 				t.Fatalf("augmented value %v off the 8-bit grid in [0,1]", v)
@@ -269,7 +269,7 @@ func TestTrainSubsetAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The log records the recipe with its defaults applied (split seed = seed).
-	if l := logs.String(); !strings.Contains(l, "msg=recipe seed=3 split_seed=3") || !strings.Contains(l, "Aspect:0}") {
+	if l := logs.String(); !strings.Contains(l, "msg=recipe seed=3 split_seed=3") || !strings.Contains(l, "Aspect:0 NormalAspect:0}") {
 		t.Errorf("no recipe in the log:\n%.600s", l)
 	}
 	h := full.History

@@ -61,7 +61,7 @@ func TestAugmentZoomIn(t *testing.T) {
 	var sum float64
 	const n = 200
 	for range n {
-		Augment{ZoomIn: 0.5}.apply(g, size, rng, got)
+		Augment{ZoomIn: 0.5}.apply(g, size, false, rng, got)
 		f := bright(got, 0.5)
 		if f < base-0.02 || f > base*1.5*1.5+0.02 {
 			t.Fatalf("bright fraction %.3f outside [%.3f, %.3f]: magnification not in [1, 1.5]", f, base, base*2.25)
@@ -228,7 +228,7 @@ func TestAugmentAspect(t *testing.T) {
 	const n = 300
 	var tall, sumLog float64
 	for range n {
-		Augment{Aspect: 0.5}.apply(g, size, rng, got)
+		Augment{Aspect: 0.5}.apply(g, size, false, rng, got)
 		w, h := extent(got, size, 0.5)
 		rx, ry := float64(w)/float64(w0), float64(h)/float64(h0)
 		// One axis is magnified by up to 1.5, the other kept: the image is never shrunk.
@@ -263,5 +263,38 @@ func TestValidationDefaults(t *testing.T) {
 		if s != tc.wantSeed || f != tc.wantFrac || w < 1 || (tc.workers > 0 && w != tc.workers) {
 			t.Errorf("(%d, %v, %d) → (%d, %v, %d)", tc.seed, tc.frac, tc.workers, s, f, w)
 		}
+	}
+}
+
+func TestAugmentNormalAspect(t *testing.T) {
+	const size = 41
+	g := square(size, 0.4)
+	w0, h0 := extent(g, size, 127)
+	a := Augment{NormalAspect: 1.24}
+	for _, tc := range []struct {
+		label uint8
+		want  float64 // height/width gain of the square
+	}{{0, 1.24}, {1, 1}} {
+		got := make([]float32, size*size)
+		a.apply(g, size, tc.label == 0, rand.New(rand.NewPCG(1, 1)), got)
+		w, h := extent(got, size, 0.5)
+		if r := (float64(h) / float64(h0)) / (float64(w) / float64(w0)); math.Abs(r-tc.want) > 0.08 {
+			t.Errorf("label %d: stretched down %.2f×, want %.2f×", tc.label, r, tc.want)
+		}
+	}
+	// It draws no random number: a PNEUMONIA film, and a recipe without it, see exactly the
+	// stream they saw before it existed.
+	want, got := make([]float32, size*size), make([]float32, size*size)
+	Augment{Aspect: 0.5, Gamma: 0.3}.apply(g, size, false, rand.New(rand.NewPCG(2, 2)), want)
+	Augment{Aspect: 0.5, Gamma: 0.3, NormalAspect: 1.24}.apply(g, size, false, rand.New(rand.NewPCG(2, 2)), got)
+	if !slices.Equal(got, want) {
+		t.Error("NormalAspect changed a PNEUMONIA film's augmentation")
+	}
+	Augment{Aspect: 0.5, Gamma: 0.3}.apply(g, size, true, rand.New(rand.NewPCG(2, 2)), got)
+	if !slices.Equal(got, want) {
+		t.Error("without NormalAspect, a NORMAL film's augmentation differs from a PNEUMONIA one's")
+	}
+	if s := a.Scaled(0); s.NormalAspect != 1 {
+		t.Errorf("Scaled(0).NormalAspect = %v, want 1 (off)", s.NormalAspect)
 	}
 }

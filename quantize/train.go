@@ -134,8 +134,8 @@ func (c Config) validate() error {
 	}
 	if a := c.Augment; a.RotateDeg < 0 || a.Shift < 0 || a.Zoom < 0 || a.Zoom >= 1 || a.Brightness < 0 || a.Contrast < 0 || a.Contrast >= 1 ||
 		a.Gamma < 0 || a.Gamma >= 1 || a.Blur < 0 || a.Blur > 1 || a.Margin < 0 || a.Margin > 1 || a.ZoomIn < 0 || a.ZoomIn > 2 ||
-		a.Aspect < 0 || a.Aspect > 2 {
-		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom, contrast and gamma < 1, blur and margin probabilities, zoom-in and aspect ≤ 2)", *a)
+		a.Aspect < 0 || a.Aspect > 2 || a.NormalAspect != 0 && (a.NormalAspect < 1 || a.NormalAspect > 2) {
+		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom, contrast and gamma < 1, blur and margin probabilities, zoom-in and aspect ≤ 2, normal aspect 0 or in [1, 2])", *a)
 	}
 	return c.Arch.Validate()
 }
@@ -461,7 +461,7 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 			for j, i := range sub {
 				s := t.train[i]
 				rng := rand.New(rand.NewPCG(cfg.Seed^0xa09, uint64(epoch)<<32|uint64(i)))
-				cfg.Augment.apply(s.Grey, size, rng, x.d[j*hw:(j+1)*hw])
+				cfg.Augment.apply(s.Grey, size, s.Label == 0, rng, x.d[j*hw:(j+1)*hw])
 				y[j], w[j] = float32(s.Label), t.weight(s)
 			}
 			rep.drop.rng = rand.New(rand.NewPCG(cfg.Seed^0xd40, uint64(t.ck.Step)<<8|uint64(k)))
