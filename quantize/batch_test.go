@@ -88,7 +88,7 @@ func TestAugmentGammaBlur(t *testing.T) {
 	}
 	bad := DefaultConfig()
 	bad.Data, bad.Out = "d", "o"
-	for _, aug := range []Augment{{Gamma: 1}, {Gamma: -0.1}, {Blur: 1.5}, {ZoomIn: 2.5}, {Aspect: -0.1}, {Aspect: 3}} {
+	for _, aug := range []Augment{{Gamma: 1}, {Gamma: -0.1}, {Blur: 1.5}, {ZoomIn: 2.5}, {Aspect: -0.1}, {Aspect: 3}, {NormalAspect: 0.9}, {PneumoniaAspect: 2.5}} {
 		bad.Augment = &aug
 		if err := bad.validate(); err == nil {
 			t.Errorf("augmentation %+v accepted", aug)

@@ -266,24 +266,31 @@ func TestValidationDefaults(t *testing.T) {
 	}
 }
 
-func TestAugmentNormalAspect(t *testing.T) {
+func TestAugmentClassAspect(t *testing.T) {
 	const size = 41
 	g := square(size, 0.4)
 	w0, h0 := extent(g, size, 127)
-	a := Augment{NormalAspect: 1.24}
 	for _, tc := range []struct {
-		label uint8
-		want  float64 // height/width gain of the square
-	}{{0, 1.24}, {1, 1}} {
+		a      Augment
+		normal bool
+		want   float64 // height/width gain of the square
+	}{
+		{Augment{NormalAspect: 1.24}, true, 1.24},
+		{Augment{NormalAspect: 1.24}, false, 1},
+		{Augment{PneumoniaAspect: 1.24}, false, 1 / 1.24},
+		{Augment{PneumoniaAspect: 1.24}, true, 1},
+		{Augment{NormalAspect: 1.114, PneumoniaAspect: 1.114}, true, 1.114},
+		{Augment{NormalAspect: 1.114, PneumoniaAspect: 1.114}, false, 1 / 1.114},
+	} {
 		got := make([]float32, size*size)
-		a.apply(g, size, tc.label == 0, rand.New(rand.NewPCG(1, 1)), got)
+		tc.a.apply(g, size, tc.normal, rand.New(rand.NewPCG(1, 1)), got)
 		w, h := extent(got, size, 0.5)
 		if r := (float64(h) / float64(h0)) / (float64(w) / float64(w0)); math.Abs(r-tc.want) > 0.08 {
-			t.Errorf("label %d: stretched down %.2f×, want %.2f×", tc.label, r, tc.want)
+			t.Errorf("%+v, normal %v: stretched down %.2f×, want %.2f×", tc.a, tc.normal, r, tc.want)
 		}
 	}
-	// It draws no random number: a PNEUMONIA film, and a recipe without it, see exactly the
-	// stream they saw before it existed.
+	// They draw no random number: a film of the other class, and a recipe without them, see
+	// exactly the stream they saw before they existed.
 	want, got := make([]float32, size*size), make([]float32, size*size)
 	Augment{Aspect: 0.5, Gamma: 0.3}.apply(g, size, false, rand.New(rand.NewPCG(2, 2)), want)
 	Augment{Aspect: 0.5, Gamma: 0.3, NormalAspect: 1.24}.apply(g, size, false, rand.New(rand.NewPCG(2, 2)), got)
@@ -292,9 +299,9 @@ func TestAugmentNormalAspect(t *testing.T) {
 	}
 	Augment{Aspect: 0.5, Gamma: 0.3}.apply(g, size, true, rand.New(rand.NewPCG(2, 2)), got)
 	if !slices.Equal(got, want) {
-		t.Error("without NormalAspect, a NORMAL film's augmentation differs from a PNEUMONIA one's")
+		t.Error("without class stretches, a NORMAL film's augmentation differs from a PNEUMONIA one's")
 	}
-	if s := a.Scaled(0); s.NormalAspect != 1 {
-		t.Errorf("Scaled(0).NormalAspect = %v, want 1 (off)", s.NormalAspect)
+	if s := (Augment{NormalAspect: 1.24, PneumoniaAspect: 1.1}).Scaled(0); s.NormalAspect != 1 || s.PneumoniaAspect != 1 {
+		t.Errorf("Scaled(0) = %+v, want class stretches 1 (off)", s)
 	}
 }

@@ -134,11 +134,15 @@ func (c Config) validate() error {
 	}
 	if a := c.Augment; a.RotateDeg < 0 || a.Shift < 0 || a.Zoom < 0 || a.Zoom >= 1 || a.Brightness < 0 || a.Contrast < 0 || a.Contrast >= 1 ||
 		a.Gamma < 0 || a.Gamma >= 1 || a.Blur < 0 || a.Blur > 1 || a.Margin < 0 || a.Margin > 1 || a.ZoomIn < 0 || a.ZoomIn > 2 ||
-		a.Aspect < 0 || a.Aspect > 2 || a.NormalAspect != 0 && (a.NormalAspect < 1 || a.NormalAspect > 2) {
-		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom, contrast and gamma < 1, blur and margin probabilities, zoom-in and aspect ≤ 2, normal aspect 0 or in [1, 2])", *a)
+		a.Aspect < 0 || a.Aspect > 2 || badStretch(a.NormalAspect) || badStretch(a.PneumoniaAspect) {
+		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom, contrast and gamma < 1, blur and margin probabilities, zoom-in and aspect ≤ 2, class stretches 0 or in [1, 2])", *a)
 	}
 	return c.Arch.Validate()
 }
+
+// badStretch reports whether a class stretch (Augment.NormalAspect, PneumoniaAspect) is out of
+// range: 0 (off) or in [1, 2].
+func badStretch(s float64) bool { return s != 0 && (s < 1 || s > 2) }
 
 // EpochStats is one line of the training history.
 type EpochStats struct {
