@@ -89,7 +89,7 @@ func (a Augment) apply(grey []uint8, size int, normal bool, rng *rand.Rand, dst 
 		zoom *= 1 + rng.Float64()*a.ZoomIn
 	}
 	zx, zy := 1.0, 1.0 // extra magnification across and down
-	var logA float64 // log of the stretch down
+	var logA float64   // log of the stretch down
 	switch {
 	case normal && a.NormalAspect > 0:
 		logA = math.Log(a.NormalAspect)
