@@ -96,10 +96,10 @@ func (a Augment) apply(grey []uint8, size int, normal bool, rng *rand.Rand, dst 
 	case !normal && a.PneumoniaAspect > 0:
 		logA = -math.Log(a.PneumoniaAspect)
 	}
-	if a.Aspect > 0 || logA != 0 {
-		if a.Aspect > 0 {
-			logA += u(math.Log1p(a.Aspect))
-		}
+	if a.Aspect > 0 {
+		logA += u(math.Log1p(a.Aspect))
+	}
+	if logA != 0 {
 		zx, zy = stretch(math.Exp(logA))
 	}
 	// Inverse map: output pixel → source position.
