@@ -358,9 +358,21 @@ func TestTrainSubsetAndResume(t *testing.T) {
 	}
 	sameWeights(t, full.Model, resumed.Model)
 	// Resuming with other settings is refused.
-	cfg2.Seed = 4
-	if _, err := Train(context.Background(), cfg2); err == nil || !strings.Contains(err.Error(), "other settings") {
-		t.Fatalf("resume with another seed: err = %v", err)
+	otherAug := DefaultAugment() // cfg2 leaves the augmentation at its default
+	otherAug.NormalAspect = 1.2
+	for _, c := range []struct {
+		name   string
+		change func(*Config)
+	}{
+		{"another seed", func(c *Config) { c.Seed = 4 }},
+		{"other augmentation", func(c *Config) { c.Augment = &otherAug }},
+		{"validation by batch", func(c *Config) { c.ValByBatch = true }},
+	} {
+		other := cfg2
+		c.change(&other)
+		if _, err := Train(context.Background(), other); err == nil || !strings.Contains(err.Error(), "other settings") {
+			t.Fatalf("resume with %s: err = %v", c.name, err)
+		}
 	}
 	// The saved model predicts what the trainer measured on validation.
 	p, err := m.NewPredictor()

@@ -182,6 +182,10 @@ type checkpoint struct {
 	EMADecay                 float64
 	EMA                      map[string][]float32 // the moving average, when EMADecay > 0
 	ViralWeight              float64              // 0 in checkpoints written before it existed: 1
+	// Augment and ValByBatch: nil and false in checkpoints written before they were recorded
+	// (augmentation then goes unchecked).
+	Augment    *Augment
+	ValByBatch bool
 }
 
 const (
@@ -306,7 +310,8 @@ func (t *trainer) setup() {
 	macs, params := cfg.Arch.Cost()
 	t.log.Info("network", "macs", macs, "params", params, "blocks", len(cfg.Arch.Blocks))
 	t.ck = checkpoint{Arch: cfg.Arch, Seed: cfg.Seed, SplitSeed: cfg.SplitSeed, BatchSize: cfg.BatchSize, Shards: cfg.Shards, Subset: cfg.Subset,
-		ValFraction: cfg.ValFraction, WeightDecay: cfg.WeightDecay, EMADecay: cfg.EMA, ViralWeight: cfg.ViralWeight}
+		ValFraction: cfg.ValFraction, WeightDecay: cfg.WeightDecay, EMADecay: cfg.EMA, ViralWeight: cfg.ViralWeight,
+		Augment: cfg.Augment, ValByBatch: cfg.ValByBatch}
 }
 
 func (t *trainer) resume() error {
@@ -323,8 +328,8 @@ func (t *trainer) resume() error {
 	}
 	if fmt.Sprint(ck.Arch) != fmt.Sprint(t.cfg.Arch) || ck.Seed != t.cfg.Seed || ck.SplitSeed != t.cfg.SplitSeed || ck.BatchSize != t.cfg.BatchSize ||
 		ck.Shards != t.cfg.Shards || ck.Subset != t.cfg.Subset || ck.ValFraction != t.cfg.ValFraction || ck.EMADecay != t.cfg.EMA ||
-		ck.ViralWeight != t.cfg.ViralWeight {
-		return fmt.Errorf("quantize: resume: %s was written with other settings (arch, seed, batch, shards, subset, validation fraction, EMA or viral weight)", path)
+		ck.ViralWeight != t.cfg.ViralWeight || ck.Augment != nil && *ck.Augment != *t.cfg.Augment || ck.ValByBatch != t.cfg.ValByBatch {
+		return fmt.Errorf("quantize: resume: %s was written with other settings (arch, seed, batch, shards, subset, validation split, EMA, viral weight or augmentation)", path)
 	}
 	ps := t.master.params()
 	for _, p := range ps {
