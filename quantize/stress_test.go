@@ -127,6 +127,18 @@ func TestRunStress(t *testing.T) {
 	if s := st.String(); !strings.Contains(s, "framing 83.33%, exposure 100.00%") {
 		t.Errorf("summary %q lacks the per-kind means", s)
 	}
+	// Falls below the first row (specificity 1): ×2 drops it to 0; exposure does not fall.
+	for _, tc := range []struct {
+		kind       string
+		spec, sens float64
+	}{{"framing", 1, 0}, {"exposure", 0, 0}, {"nope", 0, 0}} {
+		if spec, sens := st.Falls(tc.kind); spec != tc.spec || sens != tc.sens {
+			t.Errorf("falls of %q rows: specificity %v, sensitivity %v; want %v, %v", tc.kind, spec, sens, tc.spec, tc.sens)
+		}
+	}
+	if s := st.String(); !strings.Contains(s, "framing specificity 100.0 sensitivity 0.0, exposure specificity 0.0 sensitivity 0.0") {
+		t.Errorf("summary %q lacks the per-kind falls", s)
+	}
 	if _, err := RunStress(samples, nil, 0.3, score); !errors.Is(err, ErrEval) {
 		t.Errorf("no perturbations: err %v", err)
 	}

@@ -49,7 +49,7 @@ func runStress(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "| %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% |\n", r.Name, 100*m.Accuracy, 100*m.Sensitivity,
 			100*m.Specificity, 50*(m.Sensitivity+m.Specificity))
 	}
-	fmt.Fprintf(stdout, "\nmean balanced accuracy %.2f%% (%s); mean accuracy %.2f%%; %d validation images, split seed %d, threshold from the model\n",
-		100*st.MeanBalanced(""), st.KindMeans(), 100*st.MeanAccuracy(""), st.Rows[0].Metrics.N, *splitSeed)
+	fmt.Fprintf(stdout, "\nmean balanced accuracy %.2f%% (%s); mean accuracy %.2f%%; %d validation images, split seed %d, threshold from the model\n%s\n",
+		100*st.MeanBalanced(""), st.KindMeans(), 100*st.MeanAccuracy(""), st.Rows[0].Metrics.N, *splitSeed, st.KindFalls())
 	return nil
 }

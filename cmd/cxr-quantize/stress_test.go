@@ -30,7 +30,8 @@ func TestStressEmbeddedModel(t *testing.T) {
 		sens[r[1]], _ = strconv.ParseFloat(r[3], 64)
 		spec[r[1]], _ = strconv.ParseFloat(r[4], 64)
 	}
-	if len(rows) != 15 || len(sens) != 15 || rows[0][1] != "×1.0" || !strings.Contains(out.String(), "841 validation images") {
+	if len(rows) != 15 || len(sens) != 15 || rows[0][1] != "×1.0" || !strings.Contains(out.String(), "841 validation images") ||
+		!strings.Contains(out.String(), "largest fall below the first row, in points: framing specificity") {
 		t.Fatalf("stress table:\n%s", out.String())
 	}
 	if sens["×1.0"] < 95 {
