@@ -159,15 +159,16 @@ func TestRetainedOldStatusDoesNotOverride(t *testing.T) {
 	publish(t, p, tp.Status(), true, telemetry.Status{Schema: telemetry.SchemaStatus, State: telemetry.StateOffline, TS: now.Add(-time.Hour)})
 	o.MQTT.ClientID += "-2" // a new session, so the retained message is what it receives
 	r2 := start(t, o)
-	// This wait once timed out on a loaded CI machine (not reproduced in 35 runs here, with or
-	// without CPU hogs): if it does again, say what the dashboard counted and holds.
+	// A broker sends the retained status again on every (re)subscription, so it may be counted
+	// more than once (a loaded CI run saw 2 before the first poll and waited for exactly 1 in
+	// vain). If the wait fails, say what the dashboard counted and holds.
 	t.Cleanup(func() {
 		if t.Failed() {
 			d, ok := r2.state.Device("clinic", "dev2")
 			t.Logf("messages counted: %v; device known %v: %+v", r2.snapshotStats().Messages, ok, d)
 		}
 	})
-	testenv.WaitFor(t, "stale status counted", func() bool { return r2.count("status/stale") == 1 })
+	testenv.WaitFor(t, "stale status counted", func() bool { return r2.count("status/stale") >= 1 })
 	if d, _ := r2.state.Device("clinic", "dev2"); d.State != telemetry.StateOnline {
 		t.Fatalf("state = %s, want online (the retained status is older)", d.State)
 	}
