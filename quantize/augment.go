@@ -58,14 +58,15 @@ func DefaultAugment() Augment {
 // Scaled returns a with every range multiplied by f (0 disables augmentation), the class
 // stretches raised to the power f.
 func (a Augment) Scaled(f float64) Augment {
-	for _, s := range []*float64{&a.NormalAspect, &a.PneumoniaAspect} {
-		if *s > 0 {
-			*s = math.Pow(*s, f)
+	pow := func(s float64) float64 {
+		if s > 0 {
+			return math.Pow(s, f)
 		}
+		return s
 	}
 	return Augment{RotateDeg: a.RotateDeg * f, Shift: a.Shift * f, Zoom: a.Zoom * f, Brightness: a.Brightness * f,
 		Contrast: a.Contrast * f, Gamma: a.Gamma * f, Blur: min(a.Blur*f, 1), Margin: min(a.Margin*f, 1), ZoomIn: a.ZoomIn * f,
-		Aspect: a.Aspect * f, NormalAspect: a.NormalAspect, PneumoniaAspect: a.PneumoniaAspect}
+		Aspect: a.Aspect * f, NormalAspect: pow(a.NormalAspect), PneumoniaAspect: pow(a.PneumoniaAspect)}
 }
 
 // toInput writes the network input x = p/255 of a grey image (exactly the values the int8

@@ -151,22 +151,25 @@ func (s Stress) String() string {
 	return b.String()
 }
 
-// KindFalls is Falls for each kind, "largest fall below the first row: framing specificity 2.9
-// sensitivity 0.2 points, …".
+// KindFalls is Falls for each kind, "largest fall below the first row, in points: framing
+// specificity 2.4 sensitivity 0.2, …".
 func (s Stress) KindFalls() string {
-	var parts []string
-	for _, k := range s.Kinds() {
+	return "largest fall below the first row, in points: " + s.perKind(func(k string) string {
 		spec, sens := s.Falls(k)
-		parts = append(parts, fmt.Sprintf("%s specificity %.1f sensitivity %.1f", k, 100*spec, 100*sens))
-	}
-	return "largest fall below the first row, in points: " + strings.Join(parts, ", ")
+		return fmt.Sprintf("%s specificity %.1f sensitivity %.1f", k, 100*spec, 100*sens)
+	})
 }
 
 // KindMeans is the mean balanced accuracy of each kind of row, "framing 92.16%, exposure …".
 func (s Stress) KindMeans() string {
+	return s.perKind(func(k string) string { return fmt.Sprintf("%s %.2f%%", k, 100*s.MeanBalanced(k)) })
+}
+
+// perKind joins f of each kind with commas.
+func (s Stress) perKind(f func(kind string) string) string {
 	var parts []string
 	for _, k := range s.Kinds() {
-		parts = append(parts, fmt.Sprintf("%s %.2f%%", k, 100*s.MeanBalanced(k)))
+		parts = append(parts, f(k))
 	}
 	return strings.Join(parts, ", ")
 }
