@@ -48,6 +48,15 @@ type Augment struct {
 	// label. √1.24 ≈ 1.114 each meets in the middle, so neither class is moved far from the
 	// films the device will see. Draw no random number.
 	NormalAspect, PneumoniaAspect float64
+	// Erase: probability of replacing one random rectangle (2–20% of the image, width/height
+	// log-uniform in 1/3–3) by the image's mean grey, so that no single region (a marker, a
+	// corner, the heart border) can decide a film alone. 0 draws no random number.
+	Erase float64
+	// Mixup: the trainer blends each training film with another drawn at random, pixels, label
+	// and loss weight alike, by λ ~ Beta(Mixup, Mixup) (Zhang et al., ICLR 2018); the network
+	// then scores blends in between, which tends to make it less sure of films unlike its
+	// training ones. 0 (the default): off, and no random number is drawn.
+	Mixup float64
 }
 
 // DefaultAugment: ±10°, ±8% shift, ±10% zoom, ±0.08 brightness, ±15% contrast.
@@ -66,7 +75,8 @@ func (a Augment) Scaled(f float64) Augment {
 	}
 	return Augment{RotateDeg: a.RotateDeg * f, Shift: a.Shift * f, Zoom: a.Zoom * f, Brightness: a.Brightness * f,
 		Contrast: a.Contrast * f, Gamma: a.Gamma * f, Blur: min(a.Blur*f, 1), Margin: min(a.Margin*f, 1), ZoomIn: a.ZoomIn * f,
-		Aspect: a.Aspect * f, NormalAspect: pow(a.NormalAspect), PneumoniaAspect: pow(a.PneumoniaAspect)}
+		Aspect: a.Aspect * f, NormalAspect: pow(a.NormalAspect), PneumoniaAspect: pow(a.PneumoniaAspect),
+		Erase: min(a.Erase*f, 1), Mixup: a.Mixup * f}
 }
 
 // toInput writes the network input x = p/255 of a grey image (exactly the values the int8
@@ -144,6 +154,30 @@ func (a Augment) apply(grey []uint8, size int, normal bool, rng *rand.Rand, dst 
 	}
 	if a.Margin > 0 && rng.Float64() < a.Margin {
 		blackMargins(dst[:size*size], size, rng)
+	}
+	if a.Erase > 0 && rng.Float64() < a.Erase {
+		eraseRect(dst[:size*size], size, rng)
+	}
+}
+
+// eraseRect fills a random rectangle of 2–20% of the size×size image, width/height log-uniform
+// in 1/3–3, with the image's mean (on the 8-bit grid, like every input).
+func eraseRect(img []float32, size int, rng *rand.Rand) {
+	area := (0.02 + 0.18*rng.Float64()) * float64(size*size)
+	ratio := math.Exp((2*rng.Float64() - 1) * math.Log(3))
+	w := min(max(int(math.Round(math.Sqrt(area*ratio))), 1), size)
+	h := min(max(int(math.Round(math.Sqrt(area/ratio))), 1), size)
+	x0, y0 := rng.IntN(size-w+1), rng.IntN(size-h+1)
+	var sum float64
+	for _, v := range img {
+		sum += float64(v)
+	}
+	mean := float32(math.Round(sum/float64(len(img))*255)) / 255
+	for y := y0; y < y0+h; y++ {
+		row := img[y*size+x0 : y*size+x0+w]
+		for i := range row {
+			row[i] = mean
+		}
 	}
 }
 

@@ -133,7 +133,7 @@ func TestLayerGradients(t *testing.T) {
 
 func TestSigmoidBCEGradient(t *testing.T) {
 	z := []float32{-30, -2, -0.3, 0, 0.7, 3, 40}
-	y := []float32{0, 1, 0, 1, 1, 0, 1}
+	y := []float32{0, 1, 0.3, 1, 0.8, 0, 1} // mixup blends labels
 	w := []float32{1, 2, 0.5, 1, 1, 3, 1}
 	dz := make([]float32, len(z))
 	loss := sigmoidBCE(z, y, w, dz)

@@ -269,7 +269,7 @@ func TestTrainSubsetAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The log records the recipe with its defaults applied (split seed = seed).
-	if l := logs.String(); !strings.Contains(l, "msg=recipe seed=3 split_seed=3") || !strings.Contains(l, "Aspect:0 NormalAspect:0 PneumoniaAspect:0}") {
+	if l := logs.String(); !strings.Contains(l, "msg=recipe seed=3 split_seed=3") || !strings.Contains(l, "Aspect:0 NormalAspect:0 PneumoniaAspect:0 Erase:0 Mixup:0}") {
 		t.Errorf("no recipe in the log:\n%.600s", l)
 	}
 	h := full.History
@@ -316,11 +316,18 @@ func TestTrainSubsetAndResume(t *testing.T) {
 	if lq := liteRTScore(t, first, in); math.Abs(lq-float64(eng[0])) > 1e-5 {
 		t.Errorf("trained model: LiteRT.js %v, engine %v", lq, eng[0])
 	}
-	// A second member (another seed, the same split) and the two as one int8 ensemble.
+	// A second member (another seed, the same split, erasing and mixup) and the two as one
+	// int8 ensemble.
 	cfgB := cfg
-	cfgB.Out, cfgB.Seed, cfgB.SplitSeed = t.TempDir(), 4, cfg.Seed
-	if _, err := Train(context.Background(), cfgB); err != nil {
+	augB := DefaultAugment()
+	augB.Erase, augB.Mixup = 0.5, 0.4
+	cfgB.Out, cfgB.Seed, cfgB.SplitSeed, cfgB.Augment = t.TempDir(), 4, cfg.Seed, &augB
+	member, err := Train(context.Background(), cfgB)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if hb := member.History; math.IsNaN(hb[len(hb)-1].TrainLoss) || !(hb[len(hb)-1].TrainLoss < hb[0].TrainLoss) {
+		t.Errorf("with mixup the training loss did not fall: %+v", hb)
 	}
 	ens, err := Ensemble(context.Background(), EnsembleConfig{Data: data, Out: t.TempDir(), SplitSeed: cfg.Seed, CalibImages: 64,
 		Members: []string{filepath.Join(cfg.Out, ModelFile), filepath.Join(cfgB.Out, ModelFile)}})

@@ -317,3 +317,95 @@ func TestAugmentClassAspect(t *testing.T) {
 		t.Errorf("Scaled(0) = %+v, want class stretches 1 (off)", s)
 	}
 }
+
+func TestAugmentErase(t *testing.T) {
+	const size = 64
+	g := make([]uint8, size*size)
+	for i := range g {
+		g[i] = uint8(i*37 + i/size*11) // texture, so an erased rectangle stands out
+	}
+	plain, erased := make([]float32, size*size), make([]float32, size*size)
+	base := Augment{Gamma: 0.2, Margin: 0.5}
+	withErase := base
+	withErase.Erase = 1
+	for seed := range uint64(20) {
+		base.apply(g, size, true, rand.New(rand.NewPCG(seed, 9)), plain)
+		withErase.apply(g, size, true, rand.New(rand.NewPCG(seed, 9)), erased)
+		// Erasing comes after every other draw: the rest of the film is unchanged to the bit.
+		x0, y0, x1, y1 := size, size, -1, -1
+		for i := range plain {
+			if plain[i] != erased[i] {
+				x, y := i%size, i/size
+				x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x), max(y1, y)
+			}
+		}
+		if x1 < 0 {
+			t.Fatalf("seed %d: nothing erased", seed)
+		}
+		fill := erased[y0*size+x0]
+		for y := y0; y <= y1; y++ {
+			for x := x0; x <= x1; x++ {
+				if erased[y*size+x] != fill {
+					t.Fatalf("seed %d: pixel (%d,%d) of the erased box %d,%d–%d,%d is %v, not the fill %v", seed, x, y, x0, y0, x1, y1, erased[y*size+x], fill)
+				}
+			}
+		}
+		var mean float64
+		for _, v := range plain {
+			mean += float64(v)
+		}
+		if mean /= size * size; math.Abs(float64(fill)-mean) > 0.5/255+1e-6 {
+			t.Errorf("seed %d: filled with %v, the film's mean is %v", seed, fill, mean)
+		}
+		// Pixels that happened to equal the fill make the box look smaller, never larger.
+		if frac := float64((x1-x0+1)*(y1-y0+1)) / (size * size); frac > 0.2+0.05 {
+			t.Errorf("seed %d: erased %.1f%% of the film, want at most 20%%", seed, 100*frac)
+		}
+	}
+	if s := (Augment{Erase: 0.6, Mixup: 0.2}).Scaled(2); s.Erase != 1 || s.Mixup != 0.4 {
+		t.Errorf("Scaled(2) = %+v, want erase capped at 1 and mixup 0.4", s)
+	}
+}
+
+func TestMixes(t *testing.T) {
+	tr := &trainer{train: make([]Sample, 500)}
+	idx := make([]int, 400)
+	for i := range idx {
+		idx[i] = i + 50
+	}
+	tr.cfg.Augment = &Augment{}
+	for j, m := range tr.mixes(idx, 3) {
+		if m.with != idx[j] || m.lambda != 1 {
+			t.Fatalf("mixup off: film %d mixed %+v", idx[j], m)
+		}
+	}
+	tr.cfg.Augment = &Augment{Mixup: 0.2}
+	tr.cfg.Seed = 7
+	a, b := tr.mixes(idx, 3), tr.mixes(idx, 3)
+	if !slices.Equal(a, b) {
+		t.Fatal("mixup draws are not reproducible")
+	}
+	if c := tr.mixes(idx, 4); slices.Equal(a, c) {
+		t.Error("another epoch drew the same mixup")
+	}
+	// Beta(0.2, 0.2) piles up near 0 and 1, mean ½; partners are spread over the training set.
+	var sum float64
+	var extreme int
+	partners := map[int]bool{}
+	for _, m := range a {
+		if m.lambda < 0 || m.lambda > 1 || m.with < 0 || m.with >= len(tr.train) {
+			t.Fatalf("bad draw %+v", m)
+		}
+		sum += m.lambda
+		if m.lambda < 0.1 || m.lambda > 0.9 {
+			extreme++
+		}
+		partners[m.with] = true
+	}
+	if mean := sum / float64(len(a)); math.Abs(mean-0.5) > 0.08 || extreme < len(a)/2 || len(partners) < 200 {
+		t.Errorf("λ mean %.3f, %d of %d near 0 or 1, %d partners: not Beta(0.2, 0.2) draws over the set", mean, extreme, len(a), len(partners))
+	}
+	if w := (mixup{lambda: 0.25}).weight(2, 6); w != 5 {
+		t.Errorf("blended weight %v, want 0.25·2 + 0.75·6 = 5", w)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cxr-edge/cxr-edge/edge/tflite"
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // Config of a training run. The zero value of a field means its default (see DefaultConfig).
@@ -134,8 +135,9 @@ func (c Config) validate() error {
 	}
 	if a := c.Augment; a.RotateDeg < 0 || a.Shift < 0 || a.Zoom < 0 || a.Zoom >= 1 || a.Brightness < 0 || a.Contrast < 0 || a.Contrast >= 1 ||
 		a.Gamma < 0 || a.Gamma >= 1 || a.Blur < 0 || a.Blur > 1 || a.Margin < 0 || a.Margin > 1 || a.ZoomIn < 0 || a.ZoomIn > 2 ||
-		a.Aspect < 0 || a.Aspect > 2 || badStretch(a.NormalAspect) || badStretch(a.PneumoniaAspect) {
-		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom, contrast and gamma < 1, blur and margin probabilities, zoom-in and aspect ≤ 2, class stretches 0 or in [1, 2])", *a)
+		a.Aspect < 0 || a.Aspect > 2 || badStretch(a.NormalAspect) || badStretch(a.PneumoniaAspect) ||
+		a.Erase < 0 || a.Erase > 1 || a.Mixup < 0 || a.Mixup > 10 {
+		return fmt.Errorf("quantize: bad augmentation %+v (ranges ≥ 0, zoom, contrast and gamma < 1, blur, margin and erase probabilities, zoom-in and aspect ≤ 2, class stretches 0 or in [1, 2], mixup ≤ 10)", *a)
 	}
 	return c.Arch.Validate()
 }
@@ -450,9 +452,10 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 	cfg := t.cfg
 	size := cfg.Arch.Size
 	hw := size * size
+	mix := t.mixes(idx, epoch)
 	var wsum float64
-	for _, i := range idx {
-		wsum += float64(t.weight(t.train[i]))
+	for j, i := range idx {
+		wsum += float64(mix[j].weight(t.weight(t.train[i]), t.weight(t.train[mix[j].with])))
 	}
 	losses := make([]float64, len(t.reps))
 	var wg sync.WaitGroup
@@ -467,11 +470,29 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 			x := newTensor(len(sub), 1, size, size)
 			y := make([]float32, len(sub))
 			w := make([]float32, len(sub))
+			var other []float32 // the partner film of a mixup
 			for j, i := range sub {
 				s := t.train[i]
 				rng := rand.New(rand.NewPCG(cfg.Seed^0xa09, uint64(epoch)<<32|uint64(i)))
-				cfg.Augment.apply(s.Grey, size, s.Label == 0, rng, x.d[j*hw:(j+1)*hw])
+				xj := x.d[j*hw : (j+1)*hw]
+				cfg.Augment.apply(s.Grey, size, s.Label == 0, rng, xj)
 				y[j], w[j] = float32(s.Label), t.weight(s)
+				m := mix[k*len(idx)/len(t.reps)+j]
+				if m.lambda == 1 {
+					continue
+				}
+				o := t.train[m.with]
+				if other == nil {
+					other = make([]float32, hw)
+				}
+				orng := rand.New(rand.NewPCG(cfg.Seed^0x31d, uint64(epoch)<<32|uint64(i)))
+				cfg.Augment.apply(o.Grey, size, o.Label == 0, orng, other)
+				l := float32(m.lambda)
+				for p, v := range other {
+					xj[p] = l*xj[p] + (1-l)*v
+				}
+				y[j] = l*y[j] + (1-l)*float32(o.Label)
+				w[j] = m.weight(w[j], t.weight(o))
 			}
 			rep.drop.rng = rand.New(rand.NewPCG(cfg.Seed^0xd40, uint64(t.ck.Step)<<8|uint64(k)))
 			z := rep.forward(x, true)
@@ -508,6 +529,32 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 		loss += l
 	}
 	return loss / wsum
+}
+
+// mixup pairs a training film with the film with, blended by lambda (1: not blended).
+type mixup struct {
+	with   int
+	lambda float64
+}
+
+func (m mixup) weight(own, other float32) float32 {
+	return float32(m.lambda)*own + float32(1-m.lambda)*other
+}
+
+// mixes draws the mixup partner and weight of each film of the batch idx (Augment.Mixup);
+// each film's draw depends only on the seed, the epoch and the film, like its augmentation.
+func (t *trainer) mixes(idx []int, epoch int) []mixup {
+	out := make([]mixup, len(idx))
+	alpha := t.cfg.Augment.Mixup
+	for j, i := range idx {
+		out[j] = mixup{with: i, lambda: 1}
+		if alpha > 0 {
+			src := rand.NewPCG(t.cfg.Seed^0x31c, uint64(epoch)<<32|uint64(i))
+			out[j].with = rand.New(src).IntN(len(t.train))
+			out[j].lambda = distuv.Beta{Alpha: alpha, Beta: alpha, Src: src}.Rand()
+		}
+	}
+	return out
 }
 
 // emaDecay is the moving average's decay at optimizer step s: lower at first, so that the

@@ -47,6 +47,8 @@ func cmdTrain(args []string) error {
 	zoomIn := fs.Float64("zoom-in", 0, "augmentation: extra magnification uniform in [1, 1+z] on every image (0: off)")
 	aspect := fs.Float64("aspect", 0, "augmentation: stretch down or across by a factor log-uniform in [1/(1+a), 1+a] (0: off)")
 	normalAspect := fs.Float64("normal-aspect", 0, "augmentation: stretch every NORMAL film down by this factor as well (0: off); with --pneumonia-aspect, the product 1.24 (the training originals' median PNEUMONIA/NORMAL width-to-height ratio) makes both classes equally compressed across")
+	erase := fs.Float64("erase", 0, "augmentation: probability of replacing one random rectangle (2–20% of the image) by its mean grey (0: off)")
+	mixup := fs.Float64("mixup", 0, "blend each training film with a random other one, labels and weights alike, by λ ~ Beta(a, a) (0: off; e.g. 0.2)")
 	pneuAspect := fs.Float64("pneumonia-aspect", 0, "augmentation: stretch every PNEUMONIA film across by this factor as well (0: off); see --normal-aspect")
 	window := fs.Float64("window", 0, "input grey-level window: fraction of pixels clipped at each end (0: none; stored in the model)")
 	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
@@ -87,7 +89,7 @@ func cmdTrain(args []string) error {
 	cfg.ValByBatch = *valBatch
 	base := quantize.DefaultAugment()
 	base.Contrast, base.Brightness, base.Gamma, base.Blur, base.Margin, base.ZoomIn, base.Aspect = *contrast, *bright, *gamma, *blur, *margin, *zoomIn, *aspect
-	base.NormalAspect, base.PneumoniaAspect = *normalAspect, *pneuAspect
+	base.NormalAspect, base.PneumoniaAspect, base.Erase, base.Mixup = *normalAspect, *pneuAspect, *erase, *mixup
 	a := base.Scaled(*aug)
 	cfg.Augment = &a
 	cfg.Logger = logger
