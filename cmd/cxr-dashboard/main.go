@@ -3,6 +3,7 @@
 //
 //	cxr-dashboard [serve] [--config /etc/cxr/cxr-dashboard.yaml] [--mqtt.broker URL] [--http.listen ADDR] [--store.dir DIR]
 //	cxr-dashboard loadgen --broker URL --devices 1000 --duration 90s [--dashboard http://127.0.0.1:8090]
+//	cxr-dashboard token NAME    (a new operator token, and the line for commands.operators_file)
 //
 // Every configuration key can also be set as CXR_<KEY> with dots as underscores
 // (CXR_MQTT_BROKER, CXR_HTTP_LISTEN, CXR_STORE_DIR, …).
@@ -12,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,13 +35,15 @@ func main() {
 	defer stop()
 	args := os.Args[1:]
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "loadgen") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "loadgen" || args[0] == "token") {
 		cmd, args = args[0], args[1:]
 	}
 	var err error
 	switch cmd {
 	case "loadgen":
 		err = loadgen(ctx, log, args)
+	case "token":
+		err = token(os.Stdout, args)
 	default:
 		err = serve(ctx, log, args)
 	}
@@ -114,6 +118,20 @@ func serve(ctx context.Context, log *slog.Logger, args []string) error {
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shut)
+	return err
+}
+
+// token prints a new operator token and the operators-file line that admits it.
+func token(w io.Writer, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: cxr-dashboard token NAME")
+	}
+	tok, line, err := fleet.NewOperatorToken(args[0])
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "token for %s (give it to the operator; it is not stored and cannot be shown again):\n  %s\n"+
+		"line for commands.operators_file (only the token's sha256):\n  %s\n", args[0], tok, line)
 	return err
 }
 

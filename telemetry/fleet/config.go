@@ -42,6 +42,9 @@ func configDefaults() map[string]any {
 		"mqtt.key_file":                 "",
 		"mqtt.keepalive":                d.MQTT.KeepAlive.String(),
 		"http.listen":                   DefaultHTTPListen,
+		"commands.operators_file":       "",
+		"commands.reply_timeout":        d.Commands.ReplyTimeout.String(),
+		"commands.audit_max":            d.Commands.AuditMax,
 		"store.dir":                     "",
 		"intake.max_payload_kb":         d.MaxPayload >> 10,
 		"intake.max_devices":            d.MaxDevices,
@@ -98,6 +101,9 @@ func LoadConfig(v *viper.Viper) (Config, error) {
 	o.MQTT.KeyFile = r.file("mqtt.key_file")
 	o.MQTT.KeepAlive = r.duration("mqtt.keepalive", time.Second, 24*time.Hour)
 	c.HTTPListen = r.str("http.listen")
+	o.Commands.OperatorsFile = r.file("commands.operators_file")
+	o.Commands.ReplyTimeout = r.duration("commands.reply_timeout", time.Second, 10*time.Minute)
+	o.Commands.AuditMax = r.integer("commands.audit_max", 10, 1<<24)
 	o.StoreDir = r.str("store.dir")
 	if o.StoreDir == "" {
 		// systemd's StateDirectory= exports the directory it created for the service.

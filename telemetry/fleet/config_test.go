@@ -21,7 +21,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	d := DefaultOptions()
 	if c.HTTPListen != DefaultHTTPListen || c.MQTT.TopicPrefix != "cxr" || c.MQTT.ClientID != d.MQTT.ClientID ||
-		c.Alerts != d.Alerts || c.Retention != d.Retention || c.MaxPayload != 64<<10 || c.MaxDevices != 5000 {
+		c.Alerts != d.Alerts || c.Retention != d.Retention || c.Commands != d.Commands || c.MaxPayload != 64<<10 || c.MaxDevices != 5000 {
 		t.Errorf("defaults differ from DefaultOptions: %+v", c)
 	}
 	if got := c.MQTT.SubscriptionTopic(); got != "cxr/+/+/#" {
@@ -46,7 +46,7 @@ func TestShippedConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := DefaultOptions()
-	if c.Alerts != d.Alerts || c.Retention != d.Retention || c.MaxPayload != d.MaxPayload || c.MaxDevices != d.MaxDevices {
+	if c.Alerts != d.Alerts || c.Retention != d.Retention || c.Commands != d.Commands || c.MaxPayload != d.MaxPayload || c.MaxDevices != d.MaxDevices {
 		t.Errorf("shipped config differs from the documented defaults:\n%+v\n%+v", c.Alerts, d.Alerts)
 	}
 }
@@ -115,6 +115,9 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"retention.device_max_age", "10m", "retention.device_max_age"},
 		{"intake.max_payload_kb", "0", "intake.max_payload_kb"},
 		{"intake.max_devices", "0", "intake.max_devices"},
+		{"commands.operators_file", "/nonexistent/operators", "commands.operators_file"},
+		{"commands.reply_timeout", "0s", "commands.reply_timeout"},
+		{"commands.audit_max", "5", "commands.audit_max"},
 		{"alerts.temperature", "80", `unknown key "alerts.temperature"`},
 	}
 	for _, tc := range tests {

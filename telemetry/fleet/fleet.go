@@ -27,6 +27,9 @@ type Options struct {
 	StoreDir  string
 	Retention Retention
 	Alerts    Thresholds
+	// Commands: operators who may send devices commands from the dashboard (default: none,
+	// read-only).
+	Commands CommandOptions
 	// MaxPayload is the largest accepted payload in bytes (default 64 KiB); larger ones are
 	// counted as "oversized" and dropped.
 	MaxPayload int
@@ -132,6 +135,7 @@ func DefaultOptions() Options {
 			OutboxGrowth: 6,
 			FailedRise:   3,
 		},
+		Commands:   CommandOptions{ReplyTimeout: 30 * time.Second, AuditMax: 10000},
 		MaxPayload: 64 << 10,
 		QueueSize:  10000,
 		MaxDevices: 5000,
@@ -179,6 +183,8 @@ func (o Options) withDefaults() Options {
 	if o.Alerts.FailedRise == 0 {
 		o.Alerts.FailedRise = d.Alerts.FailedRise
 	}
+	setD(&o.Commands.ReplyTimeout, d.Commands.ReplyTimeout)
+	setI(&o.Commands.AuditMax, d.Commands.AuditMax)
 	setI(&o.MaxPayload, d.MaxPayload)
 	setI(&o.QueueSize, d.QueueSize)
 	setI(&o.MaxDevices, d.MaxDevices)
@@ -189,6 +195,15 @@ func (o Options) withDefaults() Options {
 		o.Now = time.Now
 	}
 	return o
+}
+
+// ReplyTopic is the filter of every device's command replies: <prefix>/+/+/cmd/+/reply.
+func (m MQTTOptions) ReplyTopic() string {
+	prefix := m.TopicPrefix
+	if prefix == "" {
+		prefix = telemetry.DefaultTopicPrefix
+	}
+	return prefix + "/+/+/cmd/+/reply"
 }
 
 // SubscriptionTopic is the filter the dashboard subscribes to: <prefix>/+/+/#, or the shared

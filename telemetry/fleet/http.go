@@ -25,6 +25,8 @@ var webFS embed.FS
 //	GET /device/{site}/{id}        device page       GET /api/devices/{site}/{id}?hours=24
 //	GET /events                    SSE "change"      GET /api/results?site=&device=&label=&limit=
 //	GET /metrics                   Prometheus        GET /api/alerts, /api/stats, /healthz
+//	POST /api/devices/{site}/{id}/cmd/{name}         GET /api/commands?site=&device=&limit=
+//	(commands need an operator token, see CommandOptions)
 func (s *Service) Handler() http.Handler {
 	tpl := template.Must(template.New("").Funcs(s.funcs()).ParseFS(webFS, "web/*.html"))
 	static, _ := fs.Sub(webFS, "web/static")
@@ -40,6 +42,8 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /api/devices", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.state.Devices()) })
 	mux.HandleFunc("GET /api/devices/{site}/{id}", s.apiDevice)
 	mux.HandleFunc("GET /api/results", s.apiResults)
+	mux.HandleFunc("POST /api/devices/{site}/{id}/cmd/{name}", s.apiCommand)
+	mux.HandleFunc("GET /api/commands", s.apiCommands)
 	mux.HandleFunc("GET /api/alerts", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.state.Alerts()) })
 	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.snapshotStats()) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

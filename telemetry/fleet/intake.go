@@ -263,6 +263,9 @@ func (s *Service) connectMQTT(ctx context.Context) (mqtt.Client, error) {
 	}
 	topic := m.SubscriptionTopic()
 	handler := func(_ mqtt.Client, msg mqtt.Message) {
+		// A reply to a command goes to the request waiting for it; it also takes the queue,
+		// where it is acknowledged in order like every other message.
+		s.cmd.deliver(m.TopicPrefix, msg.Topic(), msg.Payload())
 		in := inbound{topic: msg.Topic(), payload: msg.Payload(), retained: msg.Retained(), recv: s.opts.Now(), ack: msg.Ack}
 		select {
 		case s.in <- in:
@@ -276,6 +279,11 @@ func (s *Service) connectMQTT(ctx context.Context) (mqtt.Client, error) {
 		s.log.Info("mqtt connected", "broker", m.Broker, "client_id", m.ClientID, "topic", topic)
 		// Subscribing on every connect also covers a broker that lost the session.
 		t := c.Subscribe(topic, 1, handler)
+		if m.SharedGroup != "" {
+			// A shared subscription hands a reply to any one of the dashboards; the one
+			// that sent the command must see it, so replies are subscribed to unshared.
+			c.Subscribe(m.ReplyTopic(), 1, handler)
+		}
 		go func() {
 			if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
 				s.log.Error("mqtt subscribe failed", "topic", topic, "err", t.Error())

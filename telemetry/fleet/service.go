@@ -24,6 +24,7 @@ type Service struct {
 	state *state
 	stats *stats
 	hub   *hub
+	cmd   *commander
 	rlog  *rateLog
 	in    chan inbound
 
@@ -40,6 +41,10 @@ func New(opts Options) (*Service, error) {
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	cmd, err := newCommander(opts.Commands)
+	if err != nil {
+		return nil, err
+	}
 	st, err := openStore(opts.StoreDir)
 	if err != nil {
 		return nil, err
@@ -49,7 +54,7 @@ func New(opts Options) (*Service, error) {
 		st.close()
 		return nil, fmt.Errorf("load fleet state: %w", err)
 	}
-	s := &Service{opts: opts, log: opts.Logger, store: st, state: newState(), hub: newHub(),
+	s := &Service{opts: opts, log: opts.Logger, store: st, state: newState(), hub: newHub(), cmd: cmd,
 		rlog: newRateLog(10 * time.Second), in: make(chan inbound, opts.QueueSize), started: opts.Now()}
 	for _, d := range devs {
 		s.state.devices[deviceKey(d.Site, d.ID)] = d
@@ -79,6 +84,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 		client = c
+		s.cmd.setClient(c)
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)

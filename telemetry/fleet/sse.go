@@ -15,6 +15,7 @@ const (
 	evDevices eventKinds = 1 << iota
 	evResults
 	evAlerts
+	evCommands
 )
 
 func kindEvent(kind string) eventKinds {
@@ -37,6 +38,9 @@ func (k eventKinds) names() string {
 	}
 	if k&evAlerts != 0 {
 		n = append(n, "alerts")
+	}
+	if k&evCommands != 0 {
+		n = append(n, "commands")
 	}
 	return strings.Join(n, " ")
 }

@@ -29,6 +29,7 @@ type stats struct {
 	reg      *prometheus.Registry
 	messages *prometheus.CounterVec
 	delay    prometheus.Histogram
+	commands *prometheus.CounterVec
 }
 
 func newStats(s *Service) *stats {
@@ -42,6 +43,10 @@ func newStats(s *Service) *stats {
 		Help:    "End-to-end delay from the ts a device embedded in a live message to its commit in the dashboard's store.",
 		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60},
 	})
+	st.commands = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cxr_dashboard_commands_total",
+		Help: "Commands sent to devices from the dashboard, by command and outcome (ok, refused, no_reply, not_sent, invalid, denied).",
+	}, []string{"command", "outcome"})
 	devices := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxr_dashboard_devices", Help: "Known devices."},
 		func() float64 { s.state.mu.RLock(); defer s.state.mu.RUnlock(); return float64(len(s.state.devices)) })
 	offline := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxr_dashboard_devices_offline", Help: "Devices whose status is offline."},
@@ -67,7 +72,7 @@ func newStats(s *Service) *stats {
 			}
 			return 0
 		})
-	st.reg.MustRegister(st.messages, st.delay, devices, offline, alerts, queue, connected,
+	st.reg.MustRegister(st.messages, st.delay, st.commands, devices, offline, alerts, queue, connected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return st
 }

@@ -23,12 +23,14 @@ import (
 //	results    seq (8-byte BE)      → ResultRecord JSON, in arrival order
 //	result_ids "site/id/resultID"   → seq, to count a redelivered result once
 //	by_device  "site/id" (bucket)   → seq → empty: each device's results, for its page
+//	commands   seq (8-byte BE)      → AuditEntry JSON, the operators' commands in order
 var (
 	bktDevices   = []byte("devices")
 	bktHealth    = []byte("health")
 	bktResults   = []byte("results")
 	bktResultIDs = []byte("result_ids")
 	bktByDevice  = []byte("by_device")
+	bktCommands  = []byte("commands")
 )
 
 // store is the bbolt database of one dashboard.
@@ -47,7 +49,7 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bktDevices, bktHealth, bktResults, bktResultIDs, bktByDevice} {
+		for _, b := range [][]byte{bktDevices, bktHealth, bktResults, bktResultIDs, bktByDevice, bktCommands} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -235,6 +237,47 @@ func addResult(tx *bolt.Tx, rec ResultRecord) error {
 		return err
 	}
 	return ids.Put(idKey, u64(seq))
+}
+
+// addAudit appends a command to the audit trail and drops the entry max places older, so the
+// trail keeps the last max entries.
+func (s *store) addAudit(e AuditEntry, max int) error {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktCommands)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		if seq > uint64(max) {
+			if err := b.Delete(u64(seq - uint64(max))); err != nil {
+				return err
+			}
+		}
+		return b.Put(u64(seq), v)
+	})
+}
+
+// audits returns up to limit audit entries of a site and device (empty: any), newest first.
+func (s *store) audits(site, device string, limit int) ([]AuditEntry, error) {
+	out := []AuditEntry{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bktCommands).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var e AuditEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("audit entry %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			if (site == "" || site == e.Site) && (device == "" || device == e.Device) {
+				out = append(out, e)
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // ResultQuery filters the result feed; empty fields match everything.
