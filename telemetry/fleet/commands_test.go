@@ -236,7 +236,10 @@ func TestCommandsThroughBroker(t *testing.T) {
 
 	// An offline device: the command goes out, no reply comes, the operator is told so.
 	stopDevice()
-	testenv.WaitFor(t, "device offline", func() bool { d, _ := r.state.Device("clinic-north", "cxr-01"); return d.State == telemetry.StateOffline })
+	testenv.WaitFor(t, "device offline", func() bool {
+		d, _ := r.state.Device("clinic-north", "cxr-01")
+		return d.State == telemetry.StateOffline
+	})
 	if code, e := post(t, r.http.URL, path+"ping", tok, `{}`); code != 202 || e.Outcome != OutcomeNoReply || e.ID == "" {
 		t.Errorf("offline device: %d %+v", code, e)
 	}
