@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
 	"github.com/cxr-edge/cxr-edge/telemetry"
+	"github.com/cxr-edge/cxr-edge/telemetry/fleet"
 )
 
 // TestServe runs the command as systemd would (flags over the shipped defaults) against a
@@ -83,5 +86,34 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	err := serve(context.Background(), slog.New(slog.DiscardHandler), []string{"--http.listen", "not an address", "--store.dir", t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "http.listen") {
 		t.Fatalf("err %v, want one naming http.listen", err)
+	}
+}
+
+// TestToken: `cxr-dashboard token NAME` prints a token once and the operators-file line that
+// admits it, which the dashboard then loads.
+func TestToken(t *testing.T) {
+	var out strings.Builder
+	if err := token(&out, []string{"it-desk"}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) < 4 {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	tok, line := strings.TrimSpace(lines[1]), strings.TrimSpace(lines[3])
+	if len(tok) != 43 || !strings.HasPrefix(line, "it-desk ") || strings.Contains(line, tok) {
+		t.Fatalf("token %q, line %q: want a 43-character token and a line holding only its hash", tok, line)
+	}
+	path := filepath.Join(t.TempDir(), "operators")
+	if err := os.WriteFile(path, []byte(line+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fleet.LoadOperators(path); err != nil {
+		t.Errorf("the printed line does not load: %v", err)
+	}
+	for _, args := range [][]string{nil, {"a", "b"}, {"no spaces please"}} {
+		if err := token(io.Discard, args); err == nil {
+			t.Errorf("token %q: no error", args)
+		}
 	}
 }

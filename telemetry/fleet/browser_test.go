@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -128,4 +129,57 @@ func TestBrowserFleetView(t *testing.T) {
 	}
 	shot("fleet-phone.png")
 	t.Logf("screenshots in %s", art)
+}
+
+// TestBrowserOperatingPoint: hospital IT sets a site's operating point from the device page in
+// headless Chromium; it reaches the device's real publisher through Mosquitto, the page shows
+// the device's answer and the audit trail lists it; a wrong token is refused on the page.
+func TestBrowserOperatingPoint(t *testing.T) {
+	b := broker(t)
+	o := testOptions(t, b.URL())
+	var tok string
+	o.Commands.OperatorsFile, tok = operatorsFile(t, "it-desk")
+	r := start(t, o)
+	h := &siteHandler{}
+	runDevice(t, r, b.URL(), "clinic-north", "cxr-07", h)
+	testenv.WaitFor(t, "device known", func() bool { _, ok := r.state.Device("clinic-north", "cxr-07"); return ok })
+	browser := testenv.Chromium(t)
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(browser, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	status := func(want string) chromedp.Action[chromedp.Void] {
+		return chromedp.Poll[chromedp.Void](`document.getElementById("cmd-status").textContent.includes(`+strconv.Quote(want)+`)`,
+			chromedp.WithPollingTimeout(10*time.Second))
+	}
+
+	run("device page with the command form", chromedp.Navigate(r.http.URL+"/device/clinic-north/cxr-07"),
+		chromedp.WaitVisible(chromedp.CSS("#command-form")), chromedp.WaitVisible(chromedp.CSS("#live.on")))
+	run("a threshold outside (0, 1) is refused on the page",
+		chromedp.SendKeys(chromedp.CSS("#cmd-token"), tok), chromedp.SetValue(chromedp.CSS("#cmd-threshold"), "1.2"),
+		chromedp.Click(chromedp.CSS(`button[data-cmd="set"]`)), status("between 0 and 1"))
+	run("set the operating point", chromedp.SetValue(chromedp.CSS("#cmd-threshold"), "0.27"),
+		chromedp.Click(chromedp.CSS(`button[data-cmd="set"]`)), status("now applies threshold 0.27 (site)"))
+	run("the audit trail lists it live", chromedp.Poll[chromedp.Void](
+		`(document.querySelector("table.audit tr.out-ok") || {innerText: ""}).innerText.includes("it-desk")`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	if got := h.calls(); len(got) != 1 || got[0] != 0.27 {
+		t.Errorf("the device was set to %v, want [0.27]", got)
+	}
+	shot := testenv.ArtifactDir(t)
+	ctx, cancel := context.WithTimeout(browser, 20*time.Second)
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	cancel()
+	if err == nil {
+		err = os.WriteFile(filepath.Join(shot, "device-commands.png"), png, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("a wrong token is refused", chromedp.SetValue(chromedp.CSS("#cmd-token"), tok+"x"),
+		chromedp.Click(chromedp.CSS(`button[data-cmd="ping"]`)), status("Not sent (401)"))
 }

@@ -210,6 +210,7 @@ func TestCommandsThroughBroker(t *testing.T) {
 		{"set", "set-threshold", tok, set("0.31"), 200, OutcomeOK, ""},
 		{"another model", "set-threshold", tok, `{"threshold":0.2,"model_sha256":"` + strings.Repeat("0", 64) + `"}`, 200, OutcomeRefused, "is not the running model"},
 		{"ping", "ping", tok, ``, 200, OutcomeOK, ""},
+		{"clear", "set-threshold", tok, set("null"), 200, OutcomeOK, ""},
 	}
 	for _, tc := range tests {
 		code, e := post(t, r.http.URL, path+tc.cmd, tc.token, tc.body)
@@ -258,15 +259,15 @@ func TestCommandsThroughBroker(t *testing.T) {
 			t.Errorf("audit entry without operator, remote or time: %+v", e)
 		}
 	}
-	want := []string{OutcomeNoReply, OutcomeOK, OutcomeRefused, OutcomeOK, OutcomeInvalid, OutcomeInvalid, OutcomeInvalid}
+	want := []string{OutcomeNoReply, OutcomeOK, OutcomeOK, OutcomeRefused, OutcomeOK, OutcomeInvalid, OutcomeInvalid, OutcomeInvalid}
 	if fmt.Sprint(outcomes) != fmt.Sprint(want) {
 		t.Errorf("audit outcomes %v, want %v", outcomes, want)
 	}
-	if len(trail) > 3 && !bytes.Contains(trail[3].Args, []byte(`"threshold":0.31`)) {
-		t.Errorf("audit args %s, want the command sent", trail[3].Args)
+	if len(trail) > 4 && !bytes.Contains(trail[4].Args, []byte(`"threshold":0.31`)) {
+		t.Errorf("audit args %s, want the command sent", trail[4].Args)
 	}
 	_, _, metrics := get(t, r.http.URL+"/metrics")
-	for _, m := range []string{`cxr_dashboard_commands_total{command="set-threshold",outcome="denied"} 2`, `cxr_dashboard_commands_total{command="set-threshold",outcome="ok"} 1`} {
+	for _, m := range []string{`cxr_dashboard_commands_total{command="set-threshold",outcome="denied"} 2`, `cxr_dashboard_commands_total{command="set-threshold",outcome="ok"} 2`} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

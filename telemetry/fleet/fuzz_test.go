@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/cxr-edge/cxr-edge/telemetry"
 )
 
 // FuzzDecode: no payload or topic makes the contract check panic, and whatever it accepts
@@ -17,7 +19,21 @@ func FuzzDecode(f *testing.F) {
 	f.Add("cxr/s/d/result", []byte(`{"schema":"cxr-edge/result/v1","id":"a","label":"normal","score":0.1,"scored_at":"2026-05-01T12:00:00Z"}`))
 	f.Add("cxr/s/d/cmd/x", []byte(`{}`))
 	f.Add("cxr//d/health", []byte(`null`))
+	f.Add("cxr/s/d/cmd/ping/reply", []byte(`{"schema":"cxr-edge/reply/v1","id":"dash-1","ok":true}`))
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
+		// A command reply reaches only the request waiting for exactly that device, command
+		// and id.
+		c := &commander{waiting: map[string]chan telemetry.Reply{}}
+		ch := make(chan telemetry.Reply, 1)
+		c.waiting[replyKey("s", "d", "ping", "dash-1")] = ch
+		isReply := c.deliver("cxr", topic, payload)
+		select {
+		case r := <-ch:
+			if !isReply || r.ID != "dash-1" || r.Schema != telemetry.SchemaReply || topic != "cxr/s/d/cmd/ping/reply" {
+				t.Fatalf("reply %+v on %q delivered to the ping dash-1 of s/d", r, topic)
+			}
+		default:
+		}
 		d, err := decode("cxr", topic, payload, 64<<10)
 		if err != nil {
 			if outcomeOf(err) == "error" {

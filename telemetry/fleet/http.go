@@ -39,6 +39,13 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /fragment/alerts", s.page(tpl, "alerts", s.fleetData))
 	mux.HandleFunc("GET /fragment/feed", s.page(tpl, "feed", s.fleetData))
 	mux.HandleFunc("GET /fragment/device/{site}/{id}", s.page(tpl, "device-body", s.deviceData))
+	mux.HandleFunc("GET /fragment/commands/{site}/{id}", s.page(tpl, "command-list", func(r *http.Request) (any, int, error) {
+		es, err := s.store.audits(r.PathValue("site"), r.PathValue("id"), deviceCommandsShown)
+		if err != nil {
+			return nil, http.StatusInternalServerError, err
+		}
+		return es, http.StatusOK, nil
+	}))
 	mux.HandleFunc("GET /api/devices", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.state.Devices()) })
 	mux.HandleFunc("GET /api/devices/{site}/{id}", s.apiDevice)
 	mux.HandleFunc("GET /api/results", s.apiResults)
@@ -225,16 +232,25 @@ func (s *Service) fleetData(r *http.Request) (any, int, error) {
 // devicePage is the data of the device page.
 type devicePage struct {
 	DeviceDetail
-	Now    time.Time
-	Charts []template.HTML
+	Now             time.Time
+	Charts          []template.HTML
+	CommandsEnabled bool
+	Commands        []AuditEntry
 }
+
+// deviceCommandsShown is how many audit entries the device page lists.
+const deviceCommandsShown = 20
 
 func (s *Service) deviceData(r *http.Request) (any, int, error) {
 	d, code, err := s.deviceDetail(r)
 	if err != nil {
 		return nil, code, err
 	}
-	return devicePage{DeviceDetail: d, Now: s.opts.Now(), Charts: s.charts(d.History)}, http.StatusOK, nil
+	cmds, err := s.store.audits(d.Device.Site, d.Device.ID, deviceCommandsShown)
+	if err != nil {
+		return nil, http.StatusInternalServerError, err
+	}
+	return devicePage{DeviceDetail: d, Now: s.opts.Now(), Charts: s.charts(d.History), CommandsEnabled: len(s.cmd.ops) > 0, Commands: cmds}, http.StatusOK, nil
 }
 
 // page renders a template into a buffer first, so a failure is a clean error page.
