@@ -40,26 +40,7 @@ func TestBrowserFleetView(t *testing.T) {
 		return r.count("health/accepted") == 39 && r.count("result/accepted") == 2
 	})
 
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(browser, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	shot := func(name string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(browser, 20*time.Second)
-		defer cancel()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot %s: %v", name, err)
-		}
-		if err := os.WriteFile(filepath.Join(art, name), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	run, shot := pageDriver(t, browser, art)
 	evalBool := func(what, js string) bool {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(browser, 10*time.Second)
@@ -131,6 +112,32 @@ func TestBrowserFleetView(t *testing.T) {
 	t.Logf("screenshots in %s", art)
 }
 
+// pageDriver returns helpers that run steps in the browser and save full-page screenshots to
+// dir, each with a 20 s limit and failing the test on error.
+func pageDriver(t *testing.T, browser context.Context, dir string) (run func(what string, steps ...chromedp.Action[chromedp.Void]), shot func(name string)) {
+	run = func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(browser, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	shot = func(name string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(browser, 20*time.Second)
+		defer cancel()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return run, shot
+}
+
 // TestBrowserOperatingPoint: hospital IT sets a site's operating point from the device page in
 // headless Chromium; it reaches the device's real publisher through Mosquitto, the page shows
 // the device's answer and the audit trail lists it; a wrong token is refused on the page.
@@ -144,14 +151,7 @@ func TestBrowserOperatingPoint(t *testing.T) {
 	runDevice(t, r, b.URL(), "clinic-north", "cxr-07", h)
 	testenv.WaitFor(t, "device known", func() bool { _, ok := r.state.Device("clinic-north", "cxr-07"); return ok })
 	browser := testenv.Chromium(t)
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(browser, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
+	run, shot := pageDriver(t, browser, testenv.ArtifactDir(t))
 	status := func(want string) chromedp.Action[chromedp.Void] {
 		return chromedp.Poll[chromedp.Void](`document.getElementById("cmd-status").textContent.includes(`+strconv.Quote(want)+`)`,
 			chromedp.WithPollingTimeout(10*time.Second))
@@ -170,16 +170,7 @@ func TestBrowserOperatingPoint(t *testing.T) {
 	if got := h.calls(); len(got) != 1 || got[0] != 0.27 {
 		t.Errorf("the device was set to %v, want [0.27]", got)
 	}
-	shot := testenv.ArtifactDir(t)
-	ctx, cancel := context.WithTimeout(browser, 20*time.Second)
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	cancel()
-	if err == nil {
-		err = os.WriteFile(filepath.Join(shot, "device-commands.png"), png, 0o644)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	shot("device-commands.png")
 	run("a wrong token is refused", chromedp.SetValue(chromedp.CSS("#cmd-token"), tok+"x"),
 		chromedp.Click(chromedp.CSS(`button[data-cmd="ping"]`)), status("Not sent (401)"))
 }
