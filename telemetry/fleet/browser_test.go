@@ -142,14 +142,7 @@ func pageDriver(t *testing.T, browser context.Context, dir string) (run func(wha
 // headless Chromium; it reaches the device's real publisher through Mosquitto, the page shows
 // the device's answer and the audit trail lists it; a wrong token is refused on the page.
 func TestBrowserOperatingPoint(t *testing.T) {
-	b := broker(t)
-	o := testOptions(t, b.URL())
-	var tok string
-	o.Commands.OperatorsFile, tok = operatorsFile(t, "it-desk")
-	r := start(t, o)
-	h := &siteHandler{}
-	runDevice(t, r, b.URL(), "clinic-north", "cxr-07", h)
-	testenv.WaitFor(t, "device known", func() bool { _, ok := r.state.Device("clinic-north", "cxr-07"); return ok })
+	r, tok, h, _ := commandSetup(t, "it-desk", "clinic-north", "cxr-07")
 	browser := testenv.Chromium(t)
 	run, shot := pageDriver(t, browser, testenv.ArtifactDir(t))
 	status := func(want string) chromedp.Action[chromedp.Void] {

@@ -178,20 +178,28 @@ func operatorsFile(t *testing.T, name string) (path, token string) {
 	return path, token
 }
 
+// commandSetup starts Mosquitto, a dashboard whose one operator is name (replies awaited 2 s),
+// and the device's real publisher site/dev with a siteHandler, and waits until the dashboard
+// knows the device.
+func commandSetup(t *testing.T, name, site, dev string) (r *running, token string, h *siteHandler, stopDevice func()) {
+	t.Helper()
+	b := broker(t)
+	o := testOptions(t, b.URL())
+	o.Commands.OperatorsFile, token = operatorsFile(t, name)
+	o.Commands.ReplyTimeout = 2 * time.Second
+	r = start(t, o)
+	h = &siteHandler{}
+	stopDevice = runDevice(t, r, b.URL(), site, dev, h)
+	testenv.WaitFor(t, "device known", func() bool { _, ok := r.state.Device(site, dev); return ok })
+	return r, token, h, stopDevice
+}
+
 // TestCommandsThroughBroker: an operator sets a device's operating point from the dashboard;
 // the command crosses a real Mosquitto to the device's own publisher, its reply comes back to
 // the request, and the attempt is in the audit trail. Wrong tokens, invalid commands, unknown
 // and offline devices get clear answers and send nothing.
 func TestCommandsThroughBroker(t *testing.T) {
-	b := broker(t)
-	o := testOptions(t, b.URL())
-	var tok string
-	o.Commands.OperatorsFile, tok = operatorsFile(t, "alice")
-	o.Commands.ReplyTimeout = 2 * time.Second
-	r := start(t, o)
-	h := &siteHandler{}
-	stopDevice := runDevice(t, r, b.URL(), "clinic-north", "cxr-01", h)
-	testenv.WaitFor(t, "device known", func() bool { _, ok := r.state.Device("clinic-north", "cxr-01"); return ok })
+	r, tok, h, stopDevice := commandSetup(t, "alice", "clinic-north", "cxr-01")
 
 	const path = "/api/devices/clinic-north/cxr-01/cmd/"
 	set := func(th string) string {
