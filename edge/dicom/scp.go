@@ -462,7 +462,9 @@ func (a *association) write(typ byte, body []byte) error {
 	return err
 }
 
-func (a *association) reject(r *rejection) { _ = a.write(pduAssociateRJ, []byte{0, r.result, r.source, r.reason}) }
+func (a *association) reject(r *rejection) {
+	_ = a.write(pduAssociateRJ, []byte{0, r.result, r.source, r.reason})
+}
 
 func (a *association) abort(source, reason byte) { _ = a.write(pduAbort, []byte{0, 0, source, reason}) }
 
