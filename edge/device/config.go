@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cxr-edge/cxr-edge/edge/dicom"
 	"github.com/cxr-edge/cxr-edge/telemetry"
 )
 
@@ -109,18 +110,23 @@ type ModelConfig struct {
 
 // IntakeConfig configures the hot folder and the HTTP API.
 type IntakeConfig struct {
-	WatchDir       string        `mapstructure:"watch_dir" yaml:"watch_dir"`
-	HTTPListen     string        `mapstructure:"http_listen" yaml:"http_listen"`
-	MaxBytes       ByteSize      `mapstructure:"max_bytes" yaml:"max_bytes"`
-	MaxPixels      int64         `mapstructure:"max_pixels" yaml:"max_pixels"`
-	DecodeTimeout  time.Duration `mapstructure:"decode_timeout" yaml:"decode_timeout"`
-	Settle         time.Duration `mapstructure:"settle" yaml:"settle"`
-	Rescan         time.Duration `mapstructure:"rescan" yaml:"rescan"`
-	KeepDone       bool          `mapstructure:"keep_done" yaml:"keep_done"`
-	DoneMaxAge     time.Duration `mapstructure:"done_max_age" yaml:"done_max_age"`
-	DoneMaxBytes   ByteSize      `mapstructure:"done_max_bytes" yaml:"done_max_bytes"`
-	FailedMaxAge   time.Duration `mapstructure:"failed_max_age" yaml:"failed_max_age"`
-	FailedMaxBytes ByteSize      `mapstructure:"failed_max_bytes" yaml:"failed_max_bytes"`
+	WatchDir   string `mapstructure:"watch_dir" yaml:"watch_dir"`
+	HTTPListen string `mapstructure:"http_listen" yaml:"http_listen"`
+	// DICOMListen is the address of the DICOM Store SCP ("" = off); DICOMAETitle its AE
+	// title; DICOMAllowedCallers, if set, the only calling AE titles accepted.
+	DICOMListen         string        `mapstructure:"dicom_listen" yaml:"dicom_listen"`
+	DICOMAETitle        string        `mapstructure:"dicom_ae_title" yaml:"dicom_ae_title"`
+	DICOMAllowedCallers []string      `mapstructure:"dicom_allowed_callers" yaml:"dicom_allowed_callers"`
+	MaxBytes            ByteSize      `mapstructure:"max_bytes" yaml:"max_bytes"`
+	MaxPixels           int64         `mapstructure:"max_pixels" yaml:"max_pixels"`
+	DecodeTimeout       time.Duration `mapstructure:"decode_timeout" yaml:"decode_timeout"`
+	Settle              time.Duration `mapstructure:"settle" yaml:"settle"`
+	Rescan              time.Duration `mapstructure:"rescan" yaml:"rescan"`
+	KeepDone            bool          `mapstructure:"keep_done" yaml:"keep_done"`
+	DoneMaxAge          time.Duration `mapstructure:"done_max_age" yaml:"done_max_age"`
+	DoneMaxBytes        ByteSize      `mapstructure:"done_max_bytes" yaml:"done_max_bytes"`
+	FailedMaxAge        time.Duration `mapstructure:"failed_max_age" yaml:"failed_max_age"`
+	FailedMaxBytes      ByteSize      `mapstructure:"failed_max_bytes" yaml:"failed_max_bytes"`
 }
 
 // StoreConfig locates the local result store and bounds it.
@@ -180,6 +186,9 @@ var defaults = []struct {
 	{"model.threads", 0},
 	{"intake.watch_dir", ""},
 	{"intake.http_listen", "127.0.0.1:8080"},
+	{"intake.dicom_listen", ""},
+	{"intake.dicom_ae_title", dicom.DefaultServerOptions().AETitle},
+	{"intake.dicom_allowed_callers", []string{}},
 	{"intake.max_bytes", "64MiB"},
 	{"intake.max_pixels", 64 << 20},
 	{"intake.decode_timeout", "30s"},
@@ -314,7 +323,7 @@ func Load(opts LoadOptions) (*Config, error) {
 		Result:           cfg,
 		WeaklyTypedInput: true,
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			byteSizeHook, durationHook,
+			byteSizeHook, durationHook, mapstructure.StringToSliceHookFunc(","), // lists from the environment: A,B
 		),
 	})
 	if err != nil {
@@ -465,8 +474,21 @@ func (c *Config) Validate() error {
 	if c.Model.Threads < 0 || c.Model.Threads > 256 {
 		return bad("model.threads", c.Model.Threads, "want 0 (all cores) .. 256")
 	}
-	if c.Intake.WatchDir == "" && c.Intake.HTTPListen == "" {
-		return bad("intake.watch_dir", `""`, "want a folder, or set intake.http_listen: with neither the daemon has no input")
+	if c.Intake.WatchDir == "" && c.Intake.HTTPListen == "" && c.Intake.DICOMListen == "" {
+		return bad("intake.watch_dir", `""`, "want a folder, or set intake.http_listen or intake.dicom_listen: with none the daemon has no input")
+	}
+	if l := c.Intake.DICOMListen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			return bad("intake.dicom_listen", strconv.Quote(l), "want host:port, e.g. 0.0.0.0:11112, or empty to disable the DICOM Store SCP")
+		}
+	}
+	if !dicom.ValidAETitle(c.Intake.DICOMAETitle) {
+		return bad("intake.dicom_ae_title", strconv.Quote(c.Intake.DICOMAETitle), "want 1-16 printable ASCII characters, no backslash")
+	}
+	for _, ae := range c.Intake.DICOMAllowedCallers {
+		if !dicom.ValidAETitle(ae) {
+			return bad("intake.dicom_allowed_callers", strconv.Quote(ae), "want AE titles of 1-16 printable ASCII characters, no backslash")
+		}
 	}
 	if l := c.Intake.HTTPListen; l != "" {
 		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {

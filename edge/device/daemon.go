@@ -23,6 +23,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cxr-edge/cxr-edge/edge/dicom"
 	"github.com/cxr-edge/cxr-edge/edge/intake"
 	"github.com/cxr-edge/cxr-edge/edge/store"
 	"github.com/cxr-edge/cxr-edge/telemetry"
@@ -41,8 +42,9 @@ func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 
 // Listening is where a running daemon can be reached.
 type Listening struct {
-	HTTP string // intake.http_listen as bound ("" without the HTTP API)
-	MQTT string // the embedded broker's address as bound (mqtt.embedded; else "")
+	HTTP  string // intake.http_listen as bound ("" without the HTTP API)
+	DICOM string // intake.dicom_listen as bound ("" without the Store SCP)
+	MQTT  string // the embedded broker's address as bound (mqtt.embedded; else "")
 }
 
 // DaemonOptions are what Run needs besides the configuration.
@@ -378,6 +380,27 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 			}
 		})
 		log.Info("HTTP API listening", "addr", httpAddr)
+	}
+
+	if cfg.Intake.DICOMListen != "" {
+		scp, err := dicom.NewServer(dicom.ServerOptions{
+			AETitle: cfg.Intake.DICOMAETitle, AllowedCallers: cfg.Intake.DICOMAllowedCallers,
+			MaxBytes: int64(cfg.Intake.MaxBytes), Logger: log.With("intake", "dicom"),
+		}, intake.DICOMStore{Processor: pipe, Metrics: intakeMetrics, Logger: log.With("intake", "dicom")})
+		if err != nil {
+			return fmt.Errorf("intake.dicom_ae_title: %w", err)
+		}
+		ln, err := net.Listen("tcp", cfg.Intake.DICOMListen)
+		if err != nil {
+			return fmt.Errorf("intake.dicom_listen: %w", err)
+		}
+		tasks.run("dicom store scp", func() {
+			if err := scp.Serve(ctx, ln); err != nil {
+				fail(fmt.Errorf("DICOM Store SCP: %w", err))
+			}
+		})
+		listening.DICOM = ln.Addr().String()
+		log.Info("DICOM Store SCP listening", "addr", listening.DICOM, "ae_title", cfg.Intake.DICOMAETitle)
 	}
 
 	// Retention of the store: hourly, and once at start.

@@ -1,0 +1,116 @@
+package device
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cxr-edge/cxr-edge/edge/testenv"
+	"github.com/cxr-edge/cxr-edge/telemetry"
+)
+
+// TestDICOMStoreIntoDaemon: an X-ray unit (dcmtk's storescu) sends a radiograph to the running
+// daemon over the DICOM network; it is scored with the embedded model exactly as the same file
+// uploaded over HTTP, counted once if sent again, and a sender that is not listed is refused.
+func TestDICOMStoreIntoDaemon(t *testing.T) {
+	dir := t.TempDir()
+	dcm := filepath.Join(dir, "xray.dcm")
+	testenv.DCMTK(t, "img2dcm", "-q", testenv.SharedPath(t, "data", "fullres", "PNEUMONIA", firstFile(t, "PNEUMONIA")), filepath.Join(dir, "jpeg.dcm"))
+	testenv.DCMTK(t, "dcmdjpeg", "-q", filepath.Join(dir, "jpeg.dcm"), dcm)
+
+	cfg, err := Load(LoadOptions{Dirs: []string{t.TempDir()}, Env: env(map[string]string{
+		"CXR_STORE_DIR":                    filepath.Join(dir, "store"),
+		"CXR_INTAKE_HTTP_LISTEN":           "127.0.0.1:0",
+		"CXR_INTAKE_DICOM_LISTEN":          "127.0.0.1:0",
+		"CXR_INTAKE_DICOM_AE_TITLE":        "CXR-WARD3",
+		"CXR_INTAKE_DICOM_ALLOWED_CALLERS": "XRAY1,XRAY2",
+		"CXR_INDICATOR_KIND":               "none",
+	}), Hostname: host("test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.Intake.DICOMAllowedCallers, " "); got != "XRAY1 XRAY2" {
+		t.Fatalf("allowed callers from the environment: %q", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan Listening, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, DaemonOptions{Version: "test", Logger: discardLogger(),
+			Ready: func(l Listening) { ready <- l }, Notify: func(string) error { return nil }})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	}()
+	var l Listening
+	select {
+	case l = <-ready:
+	case err := <-done:
+		t.Fatalf("daemon did not start: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("daemon did not start within 60 s")
+	}
+	_, port, _ := net.SplitHostPort(l.DICOM)
+	storescu := func(calling string) (string, bool) {
+		out, err := exec.Command(testenv.LookPath(t, "storescu"), "-aet", calling, "-aec", "CXR-WARD3", "127.0.0.1", port, dcm).CombinedOutput()
+		return string(out), err == nil
+	}
+	results := func() []telemetry.Result {
+		resp, err := http.Get("http://" + l.HTTP + "/v1/results?limit=10")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Results []telemetry.Result }
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		return body.Results
+	}
+
+	if out, ok := storescu("XRAY1"); !ok {
+		t.Fatalf("storescu: %s", out)
+	}
+	rs := results()
+	if len(rs) != 1 || rs[0].Source != "dicom" || rs[0].Label == telemetry.LabelUnreadable || rs[0].Image.Format != "dicom" {
+		t.Fatalf("results after one C-STORE: %+v", rs)
+	}
+	data, err := os.ReadFile(dcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaHTTP := post(t, "http://"+l.HTTP, data)
+	if viaHTTP.Score != rs[0].Score || viaHTTP.Label != rs[0].Label {
+		t.Errorf("C-STORE scored %v (%s), the same file over HTTP %v (%s)", rs[0].Score, rs[0].Label, viaHTTP.Score, viaHTTP.Label)
+	}
+	t.Logf("C-STORE: %s %.4f; HTTP: %s %.4f", rs[0].Label, rs[0].Score, viaHTTP.Label, viaHTTP.Score)
+
+	if out, ok := storescu("XRAY1"); !ok {
+		t.Fatalf("storescu again: %s", out)
+	}
+	if out, ok := storescu("ROGUE"); ok || !strings.Contains(out, "Calling AE Title Not Recognized") {
+		t.Errorf("an unlisted sender was not refused:\n%s", out)
+	}
+	if n := len(results()); n != 2 {
+		t.Errorf("%d results, want 2: the instance sent twice counts once, the refused one not at all (plus the HTTP upload)", n)
+	}
+}
+
+func firstFile(t *testing.T, class string) string {
+	t.Helper()
+	es, err := os.ReadDir(testenv.SharedPath(t, "data", "fullres", class))
+	if err != nil || len(es) == 0 {
+		t.Fatalf("fullres/%s: %v", class, err)
+	}
+	return es[0].Name()
+}
