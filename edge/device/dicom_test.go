@@ -1,7 +1,6 @@
 package device
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
 	"github.com/cxr-edge/cxr-edge/telemetry"
@@ -25,41 +23,12 @@ func TestDICOMStoreIntoDaemon(t *testing.T) {
 	testenv.DCMTK(t, "img2dcm", "-q", testenv.SharedPath(t, "data", "fullres", "PNEUMONIA", firstFile(t, "PNEUMONIA")), filepath.Join(dir, "jpeg.dcm"))
 	testenv.DCMTK(t, "dcmdjpeg", "-q", filepath.Join(dir, "jpeg.dcm"), dcm)
 
-	cfg, err := Load(LoadOptions{Dirs: []string{t.TempDir()}, Env: env(map[string]string{
-		"CXR_STORE_DIR":                    filepath.Join(dir, "store"),
+	l, _ := runTestDaemon(t, map[string]string{
 		"CXR_INTAKE_HTTP_LISTEN":           "127.0.0.1:0",
 		"CXR_INTAKE_DICOM_LISTEN":          "127.0.0.1:0",
 		"CXR_INTAKE_DICOM_AE_TITLE":        "CXR-WARD3",
-		"CXR_INTAKE_DICOM_ALLOWED_CALLERS": "XRAY1,XRAY2",
-		"CXR_INDICATOR_KIND":               "none",
-	}), Hostname: host("test")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(cfg.Intake.DICOMAllowedCallers, " "); got != "XRAY1 XRAY2" {
-		t.Fatalf("allowed callers from the environment: %q", got)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan Listening, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, cfg, DaemonOptions{Version: "test", Logger: discardLogger(),
-			Ready: func(l Listening) { ready <- l }, Notify: func(string) error { return nil }})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	}()
-	var l Listening
-	select {
-	case l = <-ready:
-	case err := <-done:
-		t.Fatalf("daemon did not start: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("daemon did not start within 60 s")
-	}
+		"CXR_INTAKE_DICOM_ALLOWED_CALLERS": "XRAY1,XRAY2", // a list from the environment
+	})
 	_, port, _ := net.SplitHostPort(l.DICOM)
 	storescu := func(calling string) (string, bool) {
 		out, err := exec.Command(testenv.LookPath(t, "storescu"), "-aet", calling, "-aec", "CXR-WARD3", "127.0.0.1", port, dcm).CombinedOutput()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -104,25 +105,33 @@ func screenScores(t *testing.T) (hi, lo []byte, hiScore, loScore float64) {
 // returns its URL and a function that stops it (it also stops when the test ends).
 func startTestDaemon(t *testing.T, threshold float64) (string, func()) {
 	t.Helper()
-	state := t.TempDir()
-	cfg, err := Load(LoadOptions{Dirs: []string{t.TempDir()}, Env: env(map[string]string{
+	l, stop := runTestDaemon(t, map[string]string{
 		"CXR_MODEL_PATH":         testenv.SharedPath(t, "models", "vww_96_int8.tflite"),
 		"CXR_MODEL_THRESHOLD":    fmt.Sprint(threshold),
-		"CXR_STORE_DIR":          filepath.Join(state, "store"),
 		"CXR_INTAKE_HTTP_LISTEN": "127.0.0.1:0",
-		"CXR_INDICATOR_KIND":     "none",
 		"CXR_DEVICE_SITE":        "ward-3",
 		"CXR_DEVICE_ID":          "cart-1",
-	}), Hostname: host("test")})
+	})
+	return "http://" + l.HTTP, stop
+}
+
+// runTestDaemon runs the daemon in this process configured by the environment vars (over a
+// fresh store, no indicator) and returns where it listens and a function that stops it (it
+// also stops when the test ends).
+func runTestDaemon(t *testing.T, vars map[string]string) (Listening, func()) {
+	t.Helper()
+	all := map[string]string{"CXR_STORE_DIR": filepath.Join(t.TempDir(), "store"), "CXR_INDICATOR_KIND": "none"}
+	maps.Copy(all, vars)
+	cfg, err := Load(LoadOptions{Dirs: []string{t.TempDir()}, Env: env(all), Hostname: host("test")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
+	ready := make(chan Listening, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, cfg, DaemonOptions{Version: "test", Logger: discardLogger(),
-			Ready: func(l Listening) { addr <- l.HTTP }, Notify: func(string) error { return nil }})
+			Ready: func(l Listening) { ready <- l }, Notify: func(string) error { return nil }})
 	}()
 	var once sync.Once
 	stop := func() {
@@ -135,14 +144,14 @@ func startTestDaemon(t *testing.T, threshold float64) (string, func()) {
 	}
 	t.Cleanup(stop)
 	select {
-	case a := <-addr:
-		return "http://" + a, stop
+	case l := <-ready:
+		return l, stop
 	case err := <-done:
 		t.Fatalf("daemon did not start: %v", err)
 	case <-time.After(60 * time.Second):
 		t.Fatal("daemon did not start within 60 s")
 	}
-	return "", stop
+	return Listening{}, stop
 }
 
 func screenState(t *testing.T, url string) intake.ScreenState {
