@@ -66,21 +66,21 @@ const (
 	maxOperators = 1000
 )
 
-// operator is one line of the operators file.
-type operator struct {
-	name string
-	hash [sha256.Size]byte
+// Operator is one line of the operators file: who may send commands.
+type Operator struct {
+	Name string
+	hash [sha256.Size]byte // of the operator's token
 }
 
 // LoadOperators reads an operators file (see CommandOptions.OperatorsFile). Every error wraps
 // ErrConfig and names the line.
-func LoadOperators(path string) ([]operator, error) {
+func LoadOperators(path string) ([]Operator, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: commands.operators_file: %w", ErrConfig, err)
 	}
 	defer f.Close()
-	var ops []operator
+	var ops []Operator
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
@@ -109,7 +109,7 @@ func LoadOperators(path string) ([]operator, error) {
 			return nil, bad(fmt.Sprintf("more than %d operators", maxOperators))
 		}
 		seen[fields[0]] = true
-		op := operator{name: fields[0]}
+		op := Operator{Name: fields[0]}
 		copy(op.hash[:], h)
 		ops = append(ops, op)
 	}
@@ -129,9 +129,7 @@ func NewOperatorToken(name string) (token, line string, err error) {
 		return "", "", fmt.Errorf("operator name %q: want 1-64 characters of [a-zA-Z0-9_-]", name)
 	}
 	b := make([]byte, tokenBytes)
-	if _, err := rand.Read(b); err != nil {
-		return "", "", err
-	}
+	rand.Read(b) // never fails (crypto/rand)
 	token = base64.RawURLEncoding.EncodeToString(b)
 	h := sha256.Sum256([]byte(token))
 	return token, name + " " + hex.EncodeToString(h[:]), nil
@@ -139,7 +137,7 @@ func NewOperatorToken(name string) (token, line string, err error) {
 
 // authenticate returns the operator whose token the request carries (Authorization: Bearer).
 // Every hash is compared in constant time, so timing does not tell which prefix matched.
-func authenticate(ops []operator, r *http.Request) (string, bool) {
+func authenticate(ops []Operator, r *http.Request) (string, bool) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || len(tok) < minTokenLen {
 		return "", false
@@ -148,7 +146,7 @@ func authenticate(ops []operator, r *http.Request) (string, bool) {
 	name := ""
 	for _, op := range ops {
 		if subtle.ConstantTimeCompare(h[:], op.hash[:]) == 1 {
-			name = op.name
+			name = op.Name
 		}
 	}
 	return name, name != ""
@@ -169,13 +167,9 @@ type AuditEntry struct {
 	Reply    *telemetry.Reply `json:"reply,omitempty"`
 }
 
-// CommandResponse is the body of POST /api/devices/{site}/{id}/cmd/{name}: the audit entry
-// of the attempt (with the device's reply, if one came).
-type CommandResponse = AuditEntry
-
 // commander sends commands and matches the devices' replies to the requests waiting for them.
 type commander struct {
-	ops     []operator
+	ops     []Operator
 	timeout time.Duration
 
 	mu      sync.Mutex
@@ -227,11 +221,7 @@ func (c *commander) deliver(prefix, topic string, payload []byte) bool {
 
 // parseCommand checks a command as the device will, and gives it a fresh id.
 func parseCommand(name string, body []byte) (payload []byte, id string, err error) {
-	b := make([]byte, 9)
-	if _, err := rand.Read(b); err != nil {
-		return nil, "", err
-	}
-	id = "dash-" + base64.RawURLEncoding.EncodeToString(b)
+	id = "dash-" + rand.Text()
 	var v any
 	switch name {
 	case telemetry.CmdPing:
@@ -307,7 +297,8 @@ func (c *commander) send(ctx context.Context, topics telemetry.Topics, name stri
 }
 
 // apiCommand serves POST /api/devices/{site}/{id}/cmd/{name}. The body is the command's JSON
-// (its id is assigned here). Replies: 200 with the device's reply (ok or refused), 202 when
+// (its id is assigned here); the answer is the attempt's AuditEntry, with the device's reply
+// if one came. Status codes: 200 with the device's reply (ok or refused), 202 when
 // no reply came in time, 400 invalid, 401 no or wrong token, 403 commands disabled, 404
 // unknown device, 503 broker unreachable.
 func (s *Service) apiCommand(w http.ResponseWriter, r *http.Request) {
@@ -324,6 +315,7 @@ func (s *Service) apiCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op, ok := authenticate(s.cmd.ops, r)
+	e.Operator = op
 	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, telemetry.MaxCommandBytes))
 	switch _, known := s.state.Device(site, dev); {
 	case !ok:
@@ -334,7 +326,6 @@ func (s *Service) apiCommand(w http.ResponseWriter, r *http.Request) {
 	case readErr != nil:
 		code, e.Outcome, e.Error = http.StatusBadRequest, OutcomeInvalid, "body: "+readErr.Error()
 	default:
-		e.Operator = op
 		s.cmd.send(r.Context(), topics, name, bytes.TrimSpace(body), &e)
 		switch e.Outcome {
 		case OutcomeInvalid:

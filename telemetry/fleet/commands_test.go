@@ -59,7 +59,7 @@ func TestLoadOperators(t *testing.T) {
 			}
 			var names []string
 			for _, o := range ops {
-				names = append(names, o.name)
+				names = append(names, o.Name)
 			}
 			if fmt.Sprint(names) != fmt.Sprint(tc.want) {
 				t.Errorf("operators %v, want %v", names, tc.want)
@@ -239,7 +239,7 @@ func TestCommandsThroughBroker(t *testing.T) {
 	if got := h.calls(); len(got) != 1 || got[0] != 0.31 {
 		t.Errorf("device set thresholds %v, want only [0.31] (nothing invalid reaches it)", got)
 	}
-	if code, e := post(t, r.http.URL, "/api/devices/clinic-north/cxr-99/cmd/ping", tok, ``); code != 404 || !strings.Contains(e.Error, "not known") {
+	if code, e := post(t, r.http.URL, "/api/devices/clinic-north/cxr-99/cmd/ping", tok, ``); code != 404 || !strings.Contains(e.Error, "not known") || e.Operator != "alice" {
 		t.Errorf("unknown device: %d %+v", code, e)
 	}
 
