@@ -171,7 +171,9 @@ func TestStoreSCPRefusals(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startSCP(t, tc.opts)
+			s.mu.Lock()
 			s.fail = tc.fail
+			s.mu.Unlock()
 			args := append(tc.args[:len(tc.args):len(tc.args)], "127.0.0.1", s.port)
 			if tc.tool == "storescu" { // the file goes last
 				n := len(tc.args)
