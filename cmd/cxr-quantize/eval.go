@@ -198,7 +198,8 @@ func writeSitePoint(w io.Writer, rep *quantize.EvalReport, sens float64) {
 		"Chosen on these %d images (%d pneumonia): the highest threshold with sensitivity ≥ %.0f%% is **%s**, "+
 		"with sensitivity %.1f%% [%.1f–%.1f] and specificity %.1f%% [%.1f–%.1f] on them (95%% Wilson intervals). "+
 		"These films chose the threshold, so they cannot also measure the accuracy at it: label others for that.\n\n"+
-		"Apply it to the devices that run this model (sha256 %s), from the dashboard's side:\n\n"+
+		"Apply it to the devices that run this model (sha256 %s): on each device's page of the fleet dashboard "+
+		"(an operator's token), or by MQTT:\n\n"+
 		"    mosquitto_pub -q 1 -t '<prefix>/<site>/<device>/cmd/set-threshold' -m '{\"threshold\":%s,\"model_sha256\":\"%s\"}'\n\n"+
 		"or on a device: `model.threshold: %s` in cxr-edge.yaml, then `systemctl reload cxr-edge`.\n",
 		pos+neg, pos, 100*sens, th, 100*sens1, 100*sLo, 100*sHi, 100*spec, 100*cLo, 100*cHi,
