@@ -240,3 +240,23 @@ func TestBiasCorrection(t *testing.T) {
 		t.Errorf("bias correction did not reduce the int8 logit error: %.4f/%+.4f → %.4f/%+.4f", rawAbs, rawSigned, corAbs, corSigned)
 	}
 }
+
+// The stored operating point is the chosen film's score exactly: read back by the device, it
+// flags every film the threshold was chosen to flag (6 rounded decimals once lifted it above
+// the film that set it).
+func TestSetThresholdExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tm := &tflite.Model{Buffers: []tflite.Buffer{{}}}
+	for range 20000 {
+		th := rng.Float32()
+		if th == 0 {
+			continue
+		}
+		SetThreshold(tm, th)
+		got, ok, err := imaging.ModelThreshold(tm)
+		if err != nil || !ok || got != float64(th) {
+			raw, _ := tm.MetadataByName(imaging.ThresholdMetadata)
+			t.Fatalf("threshold %v stored as %q, read back as %v (%v, %v)", th, raw, got, ok, err)
+		}
+	}
+}
