@@ -83,7 +83,7 @@ func TestExportInt8MatchesFloat(t *testing.T) {
 	if err != nil {
 		t.Fatalf("written model does not read back: %v", err)
 	}
-	if th, ok, err := imaging.ModelThreshold(back); err != nil || !ok || th != 0.42 {
+	if th, ok, err := imaging.ModelThreshold(back); err != nil || !ok || th != float64(float32(0.42)) { // stored exactly, as the float32 it is
 		t.Fatalf("threshold metadata %v, %v", th, ok)
 	}
 	if spec, err := imaging.SpecFromModel(back); err != nil || spec != m.Arch.Input() {
