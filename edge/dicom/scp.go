@@ -351,7 +351,8 @@ type associateRQ struct {
 	called, calling string
 	appContext      string
 	contexts        []proposedContext
-	maxPDU          uint32
+	// The sender's maximum PDU length (user information) is not kept: every PDU this SCP
+	// sends (AC, RJ, responses, release) is far below the 4 KiB minimum a peer may announce.
 }
 
 type proposedContext struct {
@@ -396,13 +397,6 @@ func parseAssociateRQ(b []byte) (*associateRQ, error) {
 				return fmt.Errorf("%w: presentation context id %d (want odd, at most 128 contexts)", ErrAssociation, pc.id)
 			}
 			rq.contexts = append(rq.contexts, pc)
-		case 0x50:
-			return walkItems(c, func(st byte, v []byte) error {
-				if st == 0x51 && len(v) == 4 {
-					rq.maxPDU = binary.BigEndian.Uint32(v)
-				}
-				return nil
-			})
 		}
 		return nil
 	})
@@ -472,6 +466,7 @@ func (a *association) abort(source, reason byte) { _ = a.write(pduAbort, []byte{
 type message struct {
 	pc       byte
 	command  []byte
+	cmd      command // parsed once the command set is complete
 	data     []byte
 	hasData  bool
 	tooLarge bool
@@ -545,11 +540,11 @@ func (a *association) pdv(ctx context.Context, log *slog.Logger, m *message, pc,
 			a.abort(2, 6)
 			return err
 		}
-		m.hasData = cmd.dataSetType != noDataSet
+		m.cmd, m.hasData = cmd, cmd.dataSetType != noDataSet
 		if m.hasData {
 			return nil // the data set follows
 		}
-		return a.answer(ctx, log, m, cmd)
+		return a.answer(ctx, log, m)
 	case !isCommand && m.cmdDone && m.hasData:
 		if !m.tooLarge {
 			if int64(len(m.data)+len(frag)) > a.s.opts.MaxBytes {
@@ -561,8 +556,7 @@ func (a *association) pdv(ctx context.Context, log *slog.Logger, m *message, pc,
 		if !last {
 			return nil
 		}
-		cmd, _ := parseCommand(m.command)
-		return a.answer(ctx, log, m, cmd)
+		return a.answer(ctx, log, m)
 	default:
 		a.abort(2, 6)
 		return fmt.Errorf("%w: unexpected %s fragment", ErrAssociation, map[bool]string{true: "command", false: "data set"}[isCommand])
@@ -570,8 +564,8 @@ func (a *association) pdv(ctx context.Context, log *slog.Logger, m *message, pc,
 }
 
 // answer handles a complete message and sends its response; m is reset.
-func (a *association) answer(ctx context.Context, log *slog.Logger, m *message, cmd command) error {
-	id, pc := m.pc, a.contexts[m.pc]
+func (a *association) answer(ctx context.Context, log *slog.Logger, m *message) error {
+	id, pc, cmd := m.pc, a.contexts[m.pc], m.cmd
 	data, tooLarge := m.data, m.tooLarge
 	*m = message{}
 	switch cmd.field {
