@@ -55,7 +55,8 @@ type Augment struct {
 	// Mixup: the trainer blends each training film with another drawn at random, pixels, label
 	// and loss weight alike, by λ ~ Beta(Mixup, Mixup) (Zhang et al., ICLR 2018); the network
 	// then scores blends in between, which tends to make it less sure of films unlike its
-	// training ones. 0 (the default): off, and no random number is drawn.
+	// training ones. Blended pixels are left off the 8-bit grid: a blend is no device image
+	// anyway. 0 (the default): off, and no random number is drawn.
 	Mixup float64
 }
 

@@ -1,10 +1,12 @@
 package dicom_test
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"image"
+	"net"
 
 	"github.com/cxr-edge/cxr-edge/edge/dicom"
 )
@@ -81,4 +83,29 @@ func ExampleKeyedHash() {
 	// Output:
 	// 72ceb83c11a982108cf5effa99b6e1a9
 	// true
+}
+
+// A Store SCP that hands every received image to the device's pipeline: here it decodes the
+// file and prints its size. Each C-STORE is answered "success" only after the handler
+// returned nil. (Not run: it serves until the context ends; see TestStoreSCPWithDcmtk.)
+func ExampleServer() {
+	srv, err := dicom.NewServer(dicom.ServerOptions{AETitle: "CXR-EDGE", AllowedCallers: []string{"XRAY1"}},
+		dicom.StoreFunc(func(_ context.Context, req dicom.StoreRequest) error {
+			img, err := dicom.Decode(req.File, dicom.Options{})
+			if err != nil {
+				return nil // stored, but unreadable: the pipeline records it as such
+			}
+			fmt.Println(req.CallingAE, img.Info.Rows, img.Info.Columns)
+			return nil
+		}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:11112")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = srv.Serve(context.Background(), ln)
 }
