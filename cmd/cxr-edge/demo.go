@@ -33,12 +33,13 @@ const (
 	demoDefaultDir    = "cxr-demo"
 	demoDefaultListen = "127.0.0.1:8080"
 	demoDefaultMQTT   = "127.0.0.1:1883"
+	demoDefaultDICOM  = "127.0.0.1:11112"
 )
 
 // demoOptions are the demo's flags after parsing.
 type demoOptions struct {
-	dir, drop, listen, mqttListen string
-	exitAfterDrop                 bool
+	dir, drop, listen, mqttListen, dicomListen string
+	exitAfterDrop                              bool
 }
 
 // cmdDemo runs the real daemon (device.Run, as `run` does) in a local folder with the
@@ -58,6 +59,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.drop, "drop", "", "copy the images of this folder (recursively) into the inbox once the daemon runs")
 	fs.StringVar(&o.listen, "listen", demoDefaultListen, "HTTP address of the screen and API")
 	fs.StringVar(&o.mqttListen, "mqtt-listen", demoDefaultMQTT, "address of the embedded MQTT broker (when no broker is configured)")
+	fs.StringVar(&o.dicomListen, "dicom-listen", demoDefaultDICOM, "address of the DICOM Store SCP (\"\" = off): send with storescu -aec CXR-EDGE HOST PORT FILE.dcm")
 	fs.BoolVar(&o.exitAfterDrop, "exit-after-drop", false, "exit once every dropped image's result has arrived over MQTT")
 	if code, ok := parse(fs, args, stderr); !ok {
 		return code
@@ -90,6 +92,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Store.Dir = filepath.Join(dir, "store")
 	cfg.Intake.WatchDir = filepath.Join(dir, "inbox")
 	cfg.Intake.HTTPListen = o.listen
+	cfg.Intake.DICOMListen = o.dicomListen
 	cfg.Indicator.Kind = "console"
 	if cfg.MQTT.Broker == "" {
 		cfg.MQTT.Embedded, cfg.MQTT.EmbeddedListen = true, o.mqttListen
@@ -103,6 +106,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ports := []port{{"--listen", cfg.Intake.HTTPListen, "127.0.0.1:18080"}}
 	if cfg.MQTT.Embedded {
 		ports = append(ports, port{"--mqtt-listen", cfg.MQTT.EmbeddedListen, "127.0.0.1:11883"})
+	}
+	if cfg.Intake.DICOMListen != "" {
+		ports = append(ports, port{"--dicom-listen", cfg.Intake.DICOMListen, "127.0.0.1:11113"})
 	}
 	for _, p := range ports {
 		if err := portFree(p.addr); err != nil {
@@ -172,6 +178,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(out, "cxr-edge demo running (%s)\n", ref)
 	fmt.Fprintf(out, "  screen:      http://%s/\n", listening.HTTP)
 	fmt.Fprintf(out, "  hot folder:  %s  (drop JPEG, PNG or DICOM files here; write elsewhere, then move in)\n", cfg.Intake.WatchDir)
+	if listening.DICOM != "" {
+		host, p, _ := net.SplitHostPort(listening.DICOM)
+		fmt.Fprintf(out, "  DICOM:       AE title %s at %s  (storescu -aec %s %s %s FILE.dcm)\n",
+			cfg.Intake.DICOMAETitle, listening.DICOM, cfg.Intake.DICOMAETitle, host, p)
+	}
 	fmt.Fprintf(out, "  MQTT:        %s, results on topic %s\n", broker, topics.Result())
 	fmt.Fprintf(out, "  drop more:   cp IMAGE.jpeg %s/\n", cfg.Intake.WatchDir)
 	fmt.Fprintln(out, "  stop:        Ctrl-C")

@@ -44,7 +44,7 @@ func TestDemoDropsAndPrintsResultsFromMQTT(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, self, "demo", "--drop", fullres, "--exit-after-drop",
 		// Port 0: the demo prints and uses the ports the kernel chose.
-		"--listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0")
+		"--listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--dicom-listen", "127.0.0.1:0")
 	cmd.Dir = work // the demo folder defaults to ./cxr-demo
 	cmd.Env = append(os.Environ(), "CXR_EDGE_TEST_MAIN=1", "CXR_DEVICE_ID=demo-test")
 	var stdout, stderr bytes.Buffer
@@ -57,6 +57,7 @@ func TestDemoDropsAndPrintsResultsFromMQTT(t *testing.T) {
 	for _, re := range []*regexp.Regexp{
 		regexp.MustCompile(`screen: +http://127\.0\.0\.1:[1-9][0-9]*/`),
 		regexp.MustCompile(`MQTT: +tcp://127\.0\.0\.1:[1-9][0-9]*, results on topic`),
+		regexp.MustCompile(`DICOM: +AE title CXR-EDGE at 127\.0\.0\.1:[1-9][0-9]* +\(storescu -aec CXR-EDGE 127\.0\.0\.1 [1-9][0-9]* FILE\.dcm\)`),
 	} {
 		if !re.MatchString(out) {
 			t.Errorf("banner does not match %s:\n%s", re, out)
@@ -139,9 +140,10 @@ func TestDemoErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"http port busy", []string{"--dir", untouched, "--listen", busy.Addr().String(), "--mqtt-listen", free}, exitFailed, "choose another address with --listen"},
-		{"mqtt port busy", []string{"--dir", demoDir(), "--listen", free, "--mqtt-listen", busy.Addr().String()}, exitFailed, "--mqtt-listen"},
-		{"foreign dir", []string{"--dir", foreign, "--listen", free}, exitUsage, "was not made by cxr-edge demo"},
+		{"http port busy", []string{"--dir", untouched, "--listen", busy.Addr().String(), "--mqtt-listen", free, "--dicom-listen", free}, exitFailed, "choose another address with --listen"},
+		{"mqtt port busy", []string{"--dir", demoDir(), "--listen", free, "--mqtt-listen", busy.Addr().String(), "--dicom-listen", free}, exitFailed, "--mqtt-listen"},
+		{"dicom port busy", []string{"--dir", demoDir(), "--listen", free, "--mqtt-listen", free, "--dicom-listen", busy.Addr().String()}, exitFailed, "--dicom-listen"},
+		{"foreign dir", []string{"--dir", foreign, "--listen", free, "--mqtt-listen", free, "--dicom-listen", free}, exitUsage, "was not made by cxr-edge demo"},
 		{"exit without drop", []string{"--exit-after-drop"}, exitUsage, "needs --drop"},
 		{"drop missing", []string{"--drop", "/nonexistent-cxr-demo"}, exitUsage, "no such file"},
 		{"drop no images", []string{"--drop", foreign}, exitUsage, "no JPEG, PNG or DICOM"},
