@@ -431,14 +431,9 @@ func calibrate(convs []foldedConv, hw []float32, hb float32, size int, calib [][
 	return lo, hi
 }
 
-// SetThreshold stores (or replaces) the operating threshold in the model's metadata, written
-// exactly (the shortest decimal that reads back as th itself). The threshold is a film's
-// score (ThresholdForSensitivity), so any rounding could lift it above that film: the film
-// would no longer be flagged and the model's own validation sensitivity would fall below the
-// target on the device (6 decimals did, for a model chosen in session 8: 95.1% → 94.9%).
-func SetThreshold(tm *tflite.Model, th float32) {
-	tm.SetMetadata(imaging.ThresholdMetadata, []byte(strconv.FormatFloat(float64(th), 'g', -1, 64)))
-}
+// SetThreshold stores (or replaces) the operating threshold in the model's metadata, exactly
+// (imaging.SetModelThreshold).
+func SetThreshold(tm *tflite.Model, th float32) { imaging.SetModelThreshold(tm, th) }
 
 type tflBuilder struct {
 	m     *tflite.Model

@@ -85,8 +85,17 @@ func SetMetadataFloat(m *tflite.Model, name string, v float64) {
 	m.SetMetadata(name, []byte(strconv.FormatFloat(v, 'f', 6, 32)))
 }
 
-// ModelThreshold returns the operating threshold in the model's metadata, as written (so
-// results show 0.414062, not its float32 neighbour). ok is false when the model names none; an
+// SetModelThreshold stores the operating threshold th in the model's metadata, written exactly
+// (the shortest decimal that reads back as th itself). The threshold is a film's score, so any
+// rounding could lift it above that film: the film would no longer be flagged and the model's
+// own validation sensitivity would fall below its target on the device (6 decimals did, for a
+// model chosen in session 8: 95.1% → 94.9%).
+func SetModelThreshold(m *tflite.Model, th float32) {
+	m.SetMetadata(ThresholdMetadata, []byte(strconv.FormatFloat(float64(th), 'g', -1, 64)))
+}
+
+// ModelThreshold returns the operating threshold in the model's metadata, as written (a
+// hand-set 0.4 reads as 0.4, one written by SetModelThreshold as the float32 it was). ok is false when the model names none; an
 // entry that is not a probability strictly inside (0, 1) — also after rounding to float32, the
 // precision of the evaluation, so 0.9999999999 is refused — is an error wrapping ErrSpec: a
 // damaged operating point would silently change every result.

@@ -198,6 +198,9 @@ func replyKey(site, device, name, id string) string {
 // deliver hands a reply (topic …/cmd/<name>/reply) to the request waiting for it, if any; it
 // reports whether the topic was a reply at all.
 func (c *commander) deliver(prefix, topic string, payload []byte) bool {
+	if !strings.HasSuffix(topic, "/reply") {
+		return false // every status, health and result message passes here: leave them at once
+	}
 	site, device, leaf, ok := telemetry.ParseTopic(prefix, topic)
 	name, isReply := strings.CutSuffix(strings.TrimPrefix(leaf, "cmd/"), "/reply")
 	if !ok || !isReply || !strings.HasPrefix(leaf, "cmd/") {
