@@ -3,6 +3,8 @@ package quantize
 import (
 	"math"
 	"math/rand/v2"
+
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
 )
 
 // Augment describes the random transformations applied to training images. They model how
@@ -86,6 +88,17 @@ func toInput(grey []uint8, dst []float32) {
 	for i, p := range grey {
 		dst[i] = float32(p) / 255
 	}
+}
+
+// renormalize puts a network input on the 8-bit grid through spec's grey-level steps
+// (imaging.Normalize) in place.
+func renormalize(x []float32, spec imaging.InputSpec) {
+	grey := make([]uint8, len(x))
+	for i, v := range x {
+		grey[i] = uint8(math.Round(float64(min(max(v, 0), 1)) * 255))
+	}
+	imaging.Normalize(grey, spec)
+	toInput(grey, x)
 }
 
 // apply writes an augmented copy of the size×size grey image (a NORMAL film if normal) into

@@ -117,9 +117,9 @@ func EvaluateTFLite(ctx context.Context, name string, model []byte, samples []Sa
 	}
 	em, spec := c.em, c.spec
 	for _, f := range opts.Float {
-		if f.Arch.Size != spec.Width || f.Arch.Window != spec.Window {
-			return nil, fmt.Errorf("%w: float model input %d (window %v), int8 model input %dx%d (window %v)", ErrEval,
-				f.Arch.Size, f.Arch.Window, spec.Width, spec.Height, spec.Window)
+		if fs := f.Arch.Input(); fs.Width != spec.Width || fs.Height != spec.Height || fs.Window != spec.Window || fs.Equalize != spec.Equalize {
+			return nil, fmt.Errorf("%w: float model input %d (window %v, equalize %v), int8 model input %dx%d (window %v, equalize %v)", ErrEval,
+				f.Arch.Size, f.Arch.Window, f.Arch.Equalize, spec.Width, spec.Height, spec.Window, spec.Equalize)
 		}
 	}
 	rep := &EvalReport{Model: name, ModelBytes: len(model), Images: len(samples), Bootstrap: opts.Bootstrap, Seed: opts.Seed,

@@ -308,6 +308,9 @@ func ExportEnsemble(ms []*Model, calib [][]uint8, opts ExportOptions) (*tflite.M
 	if in.Window > 0 {
 		imaging.SetMetadataFloat(b.m, imaging.WindowMetadata, float64(in.Window))
 	}
+	if in.Equalize {
+		b.m.SetMetadata(imaging.EqualizeMetadata, []byte("1"))
+	}
 	return b.m, nil
 }
 

@@ -34,12 +34,17 @@ type Arch struct {
 	// Window is the grey-level window of the input (imaging.InputSpec.Window; 0 = none). It is
 	// part of the model: the exporter writes it into the model's metadata for the device.
 	Window float32
+	// Equalize: the input is histogram-equalized after the window (imaging.InputSpec.Equalize),
+	// written into the metadata like Window. Training equalizes each augmented film again, as
+	// the device would equalize that film.
+	Equalize bool
 }
 
-// Input is the spec of the model's input tensor: imaging.ModelInput(Size) with the window.
+// Input is the spec of the model's input tensor: imaging.ModelInput(Size) with the window and
+// equalization.
 func (a Arch) Input() imaging.InputSpec {
 	in := imaging.ModelInput(a.Size)
-	in.Window = a.Window
+	in.Window, in.Equalize = a.Window, a.Equalize
 	return in
 }
 

@@ -75,6 +75,25 @@ func StressSuite() []Perturbation {
 		Stretched(1.1), Stretched(1.25), Stretched(1.4), Stretched(1 / 1.1), Stretched(1 / 1.25), Stretched(1 / 1.4)}
 }
 
+// Renormalized returns the suite with spec's grey-level steps (imaging.Normalize: the window,
+// equalization) applied again after each perturbation, as the device applies them to every
+// film it receives: a brighter film's plane is windowed and equalized again, not scored as
+// the brightened plane. Stress tests of a model run its own input spec's steps.
+func Renormalized(suite []Perturbation, spec imaging.InputSpec) []Perturbation {
+	out := make([]Perturbation, len(suite))
+	for i, p := range suite {
+		apply := p.Apply
+		p.Apply = func(g []uint8, size int) []uint8 {
+			// Clone: a perturbation may hand back its input (blur σ 0), the stored plane.
+			x := slices.Clone(apply(g, size))
+			imaging.Normalize(x, spec)
+			return x
+		}
+		out[i] = p
+	}
+	return out
+}
+
 // StressRow is the metrics of the perturbed validation films, at a fixed threshold.
 type StressRow struct {
 	Kind, Name string
@@ -325,7 +344,7 @@ func StressModel(ctx context.Context, cfg StressConfig) (Stress, error) {
 	if err := LoadGrey(ctx, val, c.spec, cfg.Workers); err != nil {
 		return Stress{}, err
 	}
-	return RunStress(val, cfg.Suite, c.threshold, func(g [][]uint8) ([]float32, error) {
+	return RunStress(val, Renormalized(cfg.Suite, c.spec), c.threshold, func(g [][]uint8) ([]float32, error) {
 		return ScoreTFLite(ctx, data, g, cfg.Workers)
 	})
 }

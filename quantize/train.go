@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
 	"github.com/cxr-edge/cxr-edge/edge/tflite"
 	"gonum.org/v1/gonum/stat/distuv"
 )
@@ -475,7 +476,7 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 				s := t.train[i]
 				rng := rand.New(rand.NewPCG(cfg.Seed^0xa09, uint64(epoch)<<32|uint64(i)))
 				xj := x.d[j*hw : (j+1)*hw]
-				cfg.Augment.apply(s.Grey, size, s.Label == 0, rng, xj)
+				t.augment(s, rng, xj)
 				y[j], w[j] = float32(s.Label), t.weight(s)
 				m := mix[k*len(idx)/len(t.reps)+j]
 				if m.lambda == 1 {
@@ -486,7 +487,7 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 					other = make([]float32, hw)
 				}
 				orng := rand.New(rand.NewPCG(cfg.Seed^0x31d, uint64(epoch)<<32|uint64(i)))
-				cfg.Augment.apply(o.Grey, size, o.Label == 0, orng, other)
+				t.augment(o, orng, other)
 				l := float32(m.lambda)
 				for p, v := range other {
 					xj[p] = l*xj[p] + (1-l)*v
@@ -529,6 +530,17 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 		loss += l
 	}
 	return loss / wsum
+}
+
+// augment writes an augmented copy of s into dst as network input. With Arch.Equalize the
+// augmented film goes through the device's grey-level steps again, as the device would put a
+// film that really looked like it (the equalized plane of a brighter film is the plane of the
+// film); without, the film is left as augmented, so older recipes are unchanged.
+func (t *trainer) augment(s Sample, rng *rand.Rand, dst []float32) {
+	t.cfg.Augment.apply(s.Grey, t.cfg.Arch.Size, s.Label == 0, rng, dst)
+	if t.cfg.Arch.Equalize {
+		renormalize(dst, t.cfg.Arch.Input())
+	}
 }
 
 // mixup pairs a training film with the film with, blended by lambda (1: not blended).
@@ -878,7 +890,11 @@ func finishInt8(ctx context.Context, tm *tflite.Model, val []Sample, fscores []f
 	if err := writeFileAtomic(path, data); err != nil {
 		return nil, err
 	}
-	st, err := RunStress(val, StressSuite(), th, func(g [][]uint8) ([]float32, error) {
+	spec, err := imaging.SpecFromModel(tm)
+	if err != nil {
+		return nil, err
+	}
+	st, err := RunStress(val, Renormalized(StressSuite(), spec), th, func(g [][]uint8) ([]float32, error) {
 		return ScoreTFLite(ctx, data, g, workers)
 	})
 	if err != nil {

@@ -51,6 +51,7 @@ func cmdTrain(args []string) error {
 	mixup := fs.Float64("mixup", 0, "blend each training film with a random other one, labels and weights alike, by λ ~ Beta(a, a) (0: off; e.g. 0.2)")
 	pneuAspect := fs.Float64("pneumonia-aspect", 0, "augmentation: stretch every PNEUMONIA film across by this factor as well (0: off); see --normal-aspect")
 	window := fs.Float64("window", 0, "input grey-level window: fraction of pixels clipped at each end (0: none; stored in the model)")
+	equalize := fs.Bool("equalize", false, "histogram-equalize the input after the window (stored in the model; the device does the same)")
 	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
 	viral := fs.Float64("viral-weight", 1, "loss weight of a viral pneumonia film relative to a bacterial one (the class keeps half of the loss)")
 	ema := fs.Float64("ema", 0, "validate, keep and export a moving average of the weights with this decay per step (e.g. 0.998; 0: off)")
@@ -84,7 +85,7 @@ func cmdTrain(args []string) error {
 	cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Patience, cfg.EvalTest = *batch, *lr, *wd, *patience, *evalTest
 	cfg.NoExport, cfg.ExportOnly, cfg.CalibImages, cfg.EMA, cfg.ViralWeight = *noExport, *exportOnly, *calib, *ema, *viral
 	cfg.Arch.Dropout = float32(*dropout)
-	cfg.Arch.Window = float32(*window)
+	cfg.Arch.Window, cfg.Arch.Equalize = float32(*window), *equalize
 	cfg.CalibPercentile = *calibPct
 	cfg.ValByBatch = *valBatch
 	base := quantize.DefaultAugment()

@@ -17,10 +17,14 @@ const (
 	ThresholdMetadata = "cxr_threshold"
 	// WindowMetadata holds InputSpec.Window; a model without it gets no window.
 	WindowMetadata = "cxr_window"
+	// EqualizeMetadata is 1 when the model's input is histogram-equalized (InputSpec.Equalize);
+	// a model without it (or with 0) gets none.
+	EqualizeMetadata = "cxr_equalize"
 )
 
 // SpecFromModel returns the spec of the model's single image input: shape [1,H,W,1] or
-// [1,H,W,3]; int8 or uint8 quantized per tensor, or float32; the window from its metadata.
+// [1,H,W,3]; int8 or uint8 quantized per tensor, or float32; the window and equalization from
+// its metadata.
 func SpecFromModel(m *tflite.Model) (InputSpec, error) {
 	if m == nil || len(m.Subgraphs) == 0 || len(m.Subgraphs[0].Inputs) != 1 {
 		return InputSpec{}, fmt.Errorf("%w: want a model with one image input", ErrSpec)
@@ -58,6 +62,14 @@ func SpecFromModel(m *tflite.Model) (InputSpec, error) {
 	}
 	if ok {
 		spec.Window = float32(w)
+	}
+	switch e, ok, err := MetadataFloat(m, EqualizeMetadata); {
+	case err != nil:
+		return InputSpec{}, err
+	case ok && e != 0 && e != 1:
+		return InputSpec{}, fmt.Errorf("%w: metadata %s = %v (want 0 or 1)", ErrSpec, EqualizeMetadata, e)
+	default:
+		spec.Equalize = e == 1
 	}
 	if err := spec.Validate(); err != nil {
 		return InputSpec{}, fmt.Errorf("input %q: %w", in.Name, err)

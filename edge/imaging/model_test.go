@@ -2,7 +2,11 @@ package imaging
 
 import (
 	"errors"
+	"image"
+	"math"
+	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/cxr-edge/cxr-edge/edge/testenv"
@@ -23,6 +27,7 @@ func TestSpecFromModel(t *testing.T) {
 		name   string
 		tensor tflite.Tensor
 		window string // metadata text; "" = no entry
+		equal  string // EqualizeMetadata text; "" = no entry
 		want   InputSpec
 		bad    bool
 	}{
@@ -32,6 +37,12 @@ func TestSpecFromModel(t *testing.T) {
 			want: InputSpec{Width: 8, Height: 8, Channels: 3, Type: Uint8, Scale: 0.5, ZeroPoint: 3, Window: 0.01}},
 		{name: "float", tensor: tflite.Tensor{Shape: []int32{1, 4, 4, 1}, Type: tflite.Float32},
 			want: InputSpec{Width: 4, Height: 4, Channels: 1, Type: Float32}},
+		{name: "equalized", tensor: tflite.Tensor{Shape: []int32{1, 4, 4, 1}, Type: tflite.Float32}, window: "0.01", equal: "1",
+			want: InputSpec{Width: 4, Height: 4, Channels: 1, Type: Float32, Window: 0.01, Equalize: true}},
+		{name: "equalize 0", tensor: tflite.Tensor{Shape: []int32{1, 4, 4, 1}, Type: tflite.Float32}, equal: "0",
+			want: InputSpec{Width: 4, Height: 4, Channels: 1, Type: Float32}},
+		{name: "equalize 2", tensor: tflite.Tensor{Shape: []int32{1, 4, 4, 1}, Type: tflite.Float32}, equal: "2", bad: true},
+		{name: "equalize text", tensor: tflite.Tensor{Shape: []int32{1, 4, 4, 1}, Type: tflite.Float32}, equal: "yes", bad: true},
 		{name: "rank 3", tensor: tflite.Tensor{Shape: []int32{4, 4, 1}, Type: tflite.Float32}, bad: true},
 		{name: "batch 2", tensor: tflite.Tensor{Shape: []int32{2, 4, 4, 1}, Type: tflite.Float32}, bad: true},
 		{name: "2 channels", tensor: tflite.Tensor{Shape: []int32{1, 4, 4, 2}, Type: tflite.Float32}, bad: true},
@@ -49,6 +60,9 @@ func TestSpecFromModel(t *testing.T) {
 			m := oneInput(c.tensor)
 			if c.window != "" {
 				m.SetMetadata(WindowMetadata, []byte(c.window))
+			}
+			if c.equal != "" {
+				m.SetMetadata(EqualizeMetadata, []byte(c.equal))
 			}
 			got, err := SpecFromModel(m)
 			if c.bad {
@@ -176,4 +190,112 @@ func TestWindow(t *testing.T) {
 		t.Errorf("frac 0 changed the image: %v", r)
 	}
 	Window(nil, 0.01)
+}
+
+func TestEqualize(t *testing.T) {
+	// A plane whose grey levels crowd into a narrow dark band: equalized, they spread over
+	// the whole range, in order, the lowest to 0 and the highest to 255.
+	rng := rand.New(rand.NewPCG(1, 2))
+	g := make([]uint8, 64*64)
+	for i := range g {
+		g[i] = uint8(20 + math.Sqrt(float64(rng.IntN(1600)))) // levels 20..59, skewed high
+	}
+	orig := slices.Clone(g)
+	Equalize(g)
+	if lo, hi := slices.Min(g), slices.Max(g); lo != 0 || hi != 255 {
+		t.Fatalf("equalized range %d..%d, want 0..255", lo, hi)
+	}
+	for i := range g {
+		for j := range g {
+			if orig[i] < orig[j] && g[i] > g[j] {
+				t.Fatalf("order broken: %d<%d became %d>%d", orig[i], orig[j], g[i], g[j])
+			}
+		}
+		if i > 200 {
+			break
+		}
+	}
+	// Evenly spread: each quarter of the output range holds about a quarter of the pixels
+	// (within the largest single level's share, which cannot be split).
+	var quarter [4]int
+	for _, v := range g {
+		quarter[v/64]++
+	}
+	for q, n := range quarter {
+		if n < len(g)/8 || n > len(g)/2 {
+			t.Errorf("quarter %d holds %d of %d pixels: %v", q, n, len(g), quarter)
+		}
+	}
+
+	// Any strictly increasing change of grey levels (here v → 2v+1 on levels below 128, a
+	// brighter, higher-contrast exposure of the same film) gives the identical output.
+	a := make([]uint8, 32*32)
+	for i := range a {
+		a[i] = uint8(rng.IntN(128))
+	}
+	b := make([]uint8, len(a))
+	for i, v := range a {
+		b[i] = 2*v + 1
+	}
+	Equalize(a)
+	Equalize(b)
+	if !slices.Equal(a, b) {
+		t.Fatal("a strictly increasing grey-level change altered the equalized plane")
+	}
+	// Equalizing twice changes nothing more.
+	again := slices.Clone(a)
+	Equalize(again)
+	if !slices.Equal(a, again) {
+		t.Error("equalize is not idempotent")
+	}
+
+	// A flat image, two levels, and an empty plane.
+	flat := []uint8{7, 7, 7, 7}
+	Equalize(flat)
+	if !slices.Equal(flat, []uint8{7, 7, 7, 7}) {
+		t.Errorf("flat image changed: %v", flat)
+	}
+	two := []uint8{9, 9, 200, 9}
+	Equalize(two)
+	if !slices.Equal(two, []uint8{0, 0, 255, 0}) {
+		t.Errorf("two levels: %v", two)
+	}
+	Equalize(nil)
+}
+
+// Normalize is the window, then equalization, as the spec says; Plane uses it.
+func TestNormalize(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	g := make([]uint8, 48*48)
+	for i := range g {
+		g[i] = uint8(60 + rng.IntN(100))
+	}
+	for _, spec := range []InputSpec{{Window: 0.01}, {Equalize: true}, {Window: 0.01, Equalize: true}, {}} {
+		want := slices.Clone(g)
+		Window(want, spec.Window)
+		if spec.Equalize {
+			Equalize(want)
+		}
+		got := slices.Clone(g)
+		Normalize(got, spec)
+		if !slices.Equal(got, want) {
+			t.Errorf("%+v: Normalize differs from Window then Equalize", spec)
+		}
+		if spec == (InputSpec{}) && !slices.Equal(got, g) {
+			t.Error("an empty spec changed the plane")
+		}
+	}
+	img := image.NewGray(image.Rect(0, 0, 48, 48))
+	copy(img.Pix, g)
+	spec := ModelInput(48)
+	spec.Window, spec.Equalize = 0.01, true
+	plane, err := Plane(img, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(g)
+	Normalize(want, spec)
+	if !slices.Equal(plane, want) {
+		t.Error("Plane of an image already at the spec's size is not Normalize of its pixels")
+	}
 }

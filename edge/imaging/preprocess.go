@@ -53,7 +53,8 @@ var ErrSpec = errors.New("imaging: bad input spec")
 // exact: q = p - 128, so the int8 device and float training see the same numbers.
 //
 // When Window > 0, p is first windowed (see [Window]): the grey levels below the Window
-// quantile map to 0, those above the 1−Window quantile to 255, linearly in between.
+// quantile map to 0, those above the 1−Window quantile to 255, linearly in between. When
+// Equalize is set, the (windowed) plane is then histogram-equalized (see [Equalize]).
 type InputSpec struct {
 	Width, Height int
 	Channels      int // 1 for the grey model; 3 replicates grey for RGB models
@@ -63,6 +64,10 @@ type InputSpec struct {
 	// Window is the fraction of pixels clipped at each end by [Window]; 0 (the default, and
 	// what a model without the WindowMetadata entry gets) leaves grey levels unchanged.
 	Window float32
+	// Equalize maps every plane through its own cumulative histogram (see [Equalize]), after
+	// the window; false (the default, and what a model without the EqualizeMetadata entry
+	// gets) leaves grey levels as the window made them.
+	Equalize bool
 }
 
 // ModelInput returns the spec of the project's pneumonia model: size×size×1 int8 with scale
@@ -111,7 +116,7 @@ func Preprocess(img image.Image, spec InputSpec, dst []byte) error {
 }
 
 // Plane returns the 8-bit grey plane the spec's tensor is made from: [Grey] at the spec's
-// size, then [Window] when spec.Window > 0. Training stores these planes and augments them.
+// size, then [Normalize]. Training stores these planes and augments them.
 func Plane(img image.Image, spec InputSpec) ([]uint8, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -120,8 +125,52 @@ func Plane(img image.Image, spec InputSpec) ([]uint8, error) {
 	if err != nil {
 		return nil, err
 	}
-	Window(grey, spec.Window)
+	Normalize(grey, spec)
 	return grey, nil
+}
+
+// Normalize applies the spec's grey-level steps to a resized plane in place: [Window] when
+// spec.Window > 0, then [Equalize] when spec.Equalize. Tools that change a plane the way a
+// different film would (the stress test, training's augmentation) call it again afterwards,
+// as the device would on that film.
+func Normalize(grey []uint8, spec InputSpec) {
+	Window(grey, spec.Window)
+	if spec.Equalize {
+		Equalize(grey)
+	}
+}
+
+// Equalize maps grey in place through its cumulative histogram, so the grey levels of the
+// output are spread evenly over 0..255 whatever the exposure: the lowest level present maps
+// to 0, and level v to round(255 × (pixels ≤ v − pixels at the lowest level) / (all pixels −
+// pixels at the lowest level)). Any strictly increasing change of the input's grey levels
+// (another detector's response curve, gamma, contrast, brightness short of clipping) gives
+// the same output, so a model fed equalized planes cannot tell units or exposures apart by
+// their grey levels. An image of one grey level is left unchanged.
+func Equalize(grey []uint8) {
+	var hist [256]int
+	for _, p := range grey {
+		hist[p]++
+	}
+	lowest := 0
+	for lowest < 255 && hist[lowest] == 0 {
+		lowest++
+	}
+	base, rest := hist[lowest], len(grey)-hist[lowest]
+	if rest == 0 {
+		return
+	}
+	var lut [256]uint8
+	cum := 0
+	for v := range lut {
+		cum += hist[v]
+		if v > lowest {
+			lut[v] = uint8((510*(cum-base) + rest) / (2 * rest)) // round half up, integers only
+		}
+	}
+	for i, p := range grey {
+		grey[i] = lut[p]
+	}
 }
 
 // MaxWindow bounds InputSpec.Window: clipping a quarter of the pixels at each end would leave
