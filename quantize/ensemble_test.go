@@ -134,6 +134,11 @@ func TestExportEnsembleErrors(t *testing.T) {
 	if _, err := ExportEnsemble([]*Model{m1, &other}, grey, ExportOptions{}); !errors.Is(err, ErrExport) {
 		t.Errorf("members with different windows: %v", err)
 	}
+	eq := *m1
+	eq.Arch.Equalize = true
+	if _, err := ExportEnsemble([]*Model{m1, &eq}, grey, ExportOptions{}); !errors.Is(err, ErrExport) {
+		t.Errorf("members with and without equalization: %v", err)
+	}
 	// A diverged model (NaN weights) is refused instead of written with NaN scales.
 	bad := perturbed(m1, 9)
 	nan := 0

@@ -281,6 +281,13 @@ func TestEvaluateTFLite(t *testing.T) {
 	if pair.Float == nil || pair.Float.Threshold != 0.3 {
 		t.Fatalf("float ensemble part of the report: %+v", pair.Float)
 	}
+	// A float model whose input steps differ from the int8 model's (here equalization) would
+	// score other pixels: refused.
+	eqm := *fm
+	eqm.Arch.Equalize = true
+	if _, err := EvaluateTFLite(ctx, "shipped", model, samples, EvalOptions{Float: []*Model{&eqm}, Bootstrap: 10}); !errors.Is(err, ErrEval) {
+		t.Errorf("float model with equalization against an int8 model without: %v", err)
+	}
 	var fcsv bytes.Buffer
 	if err := withFloat.WriteScoresCSV(&fcsv); err != nil || !strings.HasPrefix(fcsv.String(), "file,truth,score,predicted,float_score\n") {
 		t.Errorf("csv with float scores %v:\n%.200s", err, fcsv.String())

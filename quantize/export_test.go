@@ -99,8 +99,20 @@ func TestExportInt8MatchesFloat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if spec, err := imaging.SpecFromModel(wtm); err != nil || spec.Window != 0.01 {
+	if spec, err := imaging.SpecFromModel(wtm); err != nil || spec.Window != 0.01 || spec.Equalize {
 		t.Fatalf("windowed model's spec %+v, %v", spec, err)
+	}
+	// So does equalization (and only when set).
+	if _, ok := wtm.MetadataByName(imaging.EqualizeMetadata); ok {
+		t.Fatal("equalize metadata in a model without equalization")
+	}
+	wm.Arch.Equalize = true
+	etm, err := ExportInt8(&wm, grey, ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec, err := imaging.SpecFromModel(etm); err != nil || spec != wm.Arch.Input() || !spec.Equalize {
+		t.Fatalf("equalized model's spec %+v, %v; want %+v", spec, err, wm.Arch.Input())
 	}
 	em, err := engine.LoadBytes(data, engine.Options{Threads: 1})
 	if err != nil {

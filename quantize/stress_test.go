@@ -1,6 +1,8 @@
 package quantize
 
 import (
+	"github.com/cxr-edge/cxr-edge/edge/imaging"
+
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -407,5 +409,79 @@ func TestMixes(t *testing.T) {
 	}
 	if w := (mixup{lambda: 0.25}).weight(2, 6); w != 5 {
 		t.Errorf("blended weight %v, want 0.25·2 + 0.75·6 = 5", w)
+	}
+}
+
+// Renormalized puts each perturbed film through the model's grey-level steps, as the device
+// does, and never touches the stored plane.
+func TestRenormalized(t *testing.T) {
+	const size = 24
+	rng := rand.New(rand.NewPCG(4, 4))
+	g := make([]uint8, size*size)
+	for i := range g {
+		g[i] = uint8(40 + rng.IntN(120))
+	}
+	stored := slices.Clone(g)
+	suite := []Perturbation{Exposed(1, 0), Exposed(0.6, 0), Magnified(1.2)}
+	for _, spec := range []imaging.InputSpec{{}, {Window: 0.01}, {Equalize: true}, {Window: 0.02, Equalize: true}} {
+		re := Renormalized(suite, spec)
+		if len(re) != len(suite) {
+			t.Fatalf("%d perturbations, want %d", len(re), len(suite))
+		}
+		for i, p := range re {
+			want := slices.Clone(suite[i].Apply(g, size))
+			imaging.Normalize(want, spec)
+			got := p.Apply(g, size)
+			if !slices.Equal(got, want) || p.Name != suite[i].Name || p.Kind != suite[i].Kind {
+				t.Errorf("%+v, %s: not the perturbation then the spec's steps", spec, suite[i].Name)
+			}
+			if !slices.Equal(g, stored) {
+				t.Fatalf("%+v, %s changed the stored plane", spec, suite[i].Name)
+			}
+		}
+	}
+	// With equalization, brightening (γ 0.6) leaves a film whose levels it keeps apart
+	// unchanged: the row measures the model, not the curve.
+	// (levels 5..60, where the curve's slope exceeds 1, so rounding merges none).
+	dark := make([]uint8, size*size)
+	for i := range dark {
+		dark[i] = uint8(5 + rng.IntN(56))
+	}
+	eq := Renormalized([]Perturbation{Exposed(1, 0), Exposed(0.6, 0)}, imaging.InputSpec{Equalize: true})
+	a, b := eq[0].Apply(dark, size), eq[1].Apply(dark, size)
+	if slices.Equal(dark, Exposed(0.6, 0).Apply(dark, size)) {
+		t.Fatal("γ 0.6 left the film unchanged: no test")
+	}
+	if !slices.Equal(a, b) {
+		t.Error("γ 0.6 changed an equalized film whose grey levels it keeps distinct")
+	}
+}
+
+// With Arch.Equalize the trainer equalizes each augmented film again, so a film and a
+// brighter exposure of it reach the network as the same input; without, they differ.
+func TestTrainerEqualizes(t *testing.T) {
+	const size = 16
+	rng := rand.New(rand.NewPCG(6, 6))
+	film := make([]uint8, size*size)
+	for i := range film {
+		film[i] = uint8(rng.IntN(128))
+	}
+	brighter := make([]uint8, len(film)) // v → 2v+1: strictly increasing
+	for i, v := range film {
+		brighter[i] = 2*v + 1
+	}
+	for _, equalize := range []bool{false, true} {
+		arch := DefaultArch(size)
+		arch.Equalize = equalize
+		tr := &trainer{cfg: Config{Arch: arch, Augment: &Augment{}}}
+		x, y := make([]float32, size*size), make([]float32, size*size)
+		tr.augment(Sample{Grey: film, Label: 1}, rand.New(rand.NewPCG(1, 1)), x)
+		tr.augment(Sample{Grey: brighter, Label: 1}, rand.New(rand.NewPCG(1, 1)), y)
+		if slices.Equal(x, y) != equalize {
+			t.Errorf("equalize %v: film and its brighter exposure give the same input: %v", equalize, slices.Equal(x, y))
+		}
+		if equalize && (slices.Min(x) != 0 || slices.Max(x) != 1) {
+			t.Errorf("equalized input spans %v..%v, want 0..1", slices.Min(x), slices.Max(x))
+		}
 	}
 }
