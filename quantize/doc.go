@@ -20,14 +20,16 @@
 //     (biasCorrected), weights int8 per output channel, the head after the int8
 //     global average in float32 (so confident scores keep their order), the operating
 //     threshold (validation sensitivity ≥ 0.95, re-chosen on the int8 model's own scores) and
-//     the grey-level window stored as metadata (imaging.ThresholdMetadata,
-//     imaging.WindowMetadata), which the device reads with imaging.SpecFromModel.
+//     the grey-level steps (window, equalization) stored as metadata
+//     (imaging.ThresholdMetadata, imaging.WindowMetadata, imaging.EqualizeMetadata), which
+//     the device reads with imaging.SpecFromModel.
 //   - Ensembles (Ensemble, ExportEnsemble): members trained with different Seeds and one
 //     SplitSeed become one int8 model that averages their logits; its threshold is chosen on
 //     the shared validation split.
 //   - Stress test (RunStress, StressModel, StressSuite): the int8 model on its validation
 //     films magnified ×1.0–1.4 (framing), brightened or blurred (exposure) and stretched down
-//     or across (aspect), at its own threshold. Validation drawn from the training split
+//     or across (aspect), at its own threshold, each perturbed film put through the model's
+//     grey-level steps again as the device would (Renormalized). Validation drawn from the training split
 //     shares its shortcuts; these rows show cues a model should not rely on (the training
 //     split's normals are framed wider, and their originals are narrower, so the squash to a
 //     square compresses them less), so recipes are compared on their mean balanced accuracy.
