@@ -3,7 +3,8 @@
 //
 //	cxr-dashboard [serve] [--config /etc/cxr/cxr-dashboard.yaml] [--mqtt.broker URL] [--http.listen ADDR] [--store.dir DIR]
 //	cxr-dashboard loadgen --broker URL --devices 1000 --duration 90s [--dashboard http://127.0.0.1:8090]
-//	cxr-dashboard token NAME    (a new operator token, and the line for commands.operators_file)
+//	cxr-dashboard token NAME [COMMANDS]   (a new operator token, and the line for
+//	                                      commands.operators_file; COMMANDS limits it)
 //
 // Every configuration key can also be set as CXR_<KEY> with dots as underscores
 // (CXR_MQTT_BROKER, CXR_HTTP_LISTEN, CXR_STORE_DIR, …).
@@ -121,12 +122,17 @@ func serve(ctx context.Context, log *slog.Logger, args []string) error {
 	return err
 }
 
-// token prints a new operator token and the operators-file line that admits it.
+// token prints a new operator token and the operators-file line that admits it (to every
+// command, or to the comma-separated COMMANDS).
 func token(w io.Writer, args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: cxr-dashboard token NAME")
+	if len(args) != 1 && len(args) != 2 {
+		return errors.New("usage: cxr-dashboard token NAME [COMMANDS] (COMMANDS: comma-separated of ping, set-threshold, reload-model; default all)")
 	}
-	tok, line, err := fleet.NewOperatorToken(args[0])
+	commands := ""
+	if len(args) == 2 {
+		commands = args[1]
+	}
+	tok, line, err := fleet.NewOperatorToken(args[0], commands)
 	if err != nil {
 		return err
 	}

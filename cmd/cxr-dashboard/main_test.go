@@ -111,7 +111,19 @@ func TestToken(t *testing.T) {
 	if _, err := fleet.LoadOperators(path); err != nil {
 		t.Errorf("the printed line does not load: %v", err)
 	}
-	for _, args := range [][]string{nil, {"a", "b"}, {"no spaces please"}} {
+	// Limited to some commands: the line says which, and loads so.
+	out.Reset()
+	if err := token(&out, []string{"front-desk", "ping"}); err != nil {
+		t.Fatal(err)
+	}
+	line = strings.TrimSpace(strings.Split(out.String(), "\n")[3])
+	if err := os.WriteFile(path, []byte(line+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ops, err := fleet.LoadOperators(path); err != nil || len(ops) != 1 || ops[0].May("set-threshold") || !ops[0].May("ping") {
+		t.Errorf("line %q loads as %+v, %v; want front-desk limited to ping", line, ops, err)
+	}
+	for _, args := range [][]string{nil, {"a", "b"}, {"no spaces please"}, {"a", "ping", "c"}} {
 		if err := token(io.Discard, args); err == nil {
 			t.Errorf("token %q: no error", args)
 		}

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -31,10 +32,12 @@ import (
 
 // CommandOptions configure the command path.
 type CommandOptions struct {
-	// OperatorsFile lists who may send commands, one operator per line: a name and the
-	// sha256 (hex) of the operator's token, as `cxr-dashboard token NAME` prints them; '#'
-	// starts a comment. Only hashes are stored, so the file does not grant access if read.
-	// Empty (the default): commands are disabled and the dashboard is read-only.
+	// OperatorsFile lists who may send commands, one operator per line: a name, the sha256
+	// (hex) of the operator's token, and optionally the commands that operator may send
+	// (comma-separated, e.g. "ping,set-threshold"; omitted: every command), as `cxr-dashboard
+	// token NAME [COMMANDS]` prints them; '#' starts a comment. Only hashes are stored, so the
+	// file does not grant access if read. Empty (the default): commands are disabled and the
+	// dashboard is read-only.
 	OperatorsFile string
 	// ReplyTimeout is how long a request waits for the device's reply (default 30s). A device
 	// that is offline gets the command when it reconnects if its broker session keeps it.
@@ -47,6 +50,7 @@ type CommandOptions struct {
 var (
 	ErrCommandsDisabled = errors.New("commands are disabled (set commands.operators_file)")
 	ErrUnauthorized     = errors.New("missing or unknown operator token")
+	ErrForbidden        = errors.New("this operator may not send this command")
 	ErrNoBroker         = errors.New("not connected to the broker")
 )
 
@@ -58,6 +62,9 @@ const (
 	OutcomeNotSent = "not_sent" // the broker did not take it
 	OutcomeInvalid = "invalid"  // refused by the dashboard before sending
 	OutcomeDenied  = "denied"   // no or a wrong operator token (logged and counted, not stored)
+	// OutcomeForbidden: a known operator sent a command the operators file does not give them
+	// (stored, like every attempt by a known operator).
+	OutcomeForbidden = "forbidden"
 )
 
 const (
@@ -69,7 +76,40 @@ const (
 // Operator is one line of the operators file: who may send commands.
 type Operator struct {
 	Name string
-	hash [sha256.Size]byte // of the operator's token
+	// Commands the operator may send; nil: every command. A desk that only checks whether
+	// devices answer gets "ping"; changing an operating point or a model stays with the few
+	// who are responsible for it.
+	Commands []string
+	hash     [sha256.Size]byte // of the operator's token
+}
+
+// May reports whether the operator may send the command.
+func (o Operator) May(command string) bool {
+	return o.Commands == nil || slices.Contains(o.Commands, command)
+}
+
+// knownCommand reports whether name is a command of the contract.
+func knownCommand(name string) bool {
+	switch name {
+	case telemetry.CmdPing, telemetry.CmdSetThreshold, telemetry.CmdReloadModel:
+		return true
+	}
+	return false
+}
+
+// parseCommands reads an operator's comma-separated command list.
+func parseCommands(list string) ([]string, error) {
+	var out []string
+	for c := range strings.SplitSeq(list, ",") {
+		switch {
+		case !knownCommand(c):
+			return nil, fmt.Errorf("unknown command %q (want %s, %s or %s, comma-separated)", c, telemetry.CmdPing, telemetry.CmdSetThreshold, telemetry.CmdReloadModel)
+		case slices.Contains(out, c):
+			return nil, fmt.Errorf("command %q listed twice", c)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // LoadOperators reads an operators file (see CommandOptions.OperatorsFile). Every error wraps
@@ -90,9 +130,9 @@ func LoadOperators(path string) ([]Operator, error) {
 			continue
 		}
 		bad := func(why string) error {
-			return fmt.Errorf("%w: %s line %d: %s (want: NAME SHA256-OF-TOKEN, as `cxr-dashboard token NAME` prints)", ErrConfig, path, n, why)
+			return fmt.Errorf("%w: %s line %d: %s (want: NAME SHA256-OF-TOKEN [COMMANDS], as `cxr-dashboard token NAME [COMMANDS]` prints)", ErrConfig, path, n, why)
 		}
-		if len(fields) != 2 {
+		if len(fields) != 2 && len(fields) != 3 {
 			return nil, bad(fmt.Sprintf("%d fields", len(fields)))
 		}
 		if !telemetry.ValidID(fields[0]) {
@@ -108,8 +148,13 @@ func LoadOperators(path string) ([]Operator, error) {
 		if len(ops) == maxOperators {
 			return nil, bad(fmt.Sprintf("more than %d operators", maxOperators))
 		}
-		seen[fields[0]] = true
 		op := Operator{Name: fields[0]}
+		if len(fields) == 3 {
+			if op.Commands, err = parseCommands(fields[2]); err != nil {
+				return nil, bad(err.Error())
+			}
+		}
+		seen[fields[0]] = true
 		copy(op.hash[:], h)
 		ops = append(ops, op)
 	}
@@ -123,33 +168,43 @@ func LoadOperators(path string) ([]Operator, error) {
 }
 
 // NewOperatorToken makes a random token for an operator and the line of the operators file
-// that admits it. The token is shown once; only its hash is kept.
-func NewOperatorToken(name string) (token, line string, err error) {
+// that admits it, limited to commands if any are given (comma-separated, as in the file).
+// The token is shown once; only its hash is kept.
+func NewOperatorToken(name string, commands string) (token, line string, err error) {
 	if !telemetry.ValidID(name) {
 		return "", "", fmt.Errorf("operator name %q: want 1-64 characters of [a-zA-Z0-9_-]", name)
+	}
+	if commands != "" {
+		if _, err := parseCommands(commands); err != nil {
+			return "", "", fmt.Errorf("operator %s: %w", name, err)
+		}
 	}
 	b := make([]byte, tokenBytes)
 	rand.Read(b) // never fails (crypto/rand)
 	token = base64.RawURLEncoding.EncodeToString(b)
 	h := sha256.Sum256([]byte(token))
-	return token, name + " " + hex.EncodeToString(h[:]), nil
+	line = name + " " + hex.EncodeToString(h[:])
+	if commands != "" {
+		line += " " + commands
+	}
+	return token, line, nil
 }
 
 // authenticate returns the operator whose token the request carries (Authorization: Bearer).
 // Every hash is compared in constant time, so timing does not tell which prefix matched.
-func authenticate(ops []Operator, r *http.Request) (string, bool) {
+func authenticate(ops []Operator, r *http.Request) (Operator, bool) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || len(tok) < minTokenLen {
-		return "", false
+		return Operator{}, false
 	}
 	h := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	name := ""
+	var found Operator
 	for _, op := range ops {
 		if subtle.ConstantTimeCompare(h[:], op.hash[:]) == 1 {
-			name = op.Name
+			found = op
 		}
 	}
-	return name, name != ""
+	return found, found.Name != ""
 }
 
 // AuditEntry is one command attempt, as GET /api/commands returns it.
@@ -302,8 +357,8 @@ func (c *commander) send(ctx context.Context, topics telemetry.Topics, name stri
 // apiCommand serves POST /api/devices/{site}/{id}/cmd/{name}. The body is the command's JSON
 // (its id is assigned here); the answer is the attempt's AuditEntry, with the device's reply
 // if one came. Status codes: 200 with the device's reply (ok or refused), 202 when
-// no reply came in time, 400 invalid, 401 no or wrong token, 403 commands disabled, 404
-// unknown device, 503 broker unreachable.
+// no reply came in time, 400 invalid, 401 no or wrong token, 403 commands disabled or not
+// given to this operator, 404 unknown device, 503 broker unreachable.
 func (s *Service) apiCommand(w http.ResponseWriter, r *http.Request) {
 	site, dev, name := r.PathValue("site"), r.PathValue("id"), r.PathValue("name")
 	e := AuditEntry{TS: s.opts.Now().UTC(), Remote: r.RemoteAddr, Site: site, Device: dev, Command: name}
@@ -318,12 +373,15 @@ func (s *Service) apiCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op, ok := authenticate(s.cmd.ops, r)
-	e.Operator = op
+	e.Operator = op.Name
 	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, telemetry.MaxCommandBytes))
 	switch _, known := s.state.Device(site, dev); {
 	case !ok:
 		code, e.Outcome, e.Error = http.StatusUnauthorized, OutcomeDenied, ErrUnauthorized.Error()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="cxr-dashboard"`)
+	case knownCommand(name) && !op.May(name):
+		code, e.Outcome = http.StatusForbidden, OutcomeForbidden
+		e.Error = fmt.Sprintf("%v: %s may send only %s", ErrForbidden, op.Name, strings.Join(op.Commands, ", "))
 	case !known:
 		code, e.Outcome, e.Error = http.StatusNotFound, OutcomeInvalid, fmt.Sprintf("device %s/%s: not known to this dashboard", site, dev)
 	case readErr != nil:

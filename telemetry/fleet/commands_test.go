@@ -20,24 +20,36 @@ import (
 )
 
 func TestLoadOperators(t *testing.T) {
-	tok, line, err := NewOperatorToken("alice")
+	tok, line, err := NewOperatorToken("alice", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, bobLine, _ := NewOperatorToken("bob")
-	if _, _, err := NewOperatorToken("a b"); err == nil {
+	_, bobLine, _ := NewOperatorToken("bob", "")
+	if _, _, err := NewOperatorToken("a b", ""); err == nil {
 		t.Error("an operator name with a space was accepted")
+	}
+	_, deskLine, err := NewOperatorToken("desk", "ping")
+	if err != nil || !strings.HasSuffix(deskLine, " ping") {
+		t.Fatalf("limited operator line %q, %v", deskLine, err)
+	}
+	for _, bad := range []string{"reboot", "ping,ping", "ping,", " ping"} {
+		if _, _, err := NewOperatorToken("desk", bad); err == nil {
+			t.Errorf("commands %q accepted", bad)
+		}
 	}
 	tests := []struct {
 		name, file string
-		want       []string // operator names
+		want       []string // operator names and what they may send
 		err        string
 	}{
-		{"one", line + "\n", []string{"alice"}, ""},
-		{"comments and blanks", "# IT desk\n\n" + line + "  # since May\n" + bobLine + "\n", []string{"alice", "bob"}, ""},
+		{"one", line + "\n", []string{"alice:all"}, ""},
+		{"comments and blanks", "# IT desk\n\n" + line + "  # since May\n" + bobLine + "\n", []string{"alice:all", "bob:all"}, ""},
+		{"limited", deskLine + "\n" + line + " set-threshold,ping\n", []string{"desk:[ping]", "alice:[set-threshold ping]"}, ""},
 		{"empty", "# nobody yet\n", nil, "lists no operator"},
 		{"token instead of hash", "alice " + tok + "\n", nil, "line 1: the hash is not 64 hex digits"},
-		{"three fields", line + " extra\n", nil, "line 1: 3 fields"},
+		{"unknown command", line + " extra\n", nil, `line 1: unknown command "extra"`},
+		{"command twice", line + " ping,ping\n", nil, `line 1: command "ping" listed twice`},
+		{"four fields", line + " ping extra\n", nil, "line 1: 4 fields"},
 		{"bad name", strings.Replace(line, "alice", "al/ice", 1), nil, "name \"al/ice\""},
 		{"twice", line + "\n" + line + "\n", nil, "line 2: operator \"alice\" listed twice"},
 	}
@@ -59,7 +71,11 @@ func TestLoadOperators(t *testing.T) {
 			}
 			var names []string
 			for _, o := range ops {
-				names = append(names, o.Name)
+				may := "all"
+				if o.Commands != nil {
+					may = fmt.Sprint(o.Commands)
+				}
+				names = append(names, o.Name+":"+may)
 			}
 			if fmt.Sprint(names) != fmt.Sprint(tc.want) {
 				t.Errorf("operators %v, want %v", names, tc.want)
@@ -89,7 +105,7 @@ func TestLoadOperators(t *testing.T) {
 	} {
 		r, _ := http.NewRequest("POST", "/", nil)
 		r.Header.Set("Authorization", c.header)
-		if got, ok := authenticate(ops, r); got != c.want || ok != (c.want != "") {
+		if got, ok := authenticate(ops, r); got.Name != c.want || ok != (c.want != "") {
 			t.Errorf("Authorization %q: operator %q %v, want %q", c.header, got, ok, c.want)
 		}
 	}
@@ -167,7 +183,7 @@ func post(t *testing.T, base, path, token, body string) (int, AuditEntry) {
 
 func operatorsFile(t *testing.T, name string) (path, token string) {
 	t.Helper()
-	token, line, err := NewOperatorToken(name)
+	token, line, err := NewOperatorToken(name, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,6 +322,64 @@ func TestCommandRepliesWithSharedGroup(t *testing.T) {
 		if code != 200 || e.Outcome != OutcomeOK {
 			t.Fatalf("ping %d from one dashboard of the group: %d %+v", i, code, e)
 		}
+	}
+}
+
+// An operator limited to ping (`cxr-dashboard token desk ping`) can ping but not change a
+// device's operating point: 403, nothing reaches the device, and the attempt is audited.
+func TestOperatorPermissions(t *testing.T) {
+	b := broker(t)
+	o := testOptions(t, b.URL())
+	deskTok, deskLine, err := NewOperatorToken("desk", "ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminTok, adminLine, _ := NewOperatorToken("admin", "")
+	o.Commands.OperatorsFile = filepath.Join(t.TempDir(), "operators")
+	if err := os.WriteFile(o.Commands.OperatorsFile, []byte(deskLine+"\n"+adminLine+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.Commands.ReplyTimeout = 2 * time.Second
+	r := start(t, o)
+	h := &siteHandler{}
+	runDevice(t, r, b.URL(), "site-a", "dev-1", h)
+	testenv.WaitFor(t, "device known", func() bool { _, ok := r.state.Device("site-a", "dev-1"); return ok })
+
+	const path = "/api/devices/site-a/dev-1/cmd/"
+	set := `{"threshold":0.3,"model_sha256":"` + testModel.SHA256 + `"}`
+	for _, c := range []struct {
+		who, token, cmd, body string
+		code                  int
+		outcome               string
+	}{
+		{"desk", deskTok, "ping", ``, 200, OutcomeOK},
+		{"desk", deskTok, "set-threshold", set, 403, OutcomeForbidden},
+		{"desk", deskTok, "reload-model", `{"path":"/x.tflite","sha256":"` + testModel.SHA256 + `"}`, 403, OutcomeForbidden},
+		{"desk", deskTok, "reboot", `{}`, 400, OutcomeInvalid},
+		{"admin", adminTok, "set-threshold", set, 200, OutcomeOK},
+	} {
+		code, e := post(t, r.http.URL, path+c.cmd, c.token, c.body)
+		if code != c.code || e.Outcome != c.outcome || e.Operator != c.who {
+			t.Errorf("%s %s: %d %+v, want %d %s", c.who, c.cmd, code, e, c.code, c.outcome)
+		}
+		if c.outcome == OutcomeForbidden && (!strings.Contains(e.Error, "desk may send only ping") || e.ID != "") {
+			t.Errorf("%s %s: %+v, want the refusal explained and nothing sent", c.who, c.cmd, e)
+		}
+	}
+	if got := h.calls(); len(got) != 1 || got[0] != 0.3 {
+		t.Errorf("device set thresholds %v, want only the admin's 0.3", got)
+	}
+	_, _, body := get(t, r.http.URL+"/api/commands?site=site-a&device=dev-1")
+	var trail []AuditEntry
+	if err := json.Unmarshal([]byte(body), &trail); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range trail {
+		got = append(got, e.Operator+":"+e.Outcome)
+	}
+	if want := "[admin:ok desk:invalid desk:forbidden desk:forbidden desk:ok]"; fmt.Sprint(got) != want {
+		t.Errorf("audit trail %v, want %s", got, want)
 	}
 }
 
