@@ -333,10 +333,11 @@ func TestFullResMatchesDatasetCopy(t *testing.T) {
 		for _, c := range []struct {
 			size          int
 			window        float32
+			equalize      bool
 			mean, maxDiff float64
-		}{{224, 0, 2.0, 24}, {128, 0, 1.0, 24}, {128, 0.01, 1.5, 24}} {
+		}{{224, 0, false, 2.0, 24}, {128, 0, false, 1.0, 24}, {128, 0.01, false, 1.5, 24}, {128, 0.01, true, 3.0, 32}} {
 			spec := ModelInput(c.size)
-			spec.Window = c.window
+			spec.Window, spec.Equalize = c.window, c.equalize
 			a, b := make([]byte, spec.Bytes()), make([]byte, spec.Bytes())
 			if err := Preprocess(orig, spec, a); err != nil {
 				t.Fatal(err)
@@ -345,9 +346,9 @@ func TestFullResMatchesDatasetCopy(t *testing.T) {
 				t.Fatal(err)
 			}
 			mean, mx := diff(a, b)
-			t.Logf("%s %d window %v: mean |Δ| %.3f, max %.0f", rel, c.size, c.window, mean, mx)
+			t.Logf("%s %d window %v equalize %v: mean |Δ| %.3f, max %.0f", rel, c.size, c.window, c.equalize, mean, mx)
 			if mean > c.mean || mx > c.maxDiff {
-				t.Errorf("%s at %d window %v: mean |Δ| %.3f (bound %.1f), max %.0f (bound %.0f)", rel, c.size, c.window, mean, c.mean, mx, c.maxDiff)
+				t.Errorf("%s at %d window %v equalize %v: mean |Δ| %.3f (bound %.1f), max %.0f (bound %.0f)", rel, c.size, c.window, c.equalize, mean, c.mean, mx, c.maxDiff)
 			}
 			if c.size == 128 && c.window == 0 {
 				if prev != nil {
