@@ -142,7 +142,8 @@ func pageDriver(t *testing.T, browser context.Context, dir string) (run func(wha
 // headless Chromium; it reaches the device's real publisher through Mosquitto, the page shows
 // the device's answer and the audit trail lists it; a wrong token is refused on the page.
 func TestBrowserOperatingPoint(t *testing.T) {
-	r, tok, h, _ := commandSetup(t, "it-desk", "clinic-north", "cxr-07")
+	r, toks, h, _ := commandSetup(t, "clinic-north", "cxr-07", "it-desk")
+	tok := toks[0]
 	browser := testenv.Chromium(t)
 	run, shot := pageDriver(t, browser, testenv.ArtifactDir(t))
 	status := func(want string) chromedp.Action[chromedp.Void] {

@@ -181,33 +181,52 @@ func post(t *testing.T, base, path, token, body string) (int, AuditEntry) {
 	return resp.StatusCode, e
 }
 
-func operatorsFile(t *testing.T, name string) (path, token string) {
+// operatorsFile writes an operators file admitting each of operators ("NAME" or "NAME
+// COMMANDS") and returns its path and their tokens, in order.
+func operatorsFile(t *testing.T, operators ...string) (path string, tokens []string) {
 	t.Helper()
-	token, line, err := NewOperatorToken(name, "")
-	if err != nil {
-		t.Fatal(err)
+	var file strings.Builder
+	for _, op := range operators {
+		name, commands, _ := strings.Cut(op, " ")
+		token, line, err := NewOperatorToken(name, commands)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, token)
+		file.WriteString(line + "\n")
 	}
 	path = filepath.Join(t.TempDir(), "operators")
-	if err := os.WriteFile(path, []byte(line+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(file.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path, token
+	return path, tokens
 }
 
-// commandSetup starts Mosquitto, a dashboard whose one operator is name (replies awaited 2 s),
-// and the device's real publisher site/dev with a siteHandler, and waits until the dashboard
-// knows the device.
-func commandSetup(t *testing.T, name, site, dev string) (r *running, token string, h *siteHandler, stopDevice func()) {
+// commandSetup starts Mosquitto, a dashboard admitting operators (see operatorsFile; replies
+// awaited 2 s), and the device's real publisher site/dev with a siteHandler, and waits until
+// the dashboard knows the device.
+func commandSetup(t *testing.T, site, dev string, operators ...string) (r *running, tokens []string, h *siteHandler, stopDevice func()) {
 	t.Helper()
 	b := broker(t)
 	o := testOptions(t, b.URL())
-	o.Commands.OperatorsFile, token = operatorsFile(t, name)
+	o.Commands.OperatorsFile, tokens = operatorsFile(t, operators...)
 	o.Commands.ReplyTimeout = 2 * time.Second
 	r = start(t, o)
 	h = &siteHandler{}
 	stopDevice = runDevice(t, r, b.URL(), site, dev, h)
 	testenv.WaitFor(t, "device known", func() bool { _, ok := r.state.Device(site, dev); return ok })
-	return r, token, h, stopDevice
+	return r, tokens, h, stopDevice
+}
+
+// auditTrail is GET /api/commands for one device, newest first.
+func auditTrail(t *testing.T, base, site, dev string) []AuditEntry {
+	t.Helper()
+	_, _, body := get(t, base+"/api/commands?site="+site+"&device="+dev)
+	var trail []AuditEntry
+	if err := json.Unmarshal([]byte(body), &trail); err != nil {
+		t.Fatal(err)
+	}
+	return trail
 }
 
 // TestCommandsThroughBroker: an operator sets a device's operating point from the dashboard;
@@ -215,7 +234,8 @@ func commandSetup(t *testing.T, name, site, dev string) (r *running, token strin
 // the request, and the attempt is in the audit trail. Wrong tokens, invalid commands, unknown
 // and offline devices get clear answers and send nothing.
 func TestCommandsThroughBroker(t *testing.T) {
-	r, tok, h, stopDevice := commandSetup(t, "alice", "clinic-north", "cxr-01")
+	r, toks, h, stopDevice := commandSetup(t, "clinic-north", "cxr-01", "alice")
+	tok := toks[0]
 
 	const path = "/api/devices/clinic-north/cxr-01/cmd/"
 	set := func(th string) string {
@@ -271,11 +291,7 @@ func TestCommandsThroughBroker(t *testing.T) {
 
 	// The audit trail holds every attempt an operator made (refused tokens are only counted),
 	// newest first, with what was sent.
-	_, _, body := get(t, r.http.URL+"/api/commands?site=clinic-north&device=cxr-01")
-	var trail []AuditEntry
-	if err := json.Unmarshal([]byte(body), &trail); err != nil {
-		t.Fatal(err)
-	}
+	trail := auditTrail(t, r.http.URL, "clinic-north", "cxr-01")
 	var outcomes []string
 	for _, e := range trail {
 		outcomes = append(outcomes, e.Outcome)
@@ -303,7 +319,8 @@ func TestCommandsThroughBroker(t *testing.T) {
 func TestCommandRepliesWithSharedGroup(t *testing.T) {
 	b := broker(t)
 	var dash [2]*running
-	ops, tok := operatorsFile(t, "ops")
+	ops, toks := operatorsFile(t, "ops")
+	tok := toks[0]
 	for i := range dash {
 		o := testOptions(t, b.URL())
 		o.MQTT.ClientID += fmt.Sprint(i)
@@ -328,22 +345,8 @@ func TestCommandRepliesWithSharedGroup(t *testing.T) {
 // An operator limited to ping (`cxr-dashboard token desk ping`) can ping but not change a
 // device's operating point: 403, nothing reaches the device, and the attempt is audited.
 func TestOperatorPermissions(t *testing.T) {
-	b := broker(t)
-	o := testOptions(t, b.URL())
-	deskTok, deskLine, err := NewOperatorToken("desk", "ping")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminTok, adminLine, _ := NewOperatorToken("admin", "")
-	o.Commands.OperatorsFile = filepath.Join(t.TempDir(), "operators")
-	if err := os.WriteFile(o.Commands.OperatorsFile, []byte(deskLine+"\n"+adminLine+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	o.Commands.ReplyTimeout = 2 * time.Second
-	r := start(t, o)
-	h := &siteHandler{}
-	runDevice(t, r, b.URL(), "site-a", "dev-1", h)
-	testenv.WaitFor(t, "device known", func() bool { _, ok := r.state.Device("site-a", "dev-1"); return ok })
+	r, toks, h, _ := commandSetup(t, "site-a", "dev-1", "desk ping", "admin")
+	deskTok, adminTok := toks[0], toks[1]
 
 	const path = "/api/devices/site-a/dev-1/cmd/"
 	set := `{"threshold":0.3,"model_sha256":"` + testModel.SHA256 + `"}`
@@ -369,13 +372,8 @@ func TestOperatorPermissions(t *testing.T) {
 	if got := h.calls(); len(got) != 1 || got[0] != 0.3 {
 		t.Errorf("device set thresholds %v, want only the admin's 0.3", got)
 	}
-	_, _, body := get(t, r.http.URL+"/api/commands?site=site-a&device=dev-1")
-	var trail []AuditEntry
-	if err := json.Unmarshal([]byte(body), &trail); err != nil {
-		t.Fatal(err)
-	}
 	var got []string
-	for _, e := range trail {
+	for _, e := range auditTrail(t, r.http.URL, "site-a", "dev-1") {
 		got = append(got, e.Operator+":"+e.Outcome)
 	}
 	if want := "[admin:ok desk:invalid desk:forbidden desk:forbidden desk:ok]"; fmt.Sprint(got) != want {
