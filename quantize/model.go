@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/cxr-edge/cxr-edge/edge/imaging"
 )
@@ -61,6 +62,22 @@ func DefaultArch(size int) Arch {
 		{Kind: "conv", Out: 64, Kernel: 3, Stride: 1},
 		{Kind: "conv", Out: 128, Kernel: 3, Stride: 2},
 	}}
+}
+
+// WithChannels returns a copy of a whose blocks have the given output channels, one per block
+// in order (kinds, kernels and strides kept): a wider stem, say, without a new architecture.
+func (a Arch) WithChannels(channels []int) (Arch, error) {
+	if len(channels) != len(a.Blocks) {
+		return a, fmt.Errorf("quantize: %d channel counts for %d blocks", len(channels), len(a.Blocks))
+	}
+	a.Blocks = slices.Clone(a.Blocks)
+	for i, c := range channels {
+		if c < 1 || c > 1024 {
+			return a, fmt.Errorf("quantize: block %d: %d channels (want 1..1024)", i, c)
+		}
+		a.Blocks[i].Out = c
+	}
+	return a, nil
 }
 
 // WideArch is a larger alternative (≈ 34 M MACs at 128) kept for comparison.

@@ -209,6 +209,36 @@ func TestArchValidateAndCost(t *testing.T) {
 	}
 }
 
+// WithChannels changes only the blocks' widths, and leaves the architecture it came from alone.
+func TestArchWithChannels(t *testing.T) {
+	def := DefaultArch(128)
+	stem, err := def.WithChannels([]int{16, 16, 32, 32, 64, 64, 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.Blocks[0].Out != 8 || stem.Blocks[0].Out != 16 || stem.Blocks[1].Out != 16 {
+		t.Fatalf("default %+v, stem %+v", def.Blocks[:2], stem.Blocks[:2])
+	}
+	for i := range def.Blocks {
+		if b, d := stem.Blocks[i], def.Blocks[i]; b.Kind != d.Kind || b.Kernel != d.Kernel || b.Stride != d.Stride {
+			t.Errorf("block %d: %+v, want %+v with other channels", i, b, d)
+		}
+	}
+	if err := stem.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// Cost: the first block's 8 more channels add 8×9 weights and biases, the second's input 8×16×9.
+	_, p0 := def.Cost()
+	if _, p := stem.Cost(); p != p0+8*9+8+8*16*9 {
+		t.Errorf("params %d, want %d", p, p0+8*9+8+8*16*9)
+	}
+	for _, bad := range [][]int{{16}, {8, 16, 32, 32, 64, 64, 0}, {8, 16, 32, 32, 64, 64, 128, 4}} {
+		if _, err := def.WithChannels(bad); err == nil {
+			t.Errorf("channels %v accepted", bad)
+		}
+	}
+}
+
 func TestModelFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.model")

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,6 +26,7 @@ func cmdTrain(args []string) error {
 	epochs := fs.Int("epochs", def.Epochs, "maximum epochs (early stopping may end sooner)")
 	size := fs.Int("size", def.Arch.Size, "model input size (square)")
 	wide := fs.Bool("wide", false, "use the wider comparison architecture")
+	channels := fs.String("channels", "", "output channels of the architecture's blocks, comma-separated (default architecture: 8,16,32,32,64,64,128)")
 	seed := fs.Uint64("seed", def.Seed, "seed of every random choice (split, init, order, augmentation, dropout)")
 	splitSeed := fs.Uint64("split-seed", 0, "seed of the train/validation split alone (0: --seed); ensemble members share it")
 	resume := fs.Bool("resume", false, "continue from OUT/checkpoint.gob")
@@ -80,6 +83,19 @@ func cmdTrain(args []string) error {
 	cfg.Arch = quantize.DefaultArch(*size)
 	if *wide {
 		cfg.Arch = quantize.WideArch(*size)
+	}
+	if *channels != "" {
+		var cs []int
+		for f := range strings.SplitSeq(*channels, ",") {
+			c, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("%w: train: --channels %q: %v", errUsage, *channels, err)
+			}
+			cs = append(cs, c)
+		}
+		if cfg.Arch, err = cfg.Arch.WithChannels(cs); err != nil {
+			return fmt.Errorf("%w: train: --channels: %v", errUsage, err)
+		}
 	}
 	cfg.Epochs, cfg.Seed, cfg.SplitSeed, cfg.Resume, cfg.Subset = *epochs, *seed, *splitSeed, *resume, *subset
 	cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Patience, cfg.EvalTest = *batch, *lr, *wd, *patience, *evalTest
