@@ -60,6 +60,12 @@ type Augment struct {
 	// training ones. Blended pixels are left off the 8-bit grid: a blend is no device image
 	// anyway. 0 (the default): off, and no random number is drawn.
 	Mixup float64
+	// Renormalize: the trainer puts every augmented film through the model's grey-level steps
+	// again (imaging.Normalize: the window), as the device does with every film it receives;
+	// otherwise a magnified film keeps the grey range its black border gave it and a
+	// low-contrast one stays low-contrast, films the device never produces. Always on for an
+	// equalized model (Arch.Equalize). Draws no random number.
+	Renormalize bool
 }
 
 // DefaultAugment: ±10°, ±8% shift, ±10% zoom, ±0.08 brightness, ±15% contrast.
@@ -79,7 +85,7 @@ func (a Augment) Scaled(f float64) Augment {
 	return Augment{RotateDeg: a.RotateDeg * f, Shift: a.Shift * f, Zoom: a.Zoom * f, Brightness: a.Brightness * f,
 		Contrast: a.Contrast * f, Gamma: a.Gamma * f, Blur: min(a.Blur*f, 1), Margin: min(a.Margin*f, 1), ZoomIn: a.ZoomIn * f,
 		Aspect: a.Aspect * f, NormalAspect: pow(a.NormalAspect), PneumoniaAspect: pow(a.PneumoniaAspect),
-		Erase: min(a.Erase*f, 1), Mixup: a.Mixup * f}
+		Erase: min(a.Erase*f, 1), Mixup: a.Mixup * f, Renormalize: a.Renormalize}
 }
 
 // toInput writes the network input x = p/255 of a grey image (exactly the values the int8

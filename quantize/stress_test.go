@@ -485,3 +485,37 @@ func TestTrainerEqualizes(t *testing.T) {
 		}
 	}
 }
+
+// With Augment.Renormalize the trainer windows every augmented film again, as the device
+// windows every film it receives: a low-contrast augmentation of a film still reaches the
+// network at full range. Without it the film is left as augmented (older recipes unchanged).
+func TestTrainerRenormalizes(t *testing.T) {
+	const size = 24
+	rng := rand.New(rand.NewPCG(8, 8))
+	film := make([]uint8, size*size)
+	for i := range film {
+		film[i] = uint8(rng.IntN(256))
+	}
+	arch := DefaultArch(size)
+	arch.Window = 0.01
+	for _, re := range []bool{false, true} {
+		aug := Augment{Contrast: 0.6, Renormalize: re}
+		tr := &trainer{cfg: Config{Arch: arch, Augment: &aug}}
+		got := make([]float32, size*size)
+		tr.augment(Sample{Grey: film, Label: 0}, rand.New(rand.NewPCG(3, 3)), got)
+		want := make([]float32, size*size)
+		aug.apply(film, size, true, rand.New(rand.NewPCG(3, 3)), want)
+		if re {
+			renormalize(want, arch.Input())
+			if slices.Min(got) != 0 || slices.Max(got) != 1 {
+				t.Errorf("renormalized input spans %v..%v, want 0..1", slices.Min(got), slices.Max(got))
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("renormalize %v: the trainer's input is not the augmented film%s", re, map[bool]string{true: " windowed again"}[re])
+		}
+	}
+	if s := (Augment{Renormalize: true}).Scaled(0.5); !s.Renormalize {
+		t.Error("Scaled dropped Renormalize")
+	}
+}

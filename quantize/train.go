@@ -532,13 +532,14 @@ func (t *trainer) step(idx []int, epoch int) float64 {
 	return loss / wsum
 }
 
-// augment writes an augmented copy of s into dst as network input. With Arch.Equalize the
-// augmented film goes through the device's grey-level steps again, as the device would put a
-// film that really looked like it (the equalized plane of a brighter film is the plane of the
-// film); without, the film is left as augmented, so older recipes are unchanged.
+// augment writes an augmented copy of s into dst as network input. With Arch.Equalize or
+// Augment.Renormalize the augmented film goes through the device's grey-level steps again, as
+// the device would put a film that really looked like it (the windowed plane of a magnified
+// film, the equalized plane of a brighter one); otherwise the film is left as augmented, so
+// older recipes are unchanged.
 func (t *trainer) augment(s Sample, rng *rand.Rand, dst []float32) {
 	t.cfg.Augment.apply(s.Grey, t.cfg.Arch.Size, s.Label == 0, rng, dst)
-	if t.cfg.Arch.Equalize {
+	if t.cfg.Arch.Equalize || t.cfg.Augment.Renormalize {
 		renormalize(dst, t.cfg.Arch.Input())
 	}
 }

@@ -55,6 +55,7 @@ func cmdTrain(args []string) error {
 	pneuAspect := fs.Float64("pneumonia-aspect", 0, "augmentation: stretch every PNEUMONIA film across by this factor as well (0: off); see --normal-aspect")
 	window := fs.Float64("window", 0, "input grey-level window: fraction of pixels clipped at each end (0: none; stored in the model)")
 	equalize := fs.Bool("equalize", false, "histogram-equalize the input after the window (stored in the model; the device does the same)")
+	renormalize := fs.Bool("renormalize", false, "window every augmented film again, as the device windows every film it receives (always on with --equalize)")
 	calib := fs.Int("calib", 300, "training images used to calibrate the int8 activation ranges")
 	viral := fs.Float64("viral-weight", 1, "loss weight of a viral pneumonia film relative to a bacterial one (the class keeps half of the loss)")
 	ema := fs.Float64("ema", 0, "validate, keep and export a moving average of the weights with this decay per step (e.g. 0.998; 0: off)")
@@ -107,6 +108,7 @@ func cmdTrain(args []string) error {
 	base := quantize.DefaultAugment()
 	base.Contrast, base.Brightness, base.Gamma, base.Blur, base.Margin, base.ZoomIn, base.Aspect = *contrast, *bright, *gamma, *blur, *margin, *zoomIn, *aspect
 	base.NormalAspect, base.PneumoniaAspect, base.Erase, base.Mixup = *normalAspect, *pneuAspect, *erase, *mixup
+	base.Renormalize = *renormalize
 	a := base.Scaled(*aug)
 	cfg.Augment = &a
 	cfg.Logger = logger
