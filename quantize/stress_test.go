@@ -417,10 +417,7 @@ func TestMixes(t *testing.T) {
 func TestRenormalized(t *testing.T) {
 	const size = 24
 	rng := rand.New(rand.NewPCG(4, 4))
-	g := make([]uint8, size*size)
-	for i := range g {
-		g[i] = uint8(40 + rng.IntN(120))
-	}
+	g := randomFilm(rng, size*size, 40, 120)
 	stored := slices.Clone(g)
 	suite := []Perturbation{Exposed(1, 0), Exposed(0.6, 0), Magnified(1.2)}
 	for _, spec := range []imaging.InputSpec{{}, {Window: 0.01}, {Equalize: true}, {Window: 0.02, Equalize: true}} {
@@ -443,10 +440,7 @@ func TestRenormalized(t *testing.T) {
 	// With equalization, brightening (γ 0.6) leaves a film whose levels it keeps apart
 	// unchanged: the row measures the model, not the curve.
 	// (levels 5..60, where the curve's slope exceeds 1, so rounding merges none).
-	dark := make([]uint8, size*size)
-	for i := range dark {
-		dark[i] = uint8(5 + rng.IntN(56))
-	}
+	dark := randomFilm(rng, size*size, 5, 56)
 	eq := Renormalized([]Perturbation{Exposed(1, 0), Exposed(0.6, 0)}, imaging.InputSpec{Equalize: true})
 	a, b := eq[0].Apply(dark, size), eq[1].Apply(dark, size)
 	if slices.Equal(dark, Exposed(0.6, 0).Apply(dark, size)) {
@@ -461,11 +455,7 @@ func TestRenormalized(t *testing.T) {
 // brighter exposure of it reach the network as the same input; without, they differ.
 func TestTrainerEqualizes(t *testing.T) {
 	const size = 16
-	rng := rand.New(rand.NewPCG(6, 6))
-	film := make([]uint8, size*size)
-	for i := range film {
-		film[i] = uint8(rng.IntN(128))
-	}
+	film := randomFilm(rand.New(rand.NewPCG(6, 6)), size*size, 0, 128)
 	brighter := make([]uint8, len(film)) // v → 2v+1: strictly increasing
 	for i, v := range film {
 		brighter[i] = 2*v + 1
@@ -491,11 +481,7 @@ func TestTrainerEqualizes(t *testing.T) {
 // network at full range. Without it the film is left as augmented (older recipes unchanged).
 func TestTrainerRenormalizes(t *testing.T) {
 	const size = 24
-	rng := rand.New(rand.NewPCG(8, 8))
-	film := make([]uint8, size*size)
-	for i := range film {
-		film[i] = uint8(rng.IntN(256))
-	}
+	film := randomFilm(rand.New(rand.NewPCG(8, 8)), size*size, 0, 256)
 	arch := DefaultArch(size)
 	arch.Window = 0.01
 	for _, re := range []bool{false, true} {
@@ -518,4 +504,13 @@ func TestTrainerRenormalizes(t *testing.T) {
 	if s := (Augment{Renormalize: true}).Scaled(0.5); !s.Renormalize {
 		t.Error("Scaled dropped Renormalize")
 	}
+}
+
+// randomFilm is n pixels of uniform noise over the grey levels lo..lo+levels-1.
+func randomFilm(rng *rand.Rand, n, lo, levels int) []uint8 {
+	g := make([]uint8, n)
+	for i := range g {
+		g[i] = uint8(lo + rng.IntN(levels))
+	}
+	return g
 }
