@@ -299,7 +299,7 @@ func TestTrainSubsetAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The log records the recipe with its defaults applied (split seed = seed).
-	if l := logs.String(); !strings.Contains(l, "msg=recipe seed=3 split_seed=3") || !strings.Contains(l, "Aspect:0 NormalAspect:0 PneumoniaAspect:0 Erase:0 Mixup:0}") {
+	if l := logs.String(); !strings.Contains(l, "msg=recipe seed=3 split_seed=3") || !strings.Contains(l, "Aspect:0 NormalAspect:0 PneumoniaAspect:0 Erase:0 Mixup:0 Renormalize:false}") {
 		t.Errorf("no recipe in the log:\n%.600s", l)
 	}
 	h := full.History
