@@ -97,13 +97,19 @@ func knownCommand(name string) bool {
 	return false
 }
 
+// errUnknownCommand is the answer to a command name outside the contract, from the API and
+// from the operators file alike.
+func errUnknownCommand(name string) error {
+	return fmt.Errorf("unknown command %q (want %s, %s or %s)", name, telemetry.CmdPing, telemetry.CmdSetThreshold, telemetry.CmdReloadModel)
+}
+
 // parseCommands reads an operator's comma-separated command list.
 func parseCommands(list string) ([]string, error) {
 	var out []string
 	for c := range strings.SplitSeq(list, ",") {
 		switch {
 		case !knownCommand(c):
-			return nil, fmt.Errorf("unknown command %q (want %s, %s or %s, comma-separated)", c, telemetry.CmdPing, telemetry.CmdSetThreshold, telemetry.CmdReloadModel)
+			return nil, errUnknownCommand(c)
 		case slices.Contains(out, c):
 			return nil, fmt.Errorf("command %q listed twice", c)
 		}
@@ -298,7 +304,7 @@ func parseCommand(name string, body []byte) (payload []byte, id string, err erro
 		c.ID = id
 		v = c
 	default:
-		return nil, "", fmt.Errorf("unknown command %q (want %s, %s or %s)", name, telemetry.CmdPing, telemetry.CmdSetThreshold, telemetry.CmdReloadModel)
+		return nil, "", errUnknownCommand(name)
 	}
 	if err != nil {
 		return nil, "", err
