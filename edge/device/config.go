@@ -114,19 +114,24 @@ type IntakeConfig struct {
 	HTTPListen string `mapstructure:"http_listen" yaml:"http_listen"`
 	// DICOMListen is the address of the DICOM Store SCP ("" = off); DICOMAETitle its AE
 	// title; DICOMAllowedCallers, if set, the only calling AE titles accepted.
-	DICOMListen         string        `mapstructure:"dicom_listen" yaml:"dicom_listen"`
-	DICOMAETitle        string        `mapstructure:"dicom_ae_title" yaml:"dicom_ae_title"`
-	DICOMAllowedCallers []string      `mapstructure:"dicom_allowed_callers" yaml:"dicom_allowed_callers"`
-	MaxBytes            ByteSize      `mapstructure:"max_bytes" yaml:"max_bytes"`
-	MaxPixels           int64         `mapstructure:"max_pixels" yaml:"max_pixels"`
-	DecodeTimeout       time.Duration `mapstructure:"decode_timeout" yaml:"decode_timeout"`
-	Settle              time.Duration `mapstructure:"settle" yaml:"settle"`
-	Rescan              time.Duration `mapstructure:"rescan" yaml:"rescan"`
-	KeepDone            bool          `mapstructure:"keep_done" yaml:"keep_done"`
-	DoneMaxAge          time.Duration `mapstructure:"done_max_age" yaml:"done_max_age"`
-	DoneMaxBytes        ByteSize      `mapstructure:"done_max_bytes" yaml:"done_max_bytes"`
-	FailedMaxAge        time.Duration `mapstructure:"failed_max_age" yaml:"failed_max_age"`
-	FailedMaxBytes      ByteSize      `mapstructure:"failed_max_bytes" yaml:"failed_max_bytes"`
+	DICOMListen         string   `mapstructure:"dicom_listen" yaml:"dicom_listen"`
+	DICOMAETitle        string   `mapstructure:"dicom_ae_title" yaml:"dicom_ae_title"`
+	DICOMAllowedCallers []string `mapstructure:"dicom_allowed_callers" yaml:"dicom_allowed_callers"`
+	// DICOMTLSCert and DICOMTLSKey, if set, make the Store SCP speak TLS only; with
+	// DICOMTLSClientCA it also requires each sender's certificate to be signed by that CA.
+	DICOMTLSCert     string        `mapstructure:"dicom_tls_cert" yaml:"dicom_tls_cert"`
+	DICOMTLSKey      string        `mapstructure:"dicom_tls_key" yaml:"dicom_tls_key"`
+	DICOMTLSClientCA string        `mapstructure:"dicom_tls_client_ca" yaml:"dicom_tls_client_ca"`
+	MaxBytes         ByteSize      `mapstructure:"max_bytes" yaml:"max_bytes"`
+	MaxPixels        int64         `mapstructure:"max_pixels" yaml:"max_pixels"`
+	DecodeTimeout    time.Duration `mapstructure:"decode_timeout" yaml:"decode_timeout"`
+	Settle           time.Duration `mapstructure:"settle" yaml:"settle"`
+	Rescan           time.Duration `mapstructure:"rescan" yaml:"rescan"`
+	KeepDone         bool          `mapstructure:"keep_done" yaml:"keep_done"`
+	DoneMaxAge       time.Duration `mapstructure:"done_max_age" yaml:"done_max_age"`
+	DoneMaxBytes     ByteSize      `mapstructure:"done_max_bytes" yaml:"done_max_bytes"`
+	FailedMaxAge     time.Duration `mapstructure:"failed_max_age" yaml:"failed_max_age"`
+	FailedMaxBytes   ByteSize      `mapstructure:"failed_max_bytes" yaml:"failed_max_bytes"`
 }
 
 // StoreConfig locates the local result store and bounds it.
@@ -189,6 +194,9 @@ var defaults = []struct {
 	{"intake.dicom_listen", ""},
 	{"intake.dicom_ae_title", dicom.DefaultServerOptions().AETitle},
 	{"intake.dicom_allowed_callers", []string{}},
+	{"intake.dicom_tls_cert", ""},
+	{"intake.dicom_tls_key", ""},
+	{"intake.dicom_tls_client_ca", ""},
 	{"intake.max_bytes", "64MiB"},
 	{"intake.max_pixels", 64 << 20},
 	{"intake.decode_timeout", "30s"},
@@ -485,6 +493,9 @@ func (c *Config) Validate() error {
 	if !dicom.ValidAETitle(c.Intake.DICOMAETitle) {
 		return bad("intake.dicom_ae_title", strconv.Quote(c.Intake.DICOMAETitle), "want 1-16 printable ASCII characters, no backslash")
 	}
+	if err := c.Intake.checkDICOMTLS(); err != nil {
+		return err
+	}
 	for _, ae := range c.Intake.DICOMAllowedCallers {
 		if !dicom.ValidAETitle(ae) {
 			return bad("intake.dicom_allowed_callers", strconv.Quote(ae), "want AE titles of 1-16 printable ASCII characters, no backslash")
@@ -548,16 +559,11 @@ func (c *Config) Validate() error {
 			return bad("mqtt.broker", strconv.Quote(b), "TLS files (mqtt.ca_file, cert_file, key_file) need a TLS broker URL: ssl://host:8883")
 		}
 	}
-	for _, f := range []struct{ key, path string }{
+	if err := checkFiles([]configFile{
 		{"mqtt.password_file", c.MQTT.PasswordFile}, {"mqtt.ca_file", c.MQTT.CAFile},
 		{"mqtt.cert_file", c.MQTT.CertFile}, {"mqtt.key_file", c.MQTT.KeyFile},
-	} {
-		if f.path == "" {
-			continue
-		}
-		if _, err := os.Stat(f.path); err != nil {
-			return bad(f.key, strconv.Quote(f.path), "want a readable file: "+err.Error())
-		}
+	}); err != nil {
+		return err
 	}
 	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
 		return bad("mqtt.cert_file", strconv.Quote(c.MQTT.CertFile), "set mqtt.cert_file and mqtt.key_file together")
@@ -675,4 +681,37 @@ func (c ModelConfig) EffectiveThreshold(def float64) float64 {
 		return *c.Threshold
 	}
 	return def
+}
+
+// configFile is a file named by a config key.
+type configFile struct{ key, path string }
+
+// checkFiles fails on the first named file that cannot be found ("" names none).
+func checkFiles(fs []configFile) error {
+	for _, f := range fs {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return bad(f.key, strconv.Quote(f.path), "want a readable file: "+err.Error())
+		}
+	}
+	return nil
+}
+
+// checkDICOMTLS: the TLS files of the Store SCP go together and need the SCP.
+func (c IntakeConfig) checkDICOMTLS() error {
+	if c.DICOMTLSCert == "" && c.DICOMTLSKey == "" && c.DICOMTLSClientCA == "" {
+		return nil
+	}
+	if c.DICOMListen == "" {
+		return bad("intake.dicom_listen", `""`, "the DICOM TLS files (intake.dicom_tls_cert, dicom_tls_key, dicom_tls_client_ca) need the Store SCP: set intake.dicom_listen")
+	}
+	if c.DICOMTLSCert == "" || c.DICOMTLSKey == "" {
+		return bad("intake.dicom_tls_cert", strconv.Quote(c.DICOMTLSCert), "set intake.dicom_tls_cert and intake.dicom_tls_key together (intake.dicom_tls_client_ca needs both)")
+	}
+	return checkFiles([]configFile{
+		{"intake.dicom_tls_cert", c.DICOMTLSCert}, {"intake.dicom_tls_key", c.DICOMTLSKey},
+		{"intake.dicom_tls_client_ca", c.DICOMTLSClientCA},
+	})
 }

@@ -3,6 +3,7 @@ package device
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -390,9 +391,18 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		if err != nil {
 			return fmt.Errorf("intake.dicom_ae_title: %w", err)
 		}
+		var tc *tls.Config
+		if cfg.Intake.DICOMTLSCert != "" {
+			if tc, err = dicom.ServerTLS(cfg.Intake.DICOMTLSCert, cfg.Intake.DICOMTLSKey, cfg.Intake.DICOMTLSClientCA); err != nil {
+				return fmt.Errorf("intake.dicom_tls_cert, dicom_tls_key, dicom_tls_client_ca: %w", err)
+			}
+		}
 		ln, err := net.Listen("tcp", cfg.Intake.DICOMListen)
 		if err != nil {
 			return fmt.Errorf("intake.dicom_listen: %w", err)
+		}
+		if tc != nil {
+			ln = tls.NewListener(ln, tc)
 		}
 		tasks.run("dicom store scp", func() {
 			if err := scp.Serve(ctx, ln); err != nil {
@@ -400,7 +410,8 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 			}
 		})
 		listening.DICOM = ln.Addr().String()
-		log.Info("DICOM Store SCP listening", "addr", listening.DICOM, "ae_title", cfg.Intake.DICOMAETitle)
+		log.Info("DICOM Store SCP listening", "addr", listening.DICOM, "ae_title", cfg.Intake.DICOMAETitle,
+			"tls", tc != nil, "client_certificates", cfg.Intake.DICOMTLSClientCA != "")
 	}
 
 	// Retention of the store: hourly, and once at start.

@@ -75,6 +75,56 @@ func TestDICOMStoreIntoDaemon(t *testing.T) {
 	}
 }
 
+// TestDICOMStoreOverTLS: with a certificate, a key and a client CA configured, the Store SCP
+// speaks only TLS and takes images only from a sender whose certificate that CA signed
+// (dcmtk's storescu, as an X-ray unit with a certificate would send them); plain DICOM, an
+// anonymous TLS sender and a certificate from another CA are all refused and store nothing.
+func TestDICOMStoreOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	pki := testenv.NewPKI(t, dir)
+	dcm := filepath.Join(dir, "xray.dcm")
+	testenv.DCMTK(t, "img2dcm", "-q", testenv.SharedPath(t, "data", "fullres", "NORMAL", firstFile(t, "NORMAL")), dcm)
+	l, _ := runTestDaemon(t, map[string]string{
+		"CXR_INTAKE_HTTP_LISTEN":         "127.0.0.1:0",
+		"CXR_INTAKE_DICOM_LISTEN":        "127.0.0.1:0",
+		"CXR_INTAKE_DICOM_TLS_CERT":      pki.ServerCert,
+		"CXR_INTAKE_DICOM_TLS_KEY":       pki.ServerKey,
+		"CXR_INTAKE_DICOM_TLS_CLIENT_CA": pki.CAFile,
+	})
+	_, port, _ := net.SplitHostPort(l.DICOM)
+	for _, tc := range []struct {
+		name string
+		tls  []string // storescu's TLS arguments
+		ok   bool
+	}{
+		{"plain DICOM", nil, false},
+		{"anonymous TLS", []string{"+tla", "+cf", pki.CAFile}, false},
+		{"certificate of another CA", []string{"+tls", pki.OtherKey, pki.OtherCert, "+cf", pki.CAFile}, false},
+		{"certificate of the clinic's CA", []string{"+tls", pki.ClientKey, pki.ClientCert, "+cf", pki.CAFile}, true},
+	} {
+		args := append(append([]string{"-xy", "-to", "10", "-aec", "CXR-EDGE"}, tc.tls...), "127.0.0.1", port, dcm)
+		out, err := exec.Command(testenv.LookPath(t, "storescu"), args...).CombinedOutput()
+		switch {
+		case (err == nil) != tc.ok:
+			t.Errorf("%s: storescu succeeded %v, want %v:\n%s", tc.name, err == nil, tc.ok, out)
+		case !tc.ok && !strings.Contains(string(out), "Association Request Failed"):
+			t.Errorf("%s: refused later than at the association, so an image might have been stored:\n%s", tc.name, out)
+		}
+	}
+	resp, err := http.Get("http://" + l.HTTP + "/v1/results?limit=10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Results []telemetry.Result }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body.Results) != 1 || body.Results[0].Source != "dicom" || body.Results[0].Label == telemetry.LabelUnreadable {
+		t.Errorf("results: %+v, want the one image sent with the clinic's certificate", body.Results)
+	}
+}
+
 func firstFile(t *testing.T, class string) string {
 	t.Helper()
 	es, err := os.ReadDir(testenv.SharedPath(t, "data", "fullres", class))

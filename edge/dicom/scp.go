@@ -3,12 +3,15 @@ package dicom
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -176,7 +179,9 @@ const (
 )
 
 // Serve accepts associations on ln until ctx is cancelled (then it closes ln and waits for
-// open associations to end, which they do at their next PDU or timeout).
+// open associations to end, which they do at their next PDU or timeout). ln may be a TLS
+// listener (DICOM's secure transport, PS3.15 B.1): the handshake is then bounded by
+// Timeout, and the subject of the sender's certificate, if it gave one, is logged.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -235,6 +240,14 @@ func (r *rejection) Error() string { return r.why }
 func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	log := s.opts.Logger.With("remote", conn.RemoteAddr().String())
+	if tc, ok := conn.(*tls.Conn); ok {
+		peer, err := s.handshake(ctx, tc)
+		if err != nil {
+			log.Warn("dicom association", "err", err)
+			return
+		}
+		log = log.With("tls_peer", peer)
+	}
 	a := &association{s: s, conn: conn}
 	typ, body, err := a.read(maxRQLength)
 	if err != nil {
@@ -277,6 +290,46 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	if err := a.serve(ctx, log); err != nil {
 		log.Warn("dicom association ended", "err", err)
 	}
+}
+
+// ServerTLS is the TLS set-up of a Store SCP for the secure transport profile (BCP 195: TLS 1.2
+// or later): the device's certificate and key, and, when clientCAFile is given, a client
+// certificate signed by one of its CAs required of every sender. DICOM itself authenticates
+// no one (any AE title can be claimed), so the client certificate is what proves that the
+// sender is the clinic's X-ray unit.
+func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("dicom: TLS certificate: %w", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if clientCAFile != "" {
+		pem, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("dicom: TLS client CA: %w", err)
+		}
+		cfg.ClientCAs = x509.NewCertPool()
+		if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("dicom: TLS client CA %s: no PEM certificates", clientCAFile)
+		}
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// handshake completes TLS before the first PDU, so that a refused certificate is logged as
+// such rather than as a failed read; it returns the subject of the peer's certificate ("" if
+// none was asked for).
+func (s *Server) handshake(ctx context.Context, tc *tls.Conn) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return "", fmt.Errorf("%w: TLS handshake: %w", ErrAssociation, err)
+	}
+	if pc := tc.ConnectionState().PeerCertificates; len(pc) > 0 {
+		return pc[0].Subject.String(), nil
+	}
+	return "", nil
 }
 
 // check applies the AE title and application context rules.

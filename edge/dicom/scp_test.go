@@ -3,6 +3,7 @@ package dicom
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,13 @@ func (s *scp) received() []StoreRequest {
 
 func startSCP(t *testing.T, opts ServerOptions) *scp {
 	t.Helper()
+	return startSCPOn(t, opts, nil)
+}
+
+// startSCPOn starts an SCP on a local port whose listener wrap (if not nil) may replace,
+// e.g. by a TLS listener.
+func startSCPOn(t *testing.T, opts ServerOptions, wrap func(net.Listener) net.Listener) *scp {
+	t.Helper()
 	s := &scp{}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -58,6 +66,9 @@ func startSCP(t *testing.T, opts ServerOptions) *scp {
 		t.Fatal(err)
 	}
 	_, s.port, _ = net.SplitHostPort(ln.Addr().String())
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
@@ -301,6 +312,51 @@ func TestAssociationLimit(t *testing.T) {
 	out, ok := dcmtkNet(t, "echoscu", "-aet", "XRAY1", "-aec", "CXR-EDGE", "127.0.0.1", s.port)
 	if ok || !strings.Contains(strings.ToLower(out), "local limit exceeded") {
 		t.Errorf("second association while the limit is used: ok %v\n%s", ok, out)
+	}
+}
+
+// TestStoreSCPOverTLS: over a TLS listener (ServerTLS with a client CA) dcmtk's echoscu with
+// a certificate from that CA is answered, one without a certificate is not, a connection
+// that never starts the handshake is closed after Timeout instead of being held, and the
+// set-up's errors say which file is at fault.
+func TestStoreSCPOverTLS(t *testing.T) {
+	pki := testenv.NewPKI(t, t.TempDir())
+	cfg, err := ServerTLS(pki.ServerCert, pki.ServerKey, pki.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startSCPOn(t, ServerOptions{Timeout: 300 * time.Millisecond}, func(ln net.Listener) net.Listener { return tls.NewListener(ln, cfg) })
+	if out, ok := dcmtkNet(t, "echoscu", "+tls", pki.ClientKey, pki.ClientCert, "+cf", pki.CAFile, "-aec", "CXR-EDGE", "127.0.0.1", s.port); !ok {
+		t.Errorf("echoscu with the CA's certificate:\n%s", out)
+	}
+	if out, ok := dcmtkNet(t, "echoscu", "+tla", "+cf", pki.CAFile, "-aec", "CXR-EDGE", "127.0.0.1", s.port); ok {
+		t.Errorf("echoscu without a certificate was answered:\n%s", out)
+	}
+
+	c, err := net.Dial("tcp", "127.0.0.1:"+s.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("a silent connection: read %v, want EOF (closed by the SCP after its timeout)", err)
+	}
+
+	for _, tc := range []struct {
+		name, cert, key, ca, want string
+	}{
+		{"no certificate file", "/nonexistent/cert.pem", pki.ServerKey, "", "TLS certificate"},
+		{"key of another certificate", pki.ServerCert, pki.OtherKey, "", "TLS certificate"},
+		{"no client CA file", pki.ServerCert, pki.ServerKey, "/nonexistent/ca.pem", "TLS client CA"},
+		{"client CA file without certificates", pki.ServerCert, pki.ServerKey, pki.ServerKey, "no PEM certificates"},
+	} {
+		if _, err := ServerTLS(tc.cert, tc.key, tc.ca); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+	if cfg.MinVersion < tls.VersionTLS12 || cfg.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Errorf("TLS set-up: min version %#x, client auth %v", cfg.MinVersion, cfg.ClientAuth)
 	}
 }
 

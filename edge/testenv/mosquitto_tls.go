@@ -46,18 +46,35 @@ func MosquittoTLS(t testing.TB) *TLSBroker {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	pki := NewPKI(t, dir)
+	port := FreePort(t)
+	conf := fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
+		port, pki.CAFile, pki.ServerCert, pki.ServerKey)
+	b := Mosquitto(t, BrokerOptions{ExtraConfig: conf})
+	return &TLSBroker{Broker: b, TLSPort: port, CAFile: pki.CAFile, ClientCert: pki.ClientCert, ClientKey: pki.ClientKey,
+		OtherCert: pki.OtherCert, OtherKey: pki.OtherKey}
+}
+
+// PKI is a test certificate authority with a server and a client certificate it signed,
+// and a client certificate from an unrelated CA, all PEM files for 127.0.0.1/localhost.
+type PKI struct {
+	CAFile                string // the CA certificate (trust anchor for both sides)
+	ServerCert, ServerKey string
+	ClientCert, ClientKey string
+	OtherCert, OtherKey   string // signed by another CA, to be refused
+}
+
+// NewPKI generates a PKI with crypto/x509 and writes its files into dir.
+func NewPKI(t testing.TB, dir string) *PKI {
+	t.Helper()
 	ca, caKey := newCert(t, dir, "ca", nil, nil, true)
 	newCert(t, dir, "server", ca, caKey, false)
 	newCert(t, dir, "client", ca, caKey, false)
 	other, otherKey := newCert(t, dir, "otherca", nil, nil, true)
 	newCert(t, dir, "other", other, otherKey, false)
 	p := func(name string) string { return filepath.Join(dir, name) }
-	port := FreePort(t)
-	conf := fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
-		port, p("ca.pem"), p("server.pem"), p("server.key"))
-	b := Mosquitto(t, BrokerOptions{ExtraConfig: conf})
-	return &TLSBroker{Broker: b, TLSPort: port, CAFile: p("ca.pem"), ClientCert: p("client.pem"), ClientKey: p("client.key"),
-		OtherCert: p("other.pem"), OtherKey: p("other.key")}
+	return &PKI{CAFile: p("ca.pem"), ServerCert: p("server.pem"), ServerKey: p("server.key"),
+		ClientCert: p("client.pem"), ClientKey: p("client.key"), OtherCert: p("other.pem"), OtherKey: p("other.key")}
 }
 
 // newCert writes NAME.pem and NAME.key into dir: a CA when isCA, else a leaf for
