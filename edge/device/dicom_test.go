@@ -34,18 +34,7 @@ func TestDICOMStoreIntoDaemon(t *testing.T) {
 		out, err := exec.Command(testenv.LookPath(t, "storescu"), "-aet", calling, "-aec", "CXR-WARD3", "127.0.0.1", port, dcm).CombinedOutput()
 		return string(out), err == nil
 	}
-	results := func() []telemetry.Result {
-		resp, err := http.Get("http://" + l.HTTP + "/v1/results?limit=10")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body struct{ Results []telemetry.Result }
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatal(err)
-		}
-		return body.Results
-	}
+	results := func() []telemetry.Result { return recentResults(t, l.HTTP) }
 
 	if out, ok := storescu("XRAY1"); !ok {
 		t.Fatalf("storescu: %s", out)
@@ -111,7 +100,15 @@ func TestDICOMStoreOverTLS(t *testing.T) {
 			t.Errorf("%s: refused later than at the association, so an image might have been stored:\n%s", tc.name, out)
 		}
 	}
-	resp, err := http.Get("http://" + l.HTTP + "/v1/results?limit=10")
+	if rs := recentResults(t, l.HTTP); len(rs) != 1 || rs[0].Source != "dicom" || rs[0].Label == telemetry.LabelUnreadable {
+		t.Errorf("results: %+v, want the one image sent with the clinic's certificate", rs)
+	}
+}
+
+// recentResults asks the daemon's HTTP API for its latest results.
+func recentResults(t *testing.T, httpAddr string) []telemetry.Result {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/v1/results?limit=10")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,9 +117,7 @@ func TestDICOMStoreOverTLS(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatal(err)
 	}
-	if len(body.Results) != 1 || body.Results[0].Source != "dicom" || body.Results[0].Label == telemetry.LabelUnreadable {
-		t.Errorf("results: %+v, want the one image sent with the clinic's certificate", body.Results)
-	}
+	return body.Results
 }
 
 func firstFile(t *testing.T, class string) string {
