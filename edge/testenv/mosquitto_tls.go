@@ -20,13 +20,10 @@ import (
 // that requires a client certificate signed by a CA generated for the test.
 type TLSBroker struct {
 	*Broker
-	TLSPort    int
-	CAFile     string // PEM CA certificate (trust anchor for both sides)
-	ClientCert string // PEM client certificate signed by the CA
-	ClientKey  string // PEM client key
-	// OtherCert and OtherKey are a client certificate from an unrelated CA, which the
-	// broker must refuse.
-	OtherCert, OtherKey string
+	// PKI holds the CA the listener trusts, the broker's certificate, a client certificate
+	// the CA signed and one from an unrelated CA, which the broker must refuse.
+	*PKI
+	TLSPort int
 }
 
 // TLSURL is the TLS listener in paho form, ssl://127.0.0.1:PORT.
@@ -51,8 +48,7 @@ func MosquittoTLS(t testing.TB) *TLSBroker {
 	conf := fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
 		port, pki.CAFile, pki.ServerCert, pki.ServerKey)
 	b := Mosquitto(t, BrokerOptions{ExtraConfig: conf})
-	return &TLSBroker{Broker: b, TLSPort: port, CAFile: pki.CAFile, ClientCert: pki.ClientCert, ClientKey: pki.ClientKey,
-		OtherCert: pki.OtherCert, OtherKey: pki.OtherKey}
+	return &TLSBroker{Broker: b, PKI: pki, TLSPort: port}
 }
 
 // PKI is a test certificate authority with a server and a client certificate it signed,
